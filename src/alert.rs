@@ -1,0 +1,441 @@
+//! The one normalized alert model every wire format is parsed into: [`Alert`], its [`Labels`],
+//! [`Fingerprint`], [`Severity`] and [`Status`].
+//!
+//! This module owns identity (the fingerprint) and severity mapping. It knows nothing about wire
+//! formats (`sources::formats`), rules (`pipeline::classify`) or storage (`store`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::incident::{IncidentId, Tier};
+
+/// Label and annotation maps are ordered so that fingerprints, JSON output and group keys are stable.
+pub type Labels = BTreeMap<String, String>;
+
+/// Which door an alert came in by. Bounded, so it can be a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Alertmanager API v2 postable alerts (`POST /api/v2/alerts`): Prometheus, amtool.
+    Alertmanager,
+    /// Alertmanager webhook receiver payload (`POST /api/v1/webhook/alertmanager`).
+    Webhook,
+    /// PagerDuty Events API v2 (`POST /api/v1/events/pagerduty`).
+    Pagerduty,
+    /// triaged's own JSON form (`POST /api/v1/alerts`).
+    Native,
+}
+
+impl Source {
+    pub const ALL: [Source; 4] = [
+        Source::Alertmanager,
+        Source::Webhook,
+        Source::Pagerduty,
+        Source::Native,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Alertmanager => "alertmanager",
+            Source::Webhook => "webhook",
+            Source::Pagerduty => "pagerduty",
+            Source::Native => "native",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Stable 64-bit identity of an alert: FNV-1a over the sorted label set, computed exactly as
+/// Alertmanager computes `model.LabelSet.Fingerprint()`, so with no excluded labels triaged's
+/// fingerprint equals Alertmanager's for the same alert. Shown as 16 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub u64);
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+/// Prometheus' label separator byte: it cannot occur in valid UTF-8, so `a=bc` and `ab=c` differ.
+const SEPARATOR: u8 = 0xff;
+
+impl Fingerprint {
+    /// Fingerprint of `labels` without the names in `exclude`.
+    pub fn of(labels: &Labels, exclude: &[String]) -> Fingerprint {
+        let mut hash = FNV_OFFSET;
+        let mut feed = |bytes: &[u8]| {
+            for &b in bytes {
+                hash ^= u64::from(b);
+                hash = hash.wrapping_mul(FNV_PRIME);
+            }
+        };
+        // BTreeMap iterates in sorted name order, as Alertmanager sorts before hashing.
+        for (name, value) in labels {
+            if exclude.iter().any(|e| e == name) {
+                continue;
+            }
+            feed(name.as_bytes());
+            feed(&[SEPARATOR]);
+            feed(value.as_bytes());
+            feed(&[SEPARATOR]);
+        }
+        Fingerprint(hash)
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 16 {
+            return Err(format!("fingerprint {s:?} is not 16 hex digits"));
+        }
+        u64::from_str_radix(s, 16)
+            .map(Fingerprint)
+            .map_err(|_| format!("fingerprint {s:?} is not 16 hex digits"))
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Five severities, ordered from least to most severe, so `max` picks the worst.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    #[default]
+    Warning,
+    Minor,
+    Major,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Warning,
+        Severity::Minor,
+        Severity::Major,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Minor => "minor",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// The built-in spellings: the five names and the common synonyms monitoring tools use
+    /// (PagerDuty's `error`, priorities `p1`..`p5`, ...). Case-insensitive.
+    pub fn from_builtin(value: &str) -> Option<Severity> {
+        let v = value.trim().to_ascii_lowercase();
+        Some(match v.as_str() {
+            "critical" | "crit" | "fatal" | "emergency" | "emerg" | "alert" | "page" | "p1" => {
+                Severity::Critical
+            }
+            "major" | "error" | "err" | "high" | "p2" => Severity::Major,
+            "minor" | "medium" | "p3" => Severity::Minor,
+            "warning" | "warn" | "low" | "p4" => Severity::Warning,
+            "info" | "informational" | "information" | "none" | "ok" | "debug" | "notice"
+            | "p5" => Severity::Info,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Severity::ALL
+            .into_iter()
+            .find(|sev| sev.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown severity {s:?}: expected critical, major, minor, warning or info")
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Firing,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+/// An alert as a wire format delivered it, before normalization: fingerprint and severity are
+/// filled in by [`Alert::normalize`] with the configured excluded labels and severity map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub source: Source,
+    /// Set by the parser only when the wire format has its own identity (PagerDuty's `dedup_key`);
+    /// otherwise computed from the labels during normalization.
+    pub fingerprint: Option<Fingerprint>,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub status: Status,
+    /// Set by the parser when the wire format carries its own severity field (PagerDuty); otherwise
+    /// read from labels during normalization.
+    pub severity: Option<Severity>,
+    /// `None`: not given (zero time or missing): the alert starts when it is received.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// `None`: not given: the alert lasts until refreshed or resolved. In the future: an expiry that
+    /// each re-send pushes forward. In the past: the alert has resolved.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub generator_url: Option<String>,
+    /// Whether a firing alert without `ends_at` resolves after `dedup.resolve_timeout` without a
+    /// refresh: true for formats whose senders re-send (Alertmanager API v2), false where the sender
+    /// reports resolution itself (webhook, PagerDuty, native).
+    pub expires_without_refresh: bool,
+}
+
+/// An alert after normalization: identity and severity decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormalizedAlert {
+    pub alert: Alert,
+    pub fingerprint: Fingerprint,
+    pub severity: Severity,
+    pub received_at: DateTime<Utc>,
+}
+
+/// How severities are read from labels; built from `[severity]` in the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeverityMap {
+    pub labels: Vec<String>,
+    pub default: Severity,
+    pub aliases: BTreeMap<String, Severity>,
+}
+
+impl Default for SeverityMap {
+    fn default() -> Self {
+        SeverityMap {
+            labels: vec!["severity".into(), "priority".into()],
+            default: Severity::Warning,
+            aliases: BTreeMap::new(),
+        }
+    }
+}
+
+impl SeverityMap {
+    pub fn map_value(&self, value: &str) -> Option<Severity> {
+        self.aliases
+            .get(&value.to_ascii_lowercase())
+            .copied()
+            .or_else(|| Severity::from_builtin(value))
+    }
+
+    pub fn severity_of(&self, labels: &Labels) -> Severity {
+        self.labels
+            .iter()
+            .find_map(|name| labels.get(name))
+            .and_then(|value| self.map_value(value))
+            .unwrap_or(self.default)
+    }
+}
+
+impl Alert {
+    /// A firing alert with the given labels and everything else unset; parsers and tests start here.
+    pub fn new(source: Source, labels: Labels) -> Alert {
+        Alert {
+            source,
+            fingerprint: None,
+            labels,
+            annotations: Labels::new(),
+            status: Status::Firing,
+            severity: None,
+            starts_at: None,
+            ends_at: None,
+            generator_url: None,
+            expires_without_refresh: false,
+        }
+    }
+
+    /// Decide identity and severity. The status of an alert whose `ends_at` lies in the past is
+    /// resolved, whatever the wire format said.
+    pub fn normalize(
+        mut self,
+        exclude_labels: &[String],
+        severities: &SeverityMap,
+        now: DateTime<Utc>,
+    ) -> NormalizedAlert {
+        let fingerprint = self
+            .fingerprint
+            .unwrap_or_else(|| Fingerprint::of(&self.labels, exclude_labels));
+        let severity = self
+            .severity
+            .unwrap_or_else(|| severities.severity_of(&self.labels));
+        if matches!(self.ends_at, Some(end) if end <= now) {
+            self.status = Status::Resolved;
+        }
+        NormalizedAlert {
+            alert: self,
+            fingerprint,
+            severity,
+            received_at: now,
+        }
+    }
+}
+
+/// What triaged remembers of one alert (one fingerprint): the latest of what was received, and
+/// what was decided. Stored under `alert/<fingerprint>`; it is also the member JSON of the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub fingerprint: Fingerprint,
+    pub source: Source,
+    pub status: Status,
+    pub severity: Severity,
+    /// The alert's labels plus those set by rules.
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub starts_at: DateTime<Utc>,
+    /// When it resolved, or the expiry the sender gave.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// When it resolves by itself unless refreshed (`endsAt`, or `dedup.resolve_timeout`).
+    pub expires_at: Option<DateTime<Utc>>,
+    pub generator_url: Option<String>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// How many times it was received.
+    pub count: u64,
+    /// The incident it is a member of; `None` for L0 (auto-handled) alerts.
+    pub incident: Option<IncidentId>,
+    pub tier: Tier,
+    /// The rules that matched it, in order.
+    pub rules: Vec<String>,
+}
+
+/// Alertmanager and Go write "not given" as the zero time `0001-01-01T00:00:00Z`; treat it, and
+/// anything before the Unix epoch, as absent.
+pub fn given_time(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    t.filter(|t| t.timestamp() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn fingerprint_equals_alertmanagers_for_the_captured_webhook_alerts() {
+        // Both values are Alertmanager 0.25's own, from shared/fixtures/alertmanager-0.25-webhook-firing.json.
+        let edge1 = labels(&[
+            ("alertname", "CaptureProbeFailure"),
+            ("instance", "edge-1"),
+            ("service", "edge"),
+            ("severity", "major"),
+        ]);
+        assert_eq!(Fingerprint::of(&edge1, &[]).to_string(), "144ba4c113e82cf0");
+        let mut edge2 = edge1.clone();
+        edge2.insert("instance".into(), "edge-2".into());
+        assert_eq!(Fingerprint::of(&edge2, &[]).to_string(), "131abf6533d9e66b");
+    }
+
+    #[test]
+    fn excluded_labels_do_not_change_the_fingerprint() {
+        let a = labels(&[("alertname", "X"), ("pod", "x-1")]);
+        let b = labels(&[("alertname", "X"), ("pod", "x-2")]);
+        let exclude = vec!["pod".to_string()];
+        assert_ne!(Fingerprint::of(&a, &[]), Fingerprint::of(&b, &[]));
+        assert_eq!(Fingerprint::of(&a, &exclude), Fingerprint::of(&b, &exclude));
+    }
+
+    #[test]
+    fn fingerprint_round_trips_through_text() {
+        let fp = Fingerprint(0x00ab_cdef_0123_4567);
+        assert_eq!(fp.to_string(), "00abcdef01234567");
+        assert_eq!("00abcdef01234567".parse::<Fingerprint>(), Ok(fp));
+        assert!("xyz".parse::<Fingerprint>().is_err());
+    }
+
+    #[test]
+    fn severity_is_read_from_the_first_label_present_with_aliases() {
+        let mut map = SeverityMap::default();
+        assert_eq!(
+            map.severity_of(&labels(&[("severity", "critical")])),
+            Severity::Critical
+        );
+        assert_eq!(
+            map.severity_of(&labels(&[("priority", "P2")])),
+            Severity::Major
+        );
+        assert_eq!(
+            map.severity_of(&labels(&[("severity", "error")])),
+            Severity::Major
+        );
+        assert_eq!(map.severity_of(&labels(&[])), Severity::Warning);
+        assert_eq!(
+            map.severity_of(&labels(&[("severity", "sev-1")])),
+            Severity::Warning
+        );
+        map.aliases.insert("sev-1".into(), Severity::Critical);
+        assert_eq!(
+            map.severity_of(&labels(&[("severity", "SEV-1")])),
+            Severity::Critical
+        );
+    }
+
+    #[test]
+    fn an_end_in_the_past_resolves() {
+        let now = Utc::now();
+        let mut alert = Alert::new(Source::Alertmanager, labels(&[("alertname", "X")]));
+        alert.ends_at = Some(now - chrono::Duration::seconds(1));
+        let n = alert.normalize(&[], &SeverityMap::default(), now);
+        assert_eq!(n.alert.status, Status::Resolved);
+    }
+
+    #[test]
+    fn the_zero_time_is_not_given() {
+        let zero: DateTime<Utc> = "0001-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(given_time(Some(zero)), None);
+        let t: DateTime<Utc> = "2026-11-26T16:12:09.255Z".parse().unwrap();
+        assert_eq!(given_time(Some(t)), Some(t));
+    }
+}

@@ -1,0 +1,181 @@
+//! The NOC API: incidents and alerts as JSON. Reads go straight to the store; operator actions
+//! (ack, resolve, escalate, assign) are commands for the writer, answered once durable.
+//! Routing and error rendering are `sources::http`'s.
+
+use std::sync::Arc;
+
+use hyper::{StatusCode, Uri};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::alert::Fingerprint;
+use crate::incident::{Incident, IncidentId, State, Tier};
+use crate::pipeline::{Action, Command, Outcome};
+use crate::sources::http::{json_response, ApiError, App, Response};
+use crate::store::{IncidentFilter, StoreError};
+
+/// Page size of the incident list when none is asked for, and the most one page may hold.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+fn store_error(e: StoreError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable").detail(e.to_string())
+}
+
+/// The incident as the API shows it in lists: without its timeline.
+fn summary_json(incident: &Incident) -> Value {
+    let mut v = serde_json::to_value(incident).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        map.remove("timeline");
+    }
+    v
+}
+
+/// `GET /api/v1/incidents?state=&tier=&limit=&cursor=`: newest first, cursor paging.
+pub fn list_incidents(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
+    let mut filter = IncidentFilter::default();
+    let mut limit = DEFAULT_LIMIT;
+    let mut cursor = None;
+    for (key, value) in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+    {
+        match key {
+            "state" => filter.state = Some(value.parse::<State>().map_err(ApiError::bad_request)?),
+            "tier" => filter.tier = Some(value.parse::<Tier>().map_err(ApiError::bad_request)?),
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "limit must be a number from 1 to {MAX_LIMIT}"
+                        ))
+                    })?
+            }
+            "cursor" => cursor = Some(value.parse::<IncidentId>().map_err(ApiError::bad_request)?),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}: expected state, tier, limit or cursor"
+                )))
+            }
+        }
+    }
+    let (page, next) = app
+        .store
+        .list_incidents(&filter, cursor, limit)
+        .map_err(store_error)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "incidents": page.iter().map(summary_json).collect::<Vec<_>>(),
+            "next_cursor": next,
+        }),
+    ))
+}
+
+/// `GET /api/v1/incidents/{id}`: the incident with its members and timeline.
+pub fn get_incident(app: &Arc<App>, id: &str) -> Result<Response, ApiError> {
+    let id: IncidentId = id.parse().map_err(ApiError::not_found)?;
+    let incident = app
+        .store
+        .incident(id)
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
+    let mut members = Vec::new();
+    for fp in app.store.members(id).map_err(store_error)? {
+        if let Some(record) = app.store.alert(fp).map_err(store_error)? {
+            members.push(record);
+        }
+    }
+    let mut v = serde_json::to_value(&incident).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        map.insert(
+            "members".into(),
+            serde_json::to_value(members).unwrap_or(Value::Null),
+        );
+    }
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+/// `GET /api/v1/alerts/{fingerprint}`: what triaged knows of one alert.
+pub fn get_alert(app: &Arc<App>, fp: &str) -> Result<Response, ApiError> {
+    let fp: Fingerprint = fp.parse().map_err(ApiError::not_found)?;
+    let record = app
+        .store
+        .alert(fp)
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no alert {fp}")))?;
+    Ok(json_response(StatusCode::OK, &record))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    actor: Option<String>,
+    reason: Option<String>,
+    to: Option<String>,
+    assignee: Option<String>,
+}
+
+/// `POST /api/v1/incidents/{id}/{ack|resolve|escalate|assign}`.
+pub async fn act(
+    app: &Arc<App>,
+    id: &str,
+    action: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let id: IncidentId = id.parse().map_err(ApiError::not_found)?;
+    let body: ActionBody = serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    let actor = body
+        .actor
+        .filter(|a| !a.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("`actor` is required: who does this"))?;
+    let action = match action {
+        "ack" | "acknowledge" => Action::Acknowledge {
+            actor,
+            reason: body.reason,
+        },
+        "resolve" => Action::Resolve {
+            actor,
+            reason: body.reason,
+        },
+        "escalate" => Action::Escalate {
+            actor,
+            reason: body.reason,
+            to: body
+                .to
+                .map(|t| t.parse::<Tier>())
+                .transpose()
+                .map_err(ApiError::bad_request)?,
+        },
+        "assign" => Action::Assign {
+            actor,
+            assignee: body
+                .assignee
+                .filter(|a| !a.trim().is_empty())
+                .ok_or_else(|| ApiError::bad_request("`assignee` is required"))?,
+        },
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no action {other:?}: expected ack, resolve, escalate or assign"
+            )))
+        }
+    };
+    let outcome = app
+        .queue
+        .submit(|reply| Command::Incident { id, action, reply })
+        .await??;
+    match outcome {
+        Outcome::Incident(incident) => Ok(json_response(StatusCode::OK, &*incident)),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected outcome of an incident command",
+        )),
+    }
+}

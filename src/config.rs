@@ -1,0 +1,664 @@
+//! Configuration: the TOML schema, its defaults, and validation that names the line of every
+//! problem.
+//!
+//! `config/triaged.toml` is both the commented example and the embedded default ([`DEFAULT_TOML`]).
+//! Every key is optional; a missing key takes the value the example shows (tested below), except
+//! `[[rules]]`, which a given file replaces entirely. Validation happens before the runtime starts
+//! (`main.rs`), and reports every problem at once. Compiling rules into matchers is
+//! `pipeline::classify`'s job; this module only asks it whether they compile.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::alert::{Severity, SeverityMap};
+use crate::incident::Tier;
+use crate::pipeline::classify::Rules;
+
+/// The commented example, embedded: what `triaged run` uses without `--config`.
+pub const DEFAULT_TOML: &str = include_str!("../config/triaged.toml");
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    pub dedup: DedupConfig,
+    pub grouping: GroupingConfig,
+    pub severity: SeverityConfig,
+    pub tiers: TiersConfig,
+    pub incidents: IncidentsConfig,
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+            dedup: DedupConfig::default(),
+            grouping: GroupingConfig::default(),
+            severity: SeverityConfig::default(),
+            tiers: TiersConfig::default(),
+            incidents: IncidentsConfig::default(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    /// Commands that may wait for the writer; full ⇒ 503 + Retry-After (never unbounded buffering).
+    pub queue_capacity: usize,
+    pub header_read_timeout: HumanDuration,
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9595)),
+            max_body_bytes: 1024 * 1024,
+            queue_capacity: 4096,
+            header_read_timeout: HumanDuration::secs(10),
+            shutdown_grace: HumanDuration::secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from("data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupConfig {
+    pub exclude_labels: Vec<String>,
+    pub resolve_timeout: HumanDuration,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig {
+            exclude_labels: Vec::new(),
+            resolve_timeout: HumanDuration::secs(5 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupingConfig {
+    pub group_by: Vec<String>,
+}
+
+impl Default for GroupingConfig {
+    fn default() -> Self {
+        GroupingConfig {
+            group_by: vec!["alertname".into(), "service".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeverityConfig {
+    pub labels: Vec<String>,
+    pub default: Severity,
+    pub aliases: BTreeMap<String, Severity>,
+}
+
+impl Default for SeverityConfig {
+    fn default() -> Self {
+        let map = SeverityMap::default();
+        SeverityConfig {
+            labels: map.labels,
+            default: map.default,
+            aliases: map.aliases,
+        }
+    }
+}
+
+impl SeverityConfig {
+    pub fn to_map(&self) -> SeverityMap {
+        SeverityMap {
+            labels: self.labels.clone(),
+            default: self.default,
+            // Values are matched case-insensitively, so keys are kept lowercase.
+            aliases: self
+                .aliases
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), *v))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TiersConfig {
+    pub critical: Tier,
+    pub major: Tier,
+    pub minor: Tier,
+    pub warning: Tier,
+    pub info: Tier,
+}
+
+impl Default for TiersConfig {
+    fn default() -> Self {
+        TiersConfig {
+            critical: Tier::L3,
+            major: Tier::L2,
+            minor: Tier::L1,
+            warning: Tier::L1,
+            info: Tier::L0,
+        }
+    }
+}
+
+impl TiersConfig {
+    pub fn tier_for(&self, severity: Severity) -> Tier {
+        match severity {
+            Severity::Critical => self.critical,
+            Severity::Major => self.major,
+            Severity::Minor => self.minor,
+            Severity::Warning => self.warning,
+            Severity::Info => self.info,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    /// Tiers whose incidents resolve by themselves when every member alert has resolved.
+    pub auto_resolve: Vec<Tier>,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            auto_resolve: vec![Tier::L1, Tier::L2, Tier::L3, Tier::L4],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    Drop,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    pub matchers: Vec<String>,
+    #[serde(default)]
+    pub set_labels: BTreeMap<String, String>,
+    pub severity: Option<Severity>,
+    pub tier: Option<Tier>,
+    pub runbook: Option<String>,
+    pub group_by: Option<Vec<String>>,
+    pub action: Option<RuleAction>,
+    #[serde(default, rename = "continue")]
+    pub continue_: bool,
+}
+
+/// A duration written as Prometheus writes them: "500ms", "30s", "15m", "4h", "30d", "1h30m".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub const fn secs(s: u64) -> HumanDuration {
+        HumanDuration(Duration::from_secs(s))
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!("invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d, w), e.g. \"15m\" or \"1h30m\"")
+        };
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        let mut total = Duration::ZERO;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+            if digits == 0 {
+                return Err(bad());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let millis_per_unit: u64 = match &rest[..unit_len] {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                "w" => 7 * 86_400_000,
+                _ => return Err(bad()),
+            };
+            rest = &rest[unit_len..];
+            let millis = n.checked_mul(millis_per_unit).ok_or_else(bad)?;
+            total = total
+                .checked_add(Duration::from_millis(millis))
+                .ok_or_else(bad)?;
+        }
+        Ok(HumanDuration(total))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ] {
+            if ms >= size {
+                write!(f, "{}{unit}", ms / size)?;
+                ms %= size;
+            }
+        }
+        if ms > 0 {
+            write!(f, "{ms}ms")?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One problem with a config file: where (line, key) and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem found in a config file; `Display` prints one per line as `origin:line: key: what`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ConfigError {
+    pub origin: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match p.line {
+                Some(line) => write!(f, "{}:{}: ", self.origin, line)?,
+                None => write!(f, "{}: ", self.origin)?,
+            }
+            if !p.key.is_empty() {
+                write!(f, "{}: ", p.key)?;
+            }
+            f.write_str(&p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// A segment of a key path, for finding the line of a value.
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(&'static str),
+    Index(usize),
+    Name(String),
+}
+
+impl Config {
+    /// Parse and validate `text`; `origin` names the file in messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|span| line_of(text, span.start));
+            ConfigError {
+                origin: origin.to_string(),
+                problems: vec![Problem {
+                    line,
+                    key: String::new(),
+                    // toml's message repeats the location and quotes the source; keep its first
+                    // sentence, the location is ours to print.
+                    message: e.message().trim().to_string(),
+                }],
+            }
+        })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        let doc = toml_edit::ImDocument::parse(text).ok();
+        Err(ConfigError {
+            origin: origin.to_string(),
+            problems: problems
+                .into_iter()
+                .map(|(path, message)| Problem {
+                    line: doc
+                        .as_ref()
+                        .and_then(|d| locate(d.as_item(), &path))
+                        .map(|offset| line_of(text, offset)),
+                    key: render_path(&path),
+                    message,
+                })
+                .collect(),
+        })
+    }
+
+    /// The embedded default (`config/triaged.toml`).
+    pub fn embedded_default() -> Config {
+        Config::parse(DEFAULT_TOML, "embedded default")
+            .expect("the embedded default config is valid")
+    }
+
+    /// Semantic checks serde cannot do, each with the key path it concerns.
+    fn problems(&self) -> Vec<(Vec<Seg>, String)> {
+        let mut out = Vec::new();
+        if self.server.max_body_bytes == 0 {
+            out.push((
+                vec![Seg::Key("server"), Seg::Key("max_body_bytes")],
+                "must be greater than 0".to_string(),
+            ));
+        }
+        if self.server.queue_capacity == 0 {
+            out.push((
+                vec![Seg::Key("server"), Seg::Key("queue_capacity")],
+                "must be greater than 0".to_string(),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            out.push((
+                vec![Seg::Key("log"), Seg::Key("level")],
+                format!(
+                    "invalid level {:?}: expected trace, debug, info, warn or error",
+                    self.log.level
+                ),
+            ));
+        }
+        if self.dedup.resolve_timeout.0.is_zero() {
+            out.push((
+                vec![Seg::Key("dedup"), Seg::Key("resolve_timeout")],
+                "must be greater than 0".to_string(),
+            ));
+        }
+        if self.grouping.group_by.is_empty() {
+            out.push((
+                vec![Seg::Key("grouping"), Seg::Key("group_by")],
+                "must name at least one label".to_string(),
+            ));
+        }
+        if self.severity.labels.is_empty() {
+            out.push((
+                vec![Seg::Key("severity"), Seg::Key("labels")],
+                "must name at least one label".to_string(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let at = |key: &'static str| vec![Seg::Key("rules"), Seg::Index(i), Seg::Key(key)];
+            if rule.name.trim().is_empty() {
+                out.push((at("name"), "must not be empty".to_string()));
+            } else if !names.insert(rule.name.as_str()) {
+                out.push((at("name"), format!("duplicate rule name {:?}", rule.name)));
+            }
+            if rule.matchers.is_empty() {
+                out.push((
+                    at("matchers"),
+                    "must hold at least one matcher (use 'alertname=~\".+\"' to match everything)"
+                        .to_string(),
+                ));
+            }
+            for (j, matcher) in rule.matchers.iter().enumerate() {
+                if let Err(e) = crate::pipeline::classify::Matcher::parse(matcher) {
+                    let mut path = at("matchers");
+                    path.push(Seg::Index(j));
+                    out.push((path, e));
+                }
+            }
+            if matches!(&rule.group_by, Some(g) if g.is_empty()) {
+                out.push((at("group_by"), "must name at least one label".to_string()));
+            }
+            for name in rule.set_labels.keys() {
+                if name.is_empty() {
+                    let mut path = at("set_labels");
+                    path.push(Seg::Name(name.clone()));
+                    out.push((path, "label names must not be empty".to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The compiled rules; only fails on a config that did not come through [`Config::parse`].
+    pub fn compile_rules(&self) -> Result<Rules, String> {
+        Rules::compile(&self.rules)
+    }
+}
+
+fn render_path(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Name(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Byte offset of the value at `path` in the parsed document, if it can be found; else of the
+/// deepest part of the path that can.
+fn locate(root: &toml_edit::Item, path: &[Seg]) -> Option<usize> {
+    enum Node<'a> {
+        Item(&'a toml_edit::Item),
+        Table(&'a toml_edit::Table),
+        Value(&'a toml_edit::Value),
+    }
+    let mut node = Node::Item(root);
+    let mut best = None;
+    for seg in path {
+        let next = match (&node, seg) {
+            (Node::Item(item), Seg::Key(k)) => item.get(*k).map(Node::Item),
+            (Node::Item(item), Seg::Name(k)) => item.get(k.as_str()).map(Node::Item),
+            (Node::Table(t), Seg::Key(k)) => t.get(k).map(Node::Item),
+            (Node::Table(t), Seg::Name(k)) => t.get(k).map(Node::Item),
+            (Node::Item(toml_edit::Item::ArrayOfTables(a)), Seg::Index(i)) => {
+                a.get(*i).map(Node::Table)
+            }
+            (Node::Item(toml_edit::Item::Value(toml_edit::Value::Array(a))), Seg::Index(i)) => {
+                a.get(*i).map(Node::Value)
+            }
+            (Node::Value(toml_edit::Value::InlineTable(t)), Seg::Key(k)) => {
+                t.get(k).map(Node::Value)
+            }
+            (Node::Value(toml_edit::Value::InlineTable(t)), Seg::Name(k)) => {
+                t.get(k).map(Node::Value)
+            }
+            _ => None,
+        };
+        let Some(next) = next else {
+            return best;
+        };
+        let start = match next {
+            Node::Item(toml_edit::Item::Value(v)) | Node::Value(v) => v.span().map(|s| s.start),
+            Node::Item(toml_edit::Item::Table(t)) | Node::Table(t) => t.span().map(|s| s.start),
+            Node::Item(toml_edit::Item::ArrayOfTables(a)) => a.span().map(|s| s.start),
+            Node::Item(toml_edit::Item::None) => None,
+        };
+        best = start.or(best);
+        node = next;
+    }
+    best
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_equals_the_built_in_defaults_except_for_its_rules() {
+        let example = Config::embedded_default();
+        let mut without_rules = example.clone();
+        without_rules.rules.clear();
+        assert_eq!(without_rules, Config::default());
+        assert_eq!(Config::parse("", "empty").unwrap(), Config::default());
+        assert!(!example.rules.is_empty());
+    }
+
+    #[test]
+    fn durations_read_like_prometheus() {
+        let d = |s: &str| s.parse::<HumanDuration>().map(|d| d.0);
+        assert_eq!(d("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(d("4h"), Ok(Duration::from_secs(4 * 3600)));
+        assert_eq!(d("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(d("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(d("30d"), Ok(Duration::from_secs(30 * 86400)));
+        for bad in ["", "15", "m", "15x", "1.5h", "-1s", "99999999999999999999d"] {
+            assert!(d(bad).is_err(), "{bad:?} should not parse");
+        }
+        assert_eq!(
+            HumanDuration(Duration::from_secs(5400)).to_string(),
+            "1h30m"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_line() {
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\n\n[dedup]\nresolve_timout = \"5m\"\n";
+        let err = Config::parse(text, "t.toml").unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with("t.toml:5: "), "{shown}");
+        assert!(shown.contains("resolve_timout"), "{shown}");
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_with_its_line() {
+        let text = "[dedup]\nresolve_timeout = \"5 minutes\"\n";
+        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(shown.starts_with("t.toml:2: "), "{shown}");
+        assert!(shown.contains("invalid duration"), "{shown}");
+
+        let text = "[tiers]\ncritical = \"L9\"\n";
+        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(shown.starts_with("t.toml:2: "), "{shown}");
+    }
+
+    #[test]
+    fn every_bad_rule_is_reported_with_its_line_and_key() {
+        let text = r#"
+[[rules]]
+name = "a"
+matchers = ['alertname="X"']
+
+[[rules]]
+name = "b"
+matchers = [
+  'env="prod"',
+  'alertname=~"(unclosed"',
+]
+
+[[rules]]
+name = "a"
+matchers = ['no operator here']
+"#;
+        let err = Config::parse(text, "r.toml").unwrap_err();
+        let shown = err.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 3, "{shown}");
+        assert!(
+            lines[0].starts_with("r.toml:10: rules[1].matchers[1]: "),
+            "{shown}"
+        );
+        assert!(lines[0].contains("regex"), "{shown}");
+        assert!(
+            lines[1].starts_with("r.toml:14: rules[2].name: "),
+            "{shown}"
+        );
+        assert!(lines[1].contains("duplicate"), "{shown}");
+        assert!(
+            lines[2].starts_with("r.toml:15: rules[2].matchers[0]: "),
+            "{shown}"
+        );
+    }
+}

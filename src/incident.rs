@@ -1,0 +1,452 @@
+//! Incidents: [`Incident`], [`IncidentId`], [`Tier`], [`State`], the timeline, and the legal
+//! transitions between states. Pure: no I/O, no clock (time is passed in).
+//!
+//! Who decides *when* a transition happens is the pipeline's business; storing the result is the
+//! store's.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{Labels, Severity};
+
+/// Support tiers, ordered: escalation only ever moves up.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+pub enum Tier {
+    /// Self-service / automation: no human incident.
+    L0,
+    /// Service desk: first contact.
+    #[default]
+    L1,
+    /// Technical escalation.
+    L2,
+    /// Subject-matter experts.
+    L3,
+    /// Vendor / external.
+    L4,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 5] = [Tier::L0, Tier::L1, Tier::L2, Tier::L3, Tier::L4];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::L0 => "L0",
+            Tier::L1 => "L1",
+            Tier::L2 => "L2",
+            Tier::L3 => "L3",
+            Tier::L4 => "L4",
+        }
+    }
+
+    /// The tier above, if any.
+    pub fn next(self) -> Option<Tier> {
+        match self {
+            Tier::L0 => Some(Tier::L1),
+            Tier::L1 => Some(Tier::L2),
+            Tier::L2 => Some(Tier::L3),
+            Tier::L3 => Some(Tier::L4),
+            Tier::L4 => None,
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Tier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown tier {s:?}: expected L0, L1, L2, L3 or L4"))
+    }
+}
+
+/// `INC-<n>`; numbers are allocated in order, so ids sort by opening time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IncidentId(pub u64);
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "INC-{}", self.0)
+    }
+}
+
+impl FromStr for IncidentId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.strip_prefix("INC-")
+            .and_then(|n| n.parse().ok())
+            .map(IncidentId)
+            .ok_or_else(|| format!("incident id {s:?} is not of the form INC-<number>"))
+    }
+}
+
+impl Serialize for IncidentId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IncidentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Open => "open",
+            State::Acknowledged => "acknowledged",
+            State::Resolved => "resolved",
+        }
+    }
+}
+
+impl FromStr for State {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [State::Open, State::Acknowledged, State::Resolved]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown state {s:?}: expected open, acknowledged or resolved"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Opened,
+    Acknowledged,
+    Escalated,
+    Assigned,
+    Resolved,
+}
+
+/// One entry of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub at: DateTime<Utc>,
+    /// `triaged` for the daemon's own decisions, otherwise the operator or integration.
+    pub actor: String,
+    pub kind: EventKind,
+    pub reason: Option<String>,
+    pub from: Option<Tier>,
+    pub to: Option<Tier>,
+}
+
+/// The daemon's own name as an actor.
+pub const SYSTEM_ACTOR: &str = "triaged";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub tier: Tier,
+    /// The tier the incident was opened at: first-contact resolution is resolution at this tier.
+    pub opened_tier: Tier,
+    pub state: State,
+    /// The worst severity of its members.
+    pub severity: Severity,
+    pub group_key: String,
+    /// Distinct member alerts.
+    pub alert_count: u64,
+    /// Members currently firing; 0 ⇒ auto-resolve where configured.
+    pub firing_count: u64,
+    pub opened_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub assignee: Option<String>,
+    /// The group-by labels plus labels set by the deciding rule.
+    pub labels: Labels,
+    pub runbook: Option<String>,
+    /// The rule that decided when the incident opened, if any.
+    pub rule: Option<String>,
+    pub timeline: Vec<TimelineEvent>,
+}
+
+/// Why a requested transition is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("{0} is already resolved")]
+    Resolved(IncidentId),
+    #[error("{0} is already acknowledged")]
+    AlreadyAcknowledged(IncidentId),
+    #[error("{id} is at {at}; escalation goes up only, not to {to}")]
+    NotUpward { id: IncidentId, at: Tier, to: Tier },
+    #[error("{0} is at L4, the highest tier")]
+    AtTop(IncidentId),
+}
+
+impl Incident {
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        id: IncidentId,
+        tier: Tier,
+        severity: Severity,
+        group_key: String,
+        labels: Labels,
+        runbook: Option<String>,
+        rule: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Incident {
+        Incident {
+            id,
+            tier,
+            opened_tier: tier,
+            state: State::Open,
+            severity,
+            group_key,
+            alert_count: 0,
+            firing_count: 0,
+            opened_at: now,
+            acknowledged_at: None,
+            resolved_at: None,
+            assignee: None,
+            labels,
+            runbook,
+            rule,
+            timeline: vec![TimelineEvent {
+                at: now,
+                actor: SYSTEM_ACTOR.into(),
+                kind: EventKind::Opened,
+                reason: None,
+                from: None,
+                to: Some(tier),
+            }],
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.state != State::Resolved
+    }
+
+    /// Acknowledge; returns the time to acknowledgement (MTTA sample).
+    pub fn acknowledge(
+        &mut self,
+        actor: &str,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<std::time::Duration, TransitionError> {
+        match self.state {
+            State::Resolved => return Err(TransitionError::Resolved(self.id)),
+            State::Acknowledged => return Err(TransitionError::AlreadyAcknowledged(self.id)),
+            State::Open => {}
+        }
+        self.state = State::Acknowledged;
+        self.acknowledged_at = Some(now);
+        self.push(actor, EventKind::Acknowledged, reason, None, None, now);
+        Ok(elapsed(self.opened_at, now))
+    }
+
+    /// Resolve; returns the time to resolution (MTTR sample).
+    pub fn resolve(
+        &mut self,
+        actor: &str,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<std::time::Duration, TransitionError> {
+        if self.state == State::Resolved {
+            return Err(TransitionError::Resolved(self.id));
+        }
+        self.state = State::Resolved;
+        self.resolved_at = Some(now);
+        self.push(actor, EventKind::Resolved, reason, None, None, now);
+        Ok(elapsed(self.opened_at, now))
+    }
+
+    /// Move up to `to` (default: the next tier); returns the tier left.
+    pub fn escalate(
+        &mut self,
+        actor: &str,
+        to: Option<Tier>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Tier, TransitionError> {
+        if self.state == State::Resolved {
+            return Err(TransitionError::Resolved(self.id));
+        }
+        let to = match to {
+            Some(to) => to,
+            None => self.tier.next().ok_or(TransitionError::AtTop(self.id))?,
+        };
+        if to <= self.tier {
+            return Err(TransitionError::NotUpward {
+                id: self.id,
+                at: self.tier,
+                to,
+            });
+        }
+        let from = self.tier;
+        self.tier = to;
+        self.push(
+            actor,
+            EventKind::Escalated,
+            Some(reason.to_string()),
+            Some(from),
+            Some(to),
+            now,
+        );
+        Ok(from)
+    }
+
+    pub fn assign(
+        &mut self,
+        actor: &str,
+        assignee: String,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        if self.state == State::Resolved {
+            return Err(TransitionError::Resolved(self.id));
+        }
+        self.push(
+            actor,
+            EventKind::Assigned,
+            Some(assignee.clone()),
+            None,
+            None,
+            now,
+        );
+        self.assignee = Some(assignee);
+        Ok(())
+    }
+
+    fn push(
+        &mut self,
+        actor: &str,
+        kind: EventKind,
+        reason: Option<String>,
+        from: Option<Tier>,
+        to: Option<Tier>,
+        now: DateTime<Utc>,
+    ) {
+        self.timeline.push(TimelineEvent {
+            at: now,
+            actor: actor.to_string(),
+            kind,
+            reason,
+            from,
+            to,
+        });
+    }
+}
+
+fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> std::time::Duration {
+    (to - from).to_std().unwrap_or_default()
+}
+
+/// The group key of `labels` for `group_by`: `name="value"` pairs in `group_by` order, as
+/// Alertmanager prints group keys. Missing labels read as "".
+pub fn group_key(labels: &Labels, group_by: &[String]) -> (String, Labels) {
+    let mut key = String::new();
+    let mut picked = BTreeMap::new();
+    for (i, name) in group_by.iter().enumerate() {
+        let value = labels.get(name).map(String::as_str).unwrap_or("");
+        if i > 0 {
+            key.push(',');
+        }
+        key.push_str(name);
+        key.push('=');
+        key.push_str(&format!("{value:?}"));
+        if !value.is_empty() {
+            picked.insert(name.clone(), value.to_string());
+        }
+    }
+    (key, picked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident(now: DateTime<Utc>) -> Incident {
+        Incident::open(
+            IncidentId(7),
+            Tier::L1,
+            Severity::Warning,
+            "alertname=\"X\"".into(),
+            Labels::new(),
+            None,
+            None,
+            now,
+        )
+    }
+
+    #[test]
+    fn ids_and_tiers_read_and_print() {
+        assert_eq!(IncidentId(42).to_string(), "INC-42");
+        assert_eq!("INC-42".parse(), Ok(IncidentId(42)));
+        assert!("42".parse::<IncidentId>().is_err());
+        assert_eq!("l3".parse(), Ok(Tier::L3));
+        assert!(Tier::L1 < Tier::L2);
+        assert_eq!(Tier::L4.next(), None);
+    }
+
+    #[test]
+    fn the_lifecycle_records_every_step_on_the_timeline() {
+        let t0 = Utc::now();
+        let mut inc = incident(t0);
+        let mtta = inc
+            .acknowledge("alice", None, t0 + chrono::Duration::seconds(30))
+            .unwrap();
+        assert_eq!(mtta.as_secs(), 30);
+        assert_eq!(
+            inc.acknowledge("bob", None, t0),
+            Err(TransitionError::AlreadyAcknowledged(inc.id))
+        );
+        assert_eq!(inc.escalate("alice", None, "manual", t0), Ok(Tier::L1));
+        assert_eq!(inc.tier, Tier::L2);
+        assert!(matches!(
+            inc.escalate("alice", Some(Tier::L1), "manual", t0),
+            Err(TransitionError::NotUpward { .. })
+        ));
+        let mttr = inc
+            .resolve("alice", None, t0 + chrono::Duration::seconds(90))
+            .unwrap();
+        assert_eq!(mttr.as_secs(), 90);
+        assert!(inc.resolve("alice", None, t0).is_err());
+        let kinds: Vec<EventKind> = inc.timeline.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::Opened,
+                EventKind::Acknowledged,
+                EventKind::Escalated,
+                EventKind::Resolved
+            ]
+        );
+    }
+
+    #[test]
+    fn group_keys_follow_group_by_order_and_read_missing_labels_as_empty() {
+        let labels: Labels = [("service", "db"), ("alertname", "Down")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (key, picked) = group_key(
+            &labels,
+            &["alertname".into(), "service".into(), "cluster".into()],
+        );
+        assert_eq!(key, r#"alertname="Down",service="db",cluster="""#);
+        assert_eq!(picked.len(), 2);
+    }
+}

@@ -1,0 +1,118 @@
+//! triaged: an alert-ingestion and auto-triage daemon.
+//!
+//! # Layout
+//! The flow, in data order; no module reaches back upstream:
+//!
+//! ```text
+//!  sources/ (http: Alertmanager v2, webhook, PagerDuty, native JSON)
+//!     │  parse into Vec<Alert>, send one Command, await its durable outcome
+//!     ▼
+//!  pipeline/ ONE writer thread: normalize ► dedup ► classify ► triage ► incident changes
+//!     │  one sled batch, one flush + fdatasync for every command queued together
+//!     ▼
+//!  store (sled) ──► api (NOC incident API) · metrics (/metrics)
+//! ```
+//!
+//! - [`alert`]: the one normalized alert model, fingerprints and severities.
+//! - [`incident`]: incidents, tiers and their legal transitions (pure).
+//! - [`config`]: the TOML schema, defaults, validation with line numbers.
+//! - [`sources`]: wire formats and the HTTP server.
+//! - [`pipeline`]: the writer loop and the decisions (dedup, classify, triage).
+//! - [`store`]: the only user of sled.
+//! - [`api`], [`metrics`], [`shutdown`]: reading, observing, stopping.
+#![forbid(unsafe_code)]
+
+pub mod alert;
+pub mod api;
+pub mod config;
+pub mod incident;
+pub mod metrics;
+pub mod pipeline;
+pub mod shutdown;
+pub mod sources;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::{Policy, SystemClock};
+use crate::sources::http::{self, App};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid rules: {0}")]
+    Rules(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the writer thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the writer thread panicked")]
+    WriterPanicked,
+}
+
+/// Run the daemon until `shutdown` resolves; then stop accepting, let in-flight requests finish
+/// (within `server.shutdown_grace`), apply and flush everything queued, and return.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(Store::open(&config.storage.path)?);
+    let policy = Policy::from_config(&config).map_err(RunError::Rules)?;
+    let (queue, writer) = pipeline::channel(
+        config.server.queue_capacity,
+        store.clone(),
+        metrics.clone(),
+        policy,
+        Arc::new(SystemClock),
+    )?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+    let ready = writer.ready.clone();
+    let writer = std::thread::Builder::new()
+        .name("triaged-writer".into())
+        .spawn(move || writer.run())
+        .map_err(RunError::Thread)?;
+    let addr = listener.local_addr().map_err(|source| RunError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
+    tracing::info!(addr = %addr, data_dir = %config.storage.path.display(), "listening");
+
+    let app = Arc::new(App {
+        queue: queue.clone(),
+        store,
+        metrics,
+        ready,
+        max_body_bytes: config.server.max_body_bytes,
+    });
+    http::serve(
+        listener,
+        app,
+        config.server.header_read_timeout.0,
+        config.server.shutdown_grace.0,
+        shutdown,
+    )
+    .await;
+
+    tracing::info!("draining the writer queue");
+    let joined = tokio::task::spawn_blocking(move || {
+        queue.shutdown();
+        writer.join()
+    })
+    .await;
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(RunError::WriterPanicked),
+    }
+}

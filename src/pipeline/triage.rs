@@ -1,0 +1,87 @@
+//! Triage: the tier decision and the alert lifetime rules, as pure functions of their inputs.
+//!
+//! Which incident an alert joins, and the bookkeeping that follows, is the writer's (`mod.rs`);
+//! this module only answers "which tier" and "until when does it fire".
+
+use chrono::{DateTime, Utc};
+
+use crate::alert::{NormalizedAlert, Severity};
+use crate::config::TiersConfig;
+use crate::incident::Tier;
+
+use super::classify::Classification;
+
+/// Severity after rules: a rule's override wins over what the alert said.
+pub fn severity(alert: &NormalizedAlert, class: &Classification) -> Severity {
+    class.severity.unwrap_or(alert.severity)
+}
+
+/// Tier: the rule's forced tier, else the severity's tier from `[tiers]`.
+pub fn tier(severity: Severity, class: &Classification, tiers: &TiersConfig) -> Tier {
+    class.tier.unwrap_or_else(|| tiers.tier_for(severity))
+}
+
+/// When a firing alert resolves by itself unless refreshed, following Alertmanager: an `endsAt`
+/// the sender gave (in the future, or normalization would have resolved it); else, for senders
+/// that re-send (Alertmanager API v2), `resolve_timeout` after it was received; else never.
+pub fn expiry(
+    alert: &NormalizedAlert,
+    resolve_timeout: std::time::Duration,
+) -> Option<DateTime<Utc>> {
+    match alert.alert.ends_at {
+        Some(end) => Some(end),
+        None if alert.alert.expires_without_refresh => {
+            let timeout =
+                chrono::Duration::from_std(resolve_timeout).unwrap_or(chrono::Duration::MAX);
+            alert.received_at.checked_add_signed(timeout)
+        }
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Alert, SeverityMap, Source};
+    use std::time::Duration;
+
+    fn alert(source: Source, ends_in: Option<i64>, now: DateTime<Utc>) -> NormalizedAlert {
+        let mut a = Alert::new(source, [("alertname".to_string(), "X".to_string())].into());
+        a.expires_without_refresh = source == Source::Alertmanager;
+        a.ends_at = ends_in.map(|s| now + chrono::Duration::seconds(s));
+        a.normalize(&[], &SeverityMap::default(), now)
+    }
+
+    #[test]
+    fn tiers_come_from_severity_unless_a_rule_forces_one() {
+        let tiers = TiersConfig::default();
+        let none = Classification::default();
+        assert_eq!(tier(Severity::Critical, &none, &tiers), Tier::L3);
+        assert_eq!(tier(Severity::Major, &none, &tiers), Tier::L2);
+        assert_eq!(tier(Severity::Warning, &none, &tiers), Tier::L1);
+        assert_eq!(tier(Severity::Info, &none, &tiers), Tier::L0);
+        let forced = Classification {
+            tier: Some(Tier::L3),
+            ..Classification::default()
+        };
+        assert_eq!(tier(Severity::Info, &forced, &tiers), Tier::L3);
+    }
+
+    #[test]
+    fn expiry_follows_alertmanager() {
+        let now = Utc::now();
+        let five = Duration::from_secs(300);
+        let given = alert(Source::Alertmanager, Some(60), now);
+        assert_eq!(
+            expiry(&given, five),
+            Some(now + chrono::Duration::seconds(60))
+        );
+        let zero = alert(Source::Alertmanager, None, now);
+        assert_eq!(
+            expiry(&zero, five),
+            Some(now + chrono::Duration::seconds(300))
+        );
+        let webhook = alert(Source::Webhook, None, now);
+        assert_eq!(expiry(&webhook, five), None);
+    }
+}

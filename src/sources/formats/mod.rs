@@ -1,0 +1,313 @@
+//! Wire formats: turning a request body into [`Alert`](crate::alert::Alert)s.
+//!
+//! This module owns the parsing of every body format triaged accepts, one submodule each:
+//! [`alertmanager`] (Alertmanager API v2 postable alerts, sent by Prometheus and amtool),
+//! [`webhook`] (Alertmanager's webhook receiver payload), [`pagerduty`] (PagerDuty Events API v2)
+//! and [`native`] (triaged's own JSON form). It also owns what they share: [`ParseError`], the
+//! text a client sees in a 400, and [`clean_labels`], the label rules every format applies.
+//!
+//! Parsers do no I/O and no normalization: fingerprints (except PagerDuty's dedup-key identity),
+//! severities read from labels and expiry are decided later by `Alert::normalize`.
+
+pub mod alertmanager;
+pub mod native;
+pub mod pagerduty;
+pub mod webhook;
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use chrono::{DateTime, Utc};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::alert::Labels;
+
+/// Why a body could not be read as alerts. Display text is shown to the client in the
+/// `error`/`detail` of a 400.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON, or JSON of the wrong shape: serde_json's message carries line and column.
+    #[error("malformed JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Well-formed JSON that breaks a rule of the format (empty labels, unknown event_action ...).
+    #[error("invalid {what}: {why}")]
+    Invalid {
+        /// What is wrong: `"alert 3"` (0-based position in the body), `"event"`, `"payload"`.
+        what: String,
+        /// Human text: why it is wrong.
+        why: String,
+    },
+}
+
+impl ParseError {
+    /// A bounded value for a metric label: `"malformed_json"` or `"invalid_alert"`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ParseError::Json(_) => "malformed_json",
+            ParseError::Invalid { .. } => "invalid_alert",
+        }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>, why: impl Into<String>) -> ParseError {
+        ParseError::Invalid {
+            what: what.into(),
+            why: why.into(),
+        }
+    }
+
+    /// An [`Invalid`](ParseError::Invalid) naming the alert at `index` (0-based) in the body.
+    pub(crate) fn alert(index: usize, why: impl Into<String>) -> ParseError {
+        ParseError::invalid(format!("alert {index}"), why)
+    }
+}
+
+/// The label rules every format applies, as Alertmanager applies them: labels with an empty value
+/// are dropped (an empty value means "no such label"), an empty label name is rejected, and so is
+/// a set left empty. `index` is the alert's 0-based position in the body, for the error text.
+pub(crate) fn clean_labels(mut labels: Labels, index: usize) -> Result<Labels, ParseError> {
+    if labels.contains_key("") {
+        return Err(ParseError::alert(index, "label names must not be empty"));
+    }
+    labels.retain(|_, value| !value.is_empty());
+    if labels.is_empty() {
+        return Err(ParseError::alert(index, "labels must not be empty"));
+    }
+    Ok(labels)
+}
+
+/// For `#[serde(deserialize_with)]`: reads JSON `null` as the type's default. Go encodes a nil map
+/// or slice as `null`, so the foreign formats may carry `"annotations": null`.
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// For `#[serde(deserialize_with)]` on `Option<DateTime<Utc>>` fields: RFC 3339 (chrono's relaxed
+/// reading, which also takes `+0000` offsets), `null` as not given, and an error that quotes the
+/// bad value (chrono's own says only "input contains invalid characters").
+pub(crate) fn time<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(text) => text.parse::<DateTime<Utc>>().map(Some).map_err(|err| {
+            serde::de::Error::custom(format!(
+                "invalid time {text:?} ({err}): expected RFC 3339, e.g. 2026-11-26T16:12:09Z"
+            ))
+        }),
+    }
+}
+
+/// A JSON array of alerts, each a JSON object. Unlike a plain `Vec`, whose error for any other
+/// JSON value says "expected a sequence", this one says "expected a JSON array of alerts".
+#[derive(Debug)]
+pub(crate) struct AlertArray<T>(pub(crate) Vec<T>);
+
+impl<T> Default for AlertArray<T> {
+    fn default() -> Self {
+        AlertArray(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for AlertArray<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ArrayVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ArrayVisitor<T> {
+            type Value = AlertArray<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON array of alerts")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut alerts = Vec::new();
+                while let Some(alert) = seq.next_element_seed(Object::new("an alert object"))? {
+                    alerts.push(alert);
+                }
+                Ok(AlertArray(alerts))
+            }
+        }
+
+        deserializer.deserialize_seq(ArrayVisitor(PhantomData))
+    }
+}
+
+/// Parse `body` as exactly one JSON object of type `T`. serde's derived structs also accept a JSON
+/// array (fields by position), which only confuses clients; this accepts an object only and
+/// otherwise fails saying "expected {expecting}", with line and column.
+pub(crate) fn from_object<'de, T: Deserialize<'de>>(
+    body: &'de [u8],
+    expecting: &'static str,
+) -> Result<T, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = Object::new(expecting).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// Deserializes a `T` from a JSON object only (see [`from_object`]).
+struct Object<T> {
+    expecting: &'static str,
+    target: PhantomData<T>,
+}
+
+impl<T> Object<T> {
+    fn new(expecting: &'static str) -> Self {
+        Object {
+            expecting,
+            target: PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Object<T> {
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map))
+    }
+}
+
+/// Generator URLs, client URLs and the like: an empty string means not given.
+pub(crate) fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_label_values_are_dropped() {
+        let cleaned = clean_labels(labels(&[("alertname", "X"), ("instance", "")]), 0).unwrap();
+        assert_eq!(cleaned, labels(&[("alertname", "X")]));
+    }
+
+    #[test]
+    fn an_empty_label_set_is_rejected_naming_the_alert() {
+        let err = clean_labels(labels(&[("instance", "")]), 3).unwrap_err();
+        assert_eq!(err.to_string(), "invalid alert 3: labels must not be empty");
+        assert_eq!(err.reason(), "invalid_alert");
+        let err = clean_labels(Labels::new(), 0).unwrap_err();
+        assert_eq!(err.to_string(), "invalid alert 0: labels must not be empty");
+    }
+
+    #[test]
+    fn an_empty_label_name_is_rejected() {
+        let err = clean_labels(labels(&[("alertname", "X"), ("", "v")]), 1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid alert 1: label names must not be empty"
+        );
+    }
+
+    #[test]
+    fn json_errors_carry_position_and_reason() {
+        let err: ParseError = serde_json::from_slice::<AlertArray<Labels>>(b"[{\"a\": }]")
+            .unwrap_err()
+            .into();
+        assert_eq!(err.reason(), "malformed_json");
+        let text = err.to_string();
+        assert!(text.starts_with("malformed JSON: "), "{text}");
+        assert!(text.contains("line 1 column"), "{text}");
+    }
+
+    #[test]
+    fn alert_array_says_an_array_is_expected() {
+        let err = serde_json::from_slice::<AlertArray<Labels>>(b"{}").unwrap_err();
+        assert!(
+            err.to_string().contains("expected a JSON array of alerts"),
+            "{err}"
+        );
+        let AlertArray(empty) = serde_json::from_slice::<AlertArray<Labels>>(b" [] ").unwrap();
+        assert!(empty.is_empty());
+        let err = serde_json::from_slice::<AlertArray<Labels>>(b"[[]]").unwrap_err();
+        assert!(
+            err.to_string().contains("expected an alert object"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn from_object_takes_objects_only() {
+        #[derive(Debug, serde::Deserialize)]
+        struct T {
+            #[serde(default)]
+            a: Option<String>,
+        }
+        let t: T = from_object(br#" {"a": "x"} "#, "a T object").unwrap();
+        assert_eq!(t.a.as_deref(), Some("x"));
+        for body in [&b"[]"[..], b"[\"x\"]", b"\"x\"", b"null"] {
+            let err = from_object::<T>(body, "a T object").unwrap_err();
+            assert!(err.to_string().contains("expected a T object"), "{err}");
+            assert!(err.to_string().contains("line 1 column"), "{err}");
+        }
+        let err = from_object::<T>(br#"{"a": 1}"#, "a T object").unwrap_err();
+        assert!(err.to_string().contains("line 1 column"), "{err}");
+        let err = from_object::<T>(br#"{} {}"#, "a T object").unwrap_err();
+        assert!(err.to_string().contains("trailing characters"), "{err}");
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_null() {
+        #[derive(serde::Deserialize)]
+        struct T {
+            #[serde(default, deserialize_with = "time")]
+            t: Option<DateTime<Utc>>,
+        }
+        let parse = |s: &str| serde_json::from_str::<T>(s).map(|t| t.t);
+        let expected: DateTime<Utc> = "2026-11-26T16:12:09.255Z".parse().unwrap();
+        assert_eq!(
+            parse(r#"{"t":"2026-11-26T16:12:09.255Z"}"#).unwrap(),
+            Some(expected)
+        );
+        assert_eq!(
+            parse(r#"{"t":"2026-11-26T17:12:09.255+0100"}"#).unwrap(),
+            Some(expected)
+        );
+        assert_eq!(parse(r#"{"t":null}"#).unwrap(), None);
+        assert_eq!(parse("{}").unwrap(), None);
+        let err = parse(r#"{"t":"yesterday"}"#).unwrap_err().to_string();
+        assert!(err.starts_with(r#"invalid time "yesterday""#), "{err}");
+        assert!(err.contains("line 1 column"), "{err}");
+        assert!(parse(r#"{"t":5}"#).is_err());
+    }
+
+    #[test]
+    fn null_reads_as_default() {
+        #[derive(serde::Deserialize)]
+        struct T {
+            #[serde(default, deserialize_with = "null_as_default")]
+            m: Labels,
+        }
+        let t: T = serde_json::from_str(r#"{"m": null}"#).unwrap();
+        assert!(t.m.is_empty());
+        let t: T = serde_json::from_str("{}").unwrap();
+        assert!(t.m.is_empty());
+    }
+}

@@ -1,0 +1,502 @@
+//! The HTTP server (hyper 1.x on tokio): connection handling, routing, body limits, content
+//! types, and the one conversion of errors into JSON responses. Ingest endpoints live here;
+//! the NOC incident API is `api.rs`.
+//!
+//! Limits, each with its own answer: a body over `server.max_body_bytes` is 413; a content type
+//! other than JSON is 415; a client that does not finish its headers within
+//! `server.header_read_timeout` is disconnected (slowloris); a full writer queue is 503 with
+//! `Retry-After`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::alert::{Alert, Fingerprint, Source};
+use crate::metrics::Metrics;
+use crate::pipeline::{Command, IngestSummary, Outcome, PipelineError, Queue, SubmitError};
+use crate::sources::formats::{self, pagerduty, ParseError};
+use crate::store::Store;
+
+pub type Response = hyper::Response<Full<Bytes>>;
+
+/// What every handler shares.
+pub struct App {
+    pub queue: Queue,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    /// True while the writer runs: `/-/ready`.
+    pub ready: Arc<AtomicBool>,
+    pub max_body_bytes: usize,
+}
+
+/// An error answer: status, a short `error`, and optional `detail`. Client errors (4xx) are not
+/// logged as errors; server errors are logged once, here.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: String,
+    pub detail: Option<String>,
+    /// For ingest refusals: the `reason` of `triaged_alerts_rejected_total`.
+    pub reject_reason: Option<&'static str>,
+    pub retry_after: Option<u64>,
+    pub allow: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error: error.into(),
+            detail: None,
+            reject_reason: None,
+            retry_after: None,
+            allow: None,
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> ApiError {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    fn rejects(mut self, reason: &'static str) -> ApiError {
+        self.reject_reason = Some(reason);
+        self
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad request").detail(detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not found").detail(detail)
+    }
+
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), error = %self.error, detail = ?self.detail, "request failed");
+        } else {
+            tracing::debug!(status = self.status.as_u16(), error = %self.error, detail = ?self.detail, "request refused");
+        }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            detail: Option<&'a str>,
+        }
+        let mut response = json_response(
+            self.status,
+            &Body {
+                error: &self.error,
+                detail: self.detail.as_deref(),
+            },
+        );
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> ApiError {
+        let error = match &e {
+            ParseError::Json(_) => "malformed JSON",
+            ParseError::Invalid { .. } => "invalid alert",
+        };
+        let detail = match &e {
+            ParseError::Json(j) => j.to_string(),
+            ParseError::Invalid { what, why } => format!("{what}: {why}"),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, error)
+            .detail(detail)
+            .rejects(e.reason())
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> ApiError {
+        let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        err.retry_after = Some(1);
+        if e == SubmitError::Full {
+            err = err
+                .detail("triaged is at capacity; retry after the given delay")
+                .rejects("overloaded");
+        }
+        err
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> ApiError {
+        match e {
+            PipelineError::NotFound(id) => ApiError::not_found(format!("no incident {id}")),
+            PipelineError::Conflict(t) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict").detail(t.to_string())
+            }
+            PipelineError::Store(_) | PipelineError::Commit(_) => {
+                let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+                    .detail(e.to_string());
+                err.retry_after = Some(5);
+                err
+            }
+        }
+    }
+}
+
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
+    // Our own response types always serialize.
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = hyper::Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Accept connections until `shutdown` resolves, then give in-flight requests `grace` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    header_read_timeout: Duration,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    // hyper enforces no header-read timeout without a timer: slow clients would hold connections.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let app = app.clone();
+                    let service = service_fn(move |req| handle(app.clone(), req));
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!(grace = ?grace, "shutdown grace expired with connections still open"),
+    }
+}
+
+/// Route one request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response, Infallible> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let result = route(&app, req, &method, &path).await;
+    Ok(result.unwrap_or_else(ApiError::into_response))
+}
+
+async fn route(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    method: &Method,
+    path: &str,
+) -> Result<Response, ApiError> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let is_get = method == Method::GET || method == Method::HEAD;
+    let is_post = method == Method::POST;
+    match segments.as_slice() {
+        ["api", "v2", "alerts"] if is_post => {
+            ingest(app, req, Source::Alertmanager, formats::alertmanager::parse).await
+        }
+        ["api", "v1", "webhook", "alertmanager"] if is_post => {
+            ingest(app, req, Source::Webhook, formats::webhook::parse).await
+        }
+        ["api", "v1", "alerts"] if is_post => {
+            ingest(app, req, Source::Native, formats::native::parse).await
+        }
+        ["api", "v1", "events", "pagerduty"] if is_post => ingest_pagerduty(app, req).await,
+        ["api", "v1", "incidents"] if is_get => crate::api::list_incidents(app, req.uri()),
+        ["api", "v1", "incidents", id] if is_get => crate::api::get_incident(app, id),
+        ["api", "v1", "incidents", id, action] if is_post => {
+            let body = read_json_body(app, req).await?;
+            crate::api::act(app, id, action, &body).await
+        }
+        ["api", "v1", "alerts", fp] if is_get => crate::api::get_alert(app, fp),
+        ["metrics"] if is_get => Ok(text_response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            app.metrics.render(),
+        )),
+        ["-", "healthy"] if is_get => Ok(text_response(
+            StatusCode::OK,
+            "text/plain",
+            "triaged is healthy\n".into(),
+        )),
+        ["-", "ready"] if is_get => {
+            if app.ready.load(Ordering::SeqCst) {
+                Ok(text_response(
+                    StatusCode::OK,
+                    "text/plain",
+                    "triaged is ready\n".into(),
+                ))
+            } else {
+                Ok(text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "triaged is not ready\n".into(),
+                ))
+            }
+        }
+        other => {
+            let allow = match other {
+                ["api", "v2", "alerts"]
+                | ["api", "v1", "webhook", "alertmanager"]
+                | ["api", "v1", "alerts"]
+                | ["api", "v1", "events", "pagerduty"]
+                | ["api", "v1", "incidents", _, _] => Some("POST"),
+                ["api", "v1", "incidents"]
+                | ["api", "v1", "incidents", _]
+                | ["api", "v1", "alerts", _]
+                | ["metrics"]
+                | ["-", "healthy"]
+                | ["-", "ready"] => Some("GET, HEAD"),
+                _ => None,
+            };
+            match allow {
+                Some(allow) => {
+                    let mut e = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                        .detail(format!("{method} {path}: use {allow}"));
+                    e.allow = Some(allow);
+                    Err(e)
+                }
+                None => Err(ApiError::not_found(format!("no route {method} {path}"))),
+            }
+        }
+    }
+}
+
+/// Refuse bodies that are not JSON; a missing Content-Type is taken as JSON.
+fn check_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let media = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/json" || media.ends_with("+json") {
+        return Ok(());
+    }
+    Err(
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported media type")
+            .detail(format!(
+                "Content-Type {:?} is not accepted: send application/json",
+                value.to_str().unwrap_or("(not text)")
+            ))
+            .rejects("unsupported_media_type"),
+    )
+}
+
+/// Read the whole body, refusing more than `max` bytes (early, from Content-Length, when given).
+async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body too large")
+            .detail(format!(
+                "the body exceeds server.max_body_bytes ({max} bytes)"
+            ))
+            .rejects("body_too_large")
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "could not read the body: {e}"
+        ))),
+    }
+}
+
+async fn read_json_body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    check_content_type(&req)?;
+    read_body(req, app.max_body_bytes).await
+}
+
+/// Answer an ingest request: parse, queue, wait for durability, report. Refusals are counted.
+async fn ingest(
+    app: &App,
+    req: Request<Incoming>,
+    source: Source,
+    parse: fn(&[u8]) -> Result<Vec<Alert>, ParseError>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let result = async {
+        let body = read_json_body(app, req).await?;
+        let alerts = parse(&body)?;
+        submit_alerts(app, source, alerts).await
+    }
+    .await;
+    finish_ingest(
+        app,
+        source,
+        started,
+        result.map(|summary| {
+            #[derive(Serialize)]
+            struct Body {
+                status: &'static str,
+                #[serde(flatten)]
+                summary: IngestSummary,
+            }
+            json_response(
+                StatusCode::OK,
+                &Body {
+                    status: "success",
+                    summary,
+                },
+            )
+        }),
+    )
+}
+
+async fn submit_alerts(
+    app: &App,
+    source: Source,
+    alerts: Vec<Alert>,
+) -> Result<IngestSummary, ApiError> {
+    app.metrics
+        .alerts_received
+        .with_label_values(&[source.as_str()])
+        .inc_by(alerts.len() as u64);
+    let outcome = app
+        .queue
+        .submit(|reply| Command::Ingest {
+            source,
+            alerts,
+            reply,
+        })
+        .await??;
+    match outcome {
+        Outcome::Ingested(summary) => Ok(summary),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected outcome of an ingest command",
+        )),
+    }
+}
+
+fn finish_ingest(
+    app: &App,
+    source: Source,
+    started: Instant,
+    result: Result<Response, ApiError>,
+) -> Result<Response, ApiError> {
+    match &result {
+        Ok(_) => app
+            .metrics
+            .ingest_duration_seconds
+            .with_label_values(&[source.as_str()])
+            .observe(started.elapsed().as_secs_f64()),
+        Err(e) => {
+            if let Some(reason) = e.reject_reason {
+                app.metrics
+                    .alerts_rejected
+                    .with_label_values(&[source.as_str(), reason])
+                    .inc();
+            }
+        }
+    }
+    result
+}
+
+/// PagerDuty Events API v2: trigger and resolve are alerts; acknowledge acknowledges the
+/// incident the dedup key's alert belongs to. Answered 202 with the `dedup_key`, as PagerDuty does.
+async fn ingest_pagerduty(app: &App, req: Request<Incoming>) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let source = Source::Pagerduty;
+    let result = async {
+        let body = read_json_body(app, req).await?;
+        let event = pagerduty::parse(&body, chrono::Utc::now())?;
+        match event.action {
+            pagerduty::Action::Trigger | pagerduty::Action::Resolve => {
+                submit_alerts(app, source, vec![event.alert]).await?;
+            }
+            pagerduty::Action::Acknowledge => {
+                let fingerprint = event
+                    .alert
+                    .fingerprint
+                    .unwrap_or_else(|| Fingerprint::of(&event.alert.labels, &[]));
+                app.queue
+                    .submit(|reply| Command::AcknowledgeAlert {
+                        fingerprint,
+                        actor: "pagerduty".into(),
+                        reply,
+                    })
+                    .await??;
+            }
+        }
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({
+                "status": "success",
+                "message": "Event processed",
+                "dedup_key": event.dedup_key,
+            }),
+        ))
+    }
+    .await;
+    finish_ingest(app, source, started, result)
+}

@@ -1,0 +1,477 @@
+//! The store: the only module that uses sled. Owns the key layout, value encoding, the group
+//! commit (one atomic batch, one flush, one fdatasync) and the read queries the API needs.
+//!
+//! All state lives in sled's default tree under typed key prefixes, because a sled `Batch` is
+//! atomic only within one tree:
+//!
+//! | key | value |
+//! |---|---|
+//! | `meta/schema` | schema version |
+//! | `meta/next_incident` | next incident number (u64 BE) |
+//! | `alert/<fp u64 BE>` | [`AlertRecord`] |
+//! | `incident/<id u64 BE>` | [`Incident`] |
+//! | `open/<id u64 BE>` | empty: index of incidents not yet resolved |
+//! | `group/<group key>` | id of the active incident of that group (u64 BE) |
+//! | `member/<id u64 BE><fp u64 BE>` | empty: membership |
+//! | `timer/<deadline ms u64 BE><fp u64 BE>` | empty: an alert expiry due at that time |
+//!
+//! Values are a version byte followed by JSON. What to write is decided by the pipeline; this
+//! module only encodes it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::alert::{AlertRecord, Fingerprint};
+use crate::incident::{Incident, IncidentId, State, Tier};
+
+const SCHEMA_VERSION: &[u8] = b"1";
+const VALUE_VERSION: u8 = 1;
+
+const META_SCHEMA: &[u8] = b"meta/schema";
+const META_NEXT_INCIDENT: &[u8] = b"meta/next_incident";
+const ALERT: &[u8] = b"alert/";
+const INCIDENT: &[u8] = b"incident/";
+const OPEN: &[u8] = b"open/";
+const GROUP: &[u8] = b"group/";
+const MEMBER: &[u8] = b"member/";
+const TIMER: &[u8] = b"timer/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}{hint}")]
+    Open {
+        path: PathBuf,
+        source: sled::Error,
+        hint: &'static str,
+    },
+    #[error("cannot open sled's log file {path} for fdatasync: {source}")]
+    LogFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the store at {path} has schema version {found:?}; this triaged reads version 1")]
+    Schema { path: PathBuf, found: String },
+    #[error("store I/O failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("fdatasync of the store failed: {0}")]
+    Sync(#[source] std::io::Error),
+    #[error("corrupt value under {key}: {why}")]
+    Corrupt { key: String, why: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Handle on the open store; cheap to share behind an `Arc` (sled is internally synchronized).
+pub struct Store {
+    db: sled::Db,
+    /// sled's log file, kept open so every group commit can fdatasync it: sled 0.34's `flush`
+    /// ends in `sync_file_range`, which survives a process crash but not a power cut.
+    log: File,
+}
+
+/// Filters of the incident list.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub state: Option<State>,
+    pub tier: Option<Tier>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| {
+                let hint = match &source {
+                    sled::Error::Io(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.to_string().contains("could not acquire lock") =>
+                    {
+                        " (is another triaged running on this data directory?)"
+                    }
+                    sled::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        " (check the ownership and permissions of the data directory)"
+                    }
+                    sled::Error::Corruption { .. } => {
+                        " (the store is damaged: move the directory aside and restore a backup; triaged never resets it by itself)"
+                    }
+                    _ => "",
+                };
+                StoreError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                    hint,
+                }
+            })?;
+        match db.get(META_SCHEMA)? {
+            None => {
+                db.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                db.flush()?;
+            }
+            Some(v) if v.as_ref() == SCHEMA_VERSION => {}
+            Some(v) => {
+                return Err(StoreError::Schema {
+                    path: path.to_path_buf(),
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                })
+            }
+        }
+        let log_path = path.join("db");
+        let log = File::open(&log_path).map_err(|source| StoreError::LogFile {
+            path: log_path,
+            source,
+        })?;
+        Ok(Store { db, log })
+    }
+
+    /// Apply `batch` atomically and make it durable: one `apply_batch`, one flush, one fdatasync.
+    /// Nothing may be acknowledged before this returns `Ok`.
+    pub fn commit(&self, batch: Batch) -> Result<()> {
+        self.db.apply_batch(batch.inner)?;
+        self.db.flush()?;
+        self.log.sync_data().map_err(StoreError::Sync)?;
+        Ok(())
+    }
+
+    pub fn alert(&self, fp: Fingerprint) -> Result<Option<AlertRecord>> {
+        self.get(&alert_key(fp))
+    }
+
+    pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>> {
+        self.get(&incident_key(id))
+    }
+
+    /// The active incident of a group, if any.
+    pub fn group(&self, key: &str) -> Result<Option<IncidentId>> {
+        Ok(self.db.get(group_key(key))?.map(|v| IncidentId(be_u64(&v))))
+    }
+
+    pub fn next_incident_number(&self) -> Result<u64> {
+        Ok(self.db.get(META_NEXT_INCIDENT)?.map_or(1, |v| be_u64(&v)))
+    }
+
+    /// Member fingerprints of an incident, in fingerprint order.
+    pub fn members(&self, id: IncidentId) -> Result<Vec<Fingerprint>> {
+        let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
+        self.db
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| Ok(Fingerprint(be_u64(&k?[prefix.len()..]))))
+            .collect()
+    }
+
+    /// Incidents not yet resolved.
+    pub fn active_incidents(&self) -> Result<Vec<Incident>> {
+        let mut out = Vec::new();
+        for key in self.db.scan_prefix(OPEN).keys() {
+            let id = IncidentId(be_u64(&key?[OPEN.len()..]));
+            if let Some(incident) = self.incident(id)? {
+                out.push(incident);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Newest first, starting below `before`; returns the page and the cursor of the next one.
+    pub fn list_incidents(
+        &self,
+        filter: &IncidentFilter,
+        before: Option<IncidentId>,
+        limit: usize,
+    ) -> Result<(Vec<Incident>, Option<IncidentId>)> {
+        let wants_active = matches!(filter.state, Some(State::Open | State::Acknowledged));
+        // Active incidents have their own index, so an "open" query never walks history.
+        let index = if wants_active { OPEN } else { INCIDENT };
+        let end = match before {
+            Some(id) => [index, &id.0.to_be_bytes()].concat(),
+            None => prefix_end(index),
+        };
+        let mut page = Vec::new();
+        for key in self.db.range(index.to_vec()..end).keys().rev() {
+            let id = IncidentId(be_u64(&key?[index.len()..]));
+            let Some(incident) = self.incident(id)? else {
+                continue;
+            };
+            if filter.state.is_some_and(|s| s != incident.state)
+                || filter.tier.is_some_and(|t| t != incident.tier)
+            {
+                continue;
+            }
+            if page.len() == limit {
+                let last = page.last().map(|i: &Incident| i.id);
+                return Ok((page, last));
+            }
+            page.push(incident);
+        }
+        Ok((page, None))
+    }
+
+    /// The earliest pending alert expiry.
+    pub fn next_deadline(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .db
+            .scan_prefix(TIMER)
+            .keys()
+            .next()
+            .transpose()?
+            .map(|k| from_millis(be_u64(&k[TIMER.len()..]))))
+    }
+
+    /// Expiries due at or before `now`, earliest first, at most `limit`.
+    pub fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(DateTime<Utc>, Fingerprint)>> {
+        let end = [TIMER, &(millis(now).saturating_add(1)).to_be_bytes()].concat();
+        self.db
+            .range(TIMER.to_vec()..end)
+            .keys()
+            .take(limit)
+            .map(|k| {
+                let k = k?;
+                let at = from_millis(be_u64(&k[TIMER.len()..TIMER.len() + 8]));
+                Ok((at, Fingerprint(be_u64(&k[TIMER.len() + 8..]))))
+            })
+            .collect()
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.db.get(key)? {
+            None => Ok(None),
+            Some(bytes) => decode(key, &bytes).map(Some),
+        }
+    }
+}
+
+/// The writes of one group commit. Built by the pipeline, applied by [`Store::commit`].
+#[derive(Default)]
+pub struct Batch {
+    inner: sled::Batch,
+}
+
+impl Batch {
+    pub fn put_alert(&mut self, record: &AlertRecord) {
+        self.inner
+            .insert(alert_key(record.fingerprint).as_slice(), encode(record));
+    }
+
+    /// Writes the incident and keeps the index of active incidents in step.
+    pub fn put_incident(&mut self, incident: &Incident) {
+        self.inner
+            .insert(incident_key(incident.id).as_slice(), encode(incident));
+        let open = [OPEN, &incident.id.0.to_be_bytes()].concat();
+        if incident.is_active() {
+            self.inner.insert(open, &[]);
+        } else {
+            self.inner.remove(open);
+        }
+    }
+
+    pub fn set_group(&mut self, key: &str, id: Option<IncidentId>) {
+        match id {
+            Some(id) => self.inner.insert(group_key(key), &id.0.to_be_bytes()),
+            None => self.inner.remove(group_key(key)),
+        }
+    }
+
+    pub fn add_member(&mut self, id: IncidentId, fp: Fingerprint) {
+        let key = [MEMBER, &id.0.to_be_bytes(), &fp.0.to_be_bytes()].concat();
+        self.inner.insert(key, &[]);
+    }
+
+    pub fn set_timer(&mut self, at: DateTime<Utc>, fp: Fingerprint, present: bool) {
+        let key = timer_key(at, fp);
+        if present {
+            self.inner.insert(key, &[]);
+        } else {
+            self.inner.remove(key);
+        }
+    }
+
+    pub fn set_next_incident_number(&mut self, n: u64) {
+        self.inner.insert(META_NEXT_INCIDENT, &n.to_be_bytes());
+    }
+}
+
+fn alert_key(fp: Fingerprint) -> Vec<u8> {
+    [ALERT, &fp.0.to_be_bytes()].concat()
+}
+
+fn incident_key(id: IncidentId) -> Vec<u8> {
+    [INCIDENT, &id.0.to_be_bytes()].concat()
+}
+
+fn group_key(key: &str) -> Vec<u8> {
+    [GROUP, key.as_bytes()].concat()
+}
+
+fn timer_key(at: DateTime<Utc>, fp: Fingerprint) -> Vec<u8> {
+    [TIMER, &millis(at).to_be_bytes(), &fp.0.to_be_bytes()].concat()
+}
+
+/// Milliseconds since the epoch, clamped at 0 so that keys sort by time.
+fn millis(t: DateTime<Utc>) -> u64 {
+    u64::try_from(t.timestamp_millis()).unwrap_or(0)
+}
+
+fn from_millis(ms: u64) -> DateTime<Utc> {
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The first key after every key with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(buf)
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![VALUE_VERSION];
+    // Serializing our own plain structs into a Vec cannot fail.
+    serde_json::to_writer(&mut out, value).expect("serializing a stored value");
+    out
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    let corrupt = |why: String| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        why,
+    };
+    match bytes.split_first() {
+        Some((&VALUE_VERSION, json)) => {
+            serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))
+        }
+        Some((v, _)) => Err(corrupt(format!("unknown value version {v}"))),
+        None => Err(corrupt("empty value".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::Severity;
+
+    fn incident(n: u64, tier: Tier) -> Incident {
+        Incident::open(
+            IncidentId(n),
+            tier,
+            Severity::Warning,
+            format!("alertname=\"A{n}\""),
+            Default::default(),
+            None,
+            None,
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn a_commit_survives_reopening_and_indexes_follow_state() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut batch = Batch::default();
+            for n in 1..=5 {
+                batch.put_incident(&incident(n, if n % 2 == 0 { Tier::L2 } else { Tier::L1 }));
+            }
+            let mut resolved = incident(3, Tier::L1);
+            resolved.resolve("a", None, Utc::now()).unwrap();
+            batch.put_incident(&resolved);
+            batch.set_group("g", Some(IncidentId(5)));
+            batch.add_member(IncidentId(5), Fingerprint(9));
+            batch.add_member(IncidentId(5), Fingerprint(2));
+            batch.set_next_incident_number(6);
+            store.commit(batch).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.next_incident_number().unwrap(), 6);
+        assert_eq!(store.group("g").unwrap(), Some(IncidentId(5)));
+        assert_eq!(
+            store.members(IncidentId(5)).unwrap(),
+            [Fingerprint(2), Fingerprint(9)]
+        );
+        let active: Vec<u64> = store
+            .active_incidents()
+            .unwrap()
+            .iter()
+            .map(|i| i.id.0)
+            .collect();
+        assert_eq!(active, [1, 2, 4, 5]);
+
+        let all = IncidentFilter::default();
+        let (page, next) = store.list_incidents(&all, None, 2).unwrap();
+        assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [5, 4]);
+        assert_eq!(next, Some(IncidentId(4)));
+        let (page, next) = store.list_incidents(&all, next, 2).unwrap();
+        assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [3, 2]);
+        let (page, next) = store.list_incidents(&all, next, 2).unwrap();
+        assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [1]);
+        assert_eq!(next, None);
+
+        let open_l1 = IncidentFilter {
+            state: Some(State::Open),
+            tier: Some(Tier::L1),
+        };
+        let (page, _) = store.list_incidents(&open_l1, None, 10).unwrap();
+        assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [5, 1]);
+        let resolved = IncidentFilter {
+            state: Some(State::Resolved),
+            tier: None,
+        };
+        let (page, _) = store.list_incidents(&resolved, None, 10).unwrap();
+        assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn timers_come_back_in_deadline_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t0 = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
+        let mut batch = Batch::default();
+        batch.set_timer(t0 + chrono::Duration::seconds(20), Fingerprint(1), true);
+        batch.set_timer(t0 + chrono::Duration::seconds(10), Fingerprint(2), true);
+        batch.set_timer(t0 + chrono::Duration::seconds(30), Fingerprint(3), true);
+        store.commit(batch).unwrap();
+        assert_eq!(
+            store.next_deadline().unwrap(),
+            Some(t0 + chrono::Duration::seconds(10))
+        );
+        let due = store
+            .due_timers(t0 + chrono::Duration::seconds(20), 10)
+            .unwrap();
+        assert_eq!(due.iter().map(|(_, fp)| fp.0).collect::<Vec<_>>(), [2, 1]);
+        let mut batch = Batch::default();
+        batch.set_timer(t0 + chrono::Duration::seconds(10), Fingerprint(2), false);
+        store.commit(batch).unwrap();
+        assert_eq!(
+            store.next_deadline().unwrap(),
+            Some(t0 + chrono::Duration::seconds(20))
+        );
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_says_why_it_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let err = match Store::open(dir.path()) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a second open of a locked store succeeded"),
+        };
+        assert!(err.contains("another triaged"), "{err}");
+    }
+}

@@ -1,0 +1,232 @@
+//! Every kind of bad request is refused with the documented status and JSON error, counted in
+//! `triaged_alerts_rejected_total{source,reason}`, and leaves the daemon healthy.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use serde_json::{json, Value};
+
+const ENDPOINTS: [(&str, &str); 4] = [
+    ("/api/v2/alerts", "alertmanager"),
+    ("/api/v1/webhook/alertmanager", "webhook"),
+    ("/api/v1/events/pagerduty", "pagerduty"),
+    ("/api/v1/alerts", "native"),
+];
+
+/// A valid body for each ingest endpoint.
+fn good_body(path: &str) -> Value {
+    let l = json!({"alertname": "Good", "service": "ok", "severity": "warning"});
+    match path {
+        "/api/v2/alerts" => json!([{"labels": l, "annotations": {}}]),
+        "/api/v1/webhook/alertmanager" => json!({
+            "receiver": "triaged", "status": "firing", "version": "4",
+            "groupKey": "{}:{alertname=\"Good\"}", "truncatedAlerts": 0,
+            "groupLabels": {"alertname": "Good"}, "commonLabels": l, "commonAnnotations": {},
+            "externalURL": "http://alertmanager.example:9093",
+            "alerts": [{"status": "firing", "labels": l, "annotations": {},
+                        "startsAt": rfc3339_in(0.0), "endsAt": "0001-01-01T00:00:00Z",
+                        "generatorURL": "", "fingerprint": fingerprint(&l)}]
+        }),
+        "/api/v1/events/pagerduty" => json!({
+            "routing_key": "R0UT1NGKEY0000000000000000000000", "event_action": "trigger",
+            "dedup_key": "good-1",
+            "payload": {"summary": "good", "source": "host-1", "severity": "warning"}
+        }),
+        "/api/v1/alerts" => json!({"alerts": [{"labels": l, "status": "firing"}]}),
+        other => panic!("no body for {other}"),
+    }
+}
+
+/// Expected rejection counters, checked at the end.
+#[derive(Default)]
+struct Expect(BTreeMap<(&'static str, &'static str), f64>);
+
+impl Expect {
+    fn add(&mut self, source: &'static str, reason: &'static str) {
+        *self.0.entry((source, reason)).or_default() += 1.0;
+    }
+}
+
+fn refused(resp: &Response, status: u16, what: &str) -> Value {
+    assert_eq!(resp.status, status, "{what}: {resp}");
+    let v = resp.json();
+    assert!(
+        v["error"].is_string(),
+        "{what}: error body without \"error\": {v}"
+    );
+    assert!(
+        v["detail"].is_string() || v["detail"].is_null(),
+        "{what}: {v}"
+    );
+    v
+}
+
+#[test]
+fn bad_requests_are_refused_counted_and_harmless() {
+    let d = Daemon::with("[server]\nmax_body_bytes = 1024\n");
+    let mut expect = Expect::default();
+
+    // Malformed JSON on every ingest endpoint: 400, the detail says where.
+    for (path, source) in ENDPOINTS {
+        let body = b"{\"alerts\": [\n  {\"labels\": {\"alertname\": }}\n]}";
+        let v = refused(
+            &d.post_json(path, &body[..]),
+            400,
+            &format!("malformed JSON to {path}"),
+        );
+        let detail = v["detail"].as_str().unwrap_or("");
+        assert!(
+            detail.contains("line"),
+            "malformed JSON to {path}: detail does not say the line: {v}"
+        );
+        expect.add(source, "malformed_json");
+    }
+
+    // Wrong media types, on a body that would otherwise be fine.
+    for (path, source) in ENDPOINTS {
+        for ct in ["text/plain", "application/x-www-form-urlencoded"] {
+            let body = serde_json::to_vec(&good_body(path)).unwrap();
+            let resp = request(&d.addr, "POST", path, &[("Content-Type", ct)], &body);
+            refused(&resp, 415, &format!("{ct} to {path}"));
+            expect.add(source, "unsupported_media_type");
+        }
+    }
+
+    // Too large: valid JSON, 2000 bytes, limit 1024.
+    for (path, source) in ENDPOINTS {
+        let mut body = good_body(path);
+        let pad = "x".repeat(2000);
+        match path {
+            "/api/v2/alerts" => body[0]["annotations"]["pad"] = json!(pad),
+            "/api/v1/webhook/alertmanager" => body["alerts"][0]["annotations"]["pad"] = json!(pad),
+            "/api/v1/events/pagerduty" => body["payload"]["summary"] = json!(pad),
+            _ => body["alerts"][0]["annotations"] = json!({ "pad": pad }),
+        }
+        let bytes = serde_json::to_vec(&body).unwrap();
+        assert!(bytes.len() > 2000);
+        refused(
+            &d.post_json(path, bytes),
+            413,
+            &format!("2000 bytes to {path}"),
+        );
+        expect.add(source, "body_too_large");
+    }
+
+    // Empty labels.
+    refused(
+        &d.post_json("/api/v2/alerts", json!([{"labels": {}, "annotations": {}}])),
+        400,
+        "v2 alert with empty labels",
+    );
+    expect.add("alertmanager", "invalid_alert");
+    refused(
+        &d.post_json(
+            "/api/v1/alerts",
+            json!({"alerts": [{"labels": {}, "status": "firing"}]}),
+        ),
+        400,
+        "native alert with empty labels",
+    );
+    expect.add("native", "invalid_alert");
+    let mut hook = good_body("/api/v1/webhook/alertmanager");
+    hook["alerts"][0]["labels"] = json!({});
+    refused(
+        &d.post_json("/api/v1/webhook/alertmanager", &hook),
+        400,
+        "webhook alert with empty labels",
+    );
+    expect.add("webhook", "invalid_alert");
+
+    // Native: an unknown field is refused, and the answer names it.
+    let v = refused(
+        &d.post_json(
+            "/api/v1/alerts",
+            json!({"alerts": [{"labels": {"alertname": "X"}, "status": "firing", "bogus_field": 1}]}),
+        ),
+        400,
+        "native alert with an unknown field",
+    );
+    assert!(
+        v.to_string().contains("bogus_field"),
+        "the answer does not name the unknown field: {v}"
+    );
+    expect.add("native", "invalid_alert");
+
+    // Unknown routes and wrong methods: not ingest requests, not counted.
+    for (method, path) in [
+        ("GET", "/api/v1/nope"),
+        ("POST", "/nope"),
+        ("GET", "/api/v3/alerts"),
+    ] {
+        let resp = request(
+            &d.addr,
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            b"{}",
+        );
+        refused(&resp, 404, &format!("{method} {path}"));
+    }
+    for (method, path) in [
+        ("PUT", "/api/v2/alerts"),
+        ("DELETE", "/api/v1/alerts"),
+        ("GET", "/api/v1/webhook/alertmanager"),
+        ("GET", "/api/v1/events/pagerduty"),
+        ("DELETE", "/api/v1/incidents"),
+        ("POST", "/-/healthy"),
+    ] {
+        let resp = request(
+            &d.addr,
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            b"{}",
+        );
+        refused(&resp, 405, &format!("{method} {path}"));
+    }
+
+    // Every rejection counted with its source and reason, and nothing else counted.
+    let m = d.metrics();
+    for ((source, reason), n) in &expect.0 {
+        assert_eq!(
+            metric_value(
+                &m,
+                "triaged_alerts_rejected_total",
+                &[("source", source), ("reason", reason)]
+            ),
+            Some(*n),
+            "triaged_alerts_rejected_total{{source={source:?},reason={reason:?}}}\n{m}"
+        );
+    }
+    let expected_total: f64 = expect.0.values().sum();
+    assert_eq!(
+        metric_sum(&m, "triaged_alerts_rejected_total", &[]),
+        expected_total,
+        "total rejections\n{m}"
+    );
+
+    // Nothing of it was taken in.
+    assert!(
+        d.all_incidents("").is_empty(),
+        "a refused request opened an incident"
+    );
+
+    // Still healthy, and still ingesting on every endpoint.
+    assert_eq!(d.get("/-/healthy").status, 200);
+    assert_eq!(d.get("/-/ready").status, 200);
+    for (path, _) in ENDPOINTS {
+        let resp = d.post_json(path, good_body(path));
+        assert!(
+            resp.status == 200 || resp.status == 202,
+            "good request to {path} after the bad ones: {resp}"
+        );
+    }
+    let open = d.all_incidents("state=open");
+    assert!(!open.is_empty(), "the good alerts opened nothing");
+    let fp = fingerprint(&json!({"alertname": "Good", "service": "ok", "severity": "warning"}));
+    let (status, a) = d.alert(&fp);
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["tier"], "L1", "{a}");
+}

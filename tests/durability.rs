@@ -1,0 +1,176 @@
+//! A 2xx means "on disk": everything acknowledged survives SIGKILL; SIGTERM and SIGINT shut down
+//! cleanly with status 0 and keep the data.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::{json, Value};
+
+const N: usize = 200;
+
+fn crash_labels(i: usize) -> Value {
+    labels(&[
+        ("alertname", "CrashTest"),
+        ("service", "db"),
+        ("severity", "major"),
+        ("instance", &format!("db-{i:03}")),
+    ])
+}
+
+fn members_instances(inc: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let ms = inc["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no members: {inc}"));
+    let fps = ms
+        .iter()
+        .map(|m| m["fingerprint"].as_str().unwrap().to_string())
+        .collect();
+    let instances = ms
+        .iter()
+        .map(|m| m["labels"]["instance"].as_str().unwrap().to_string())
+        .collect();
+    (fps, instances)
+}
+
+#[test]
+fn everything_acknowledged_survives_sigkill() {
+    let mut d = Daemon::with("");
+    // An incident acknowledged before the crash.
+    let acked = touched(&post_native(
+        &d,
+        vec![native_alert(
+            &[
+                ("alertname", "AckedBefore"),
+                ("service", "db"),
+                ("severity", "critical"),
+            ],
+            "firing",
+        )],
+    ))[0]
+        .clone();
+    let resp = d.action(&acked, "ack", json!({"actor": "alice"}));
+    assert_eq!(resp.status, 200, "{resp}");
+    let acked_at = resp.json()["acknowledged_at"].clone();
+    parse_time(&acked_at);
+
+    let mut incident_ids = BTreeSet::new();
+    for i in 0..N {
+        let resp = d.post_json(
+            "/api/v1/alerts",
+            json!({"alerts": [{"labels": crash_labels(i), "status": "firing"}]}),
+        );
+        assert_eq!(resp.status, 200, "alert {i}: {resp}");
+        incident_ids.extend(touched(&resp.json()));
+    }
+    assert_eq!(incident_ids.len(), 1, "{incident_ids:?}");
+    let id = incident_ids.into_iter().next().unwrap();
+
+    d.kill9();
+    d.restart();
+
+    let inc = d.incident(&id);
+    assert_eq!(inc["alert_count"], N, "alert_count after restart");
+    assert_eq!(inc["firing_count"], N, "firing_count after restart");
+    assert_eq!(inc["state"], "open");
+    let (fps, instances) = members_instances(&inc);
+    let expected_instances: BTreeSet<String> = (0..N).map(|i| format!("db-{i:03}")).collect();
+    let expected_fps: BTreeSet<String> = (0..N).map(|i| fingerprint(&crash_labels(i))).collect();
+    assert_eq!(fps.len(), N, "distinct member fingerprints after restart");
+    assert_eq!(fps, expected_fps);
+    assert_eq!(instances, expected_instances);
+    let (status, a) = d.alert(&fingerprint(&crash_labels(N - 1)));
+    assert_eq!(
+        status, 200,
+        "the last alert acknowledged before SIGKILL: {a}"
+    );
+    assert_eq!(a["incident"], id.as_str(), "{a}");
+
+    let inc = d.incident(&acked);
+    assert_eq!(inc["state"], "acknowledged", "{inc}");
+    assert_eq!(inc["acknowledged_at"], acked_at, "{inc}");
+    let kinds: Vec<&str> = inc["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["opened", "acknowledged"], "{inc}");
+
+    let all = d.all_incidents("");
+    assert_eq!(all.len(), 2, "incidents after restart: {all:?}");
+    assert_eq!(
+        d.metric("triaged_incidents_open", &[("tier", "L2")]),
+        1.0,
+        "the open-incidents gauge after restart"
+    );
+
+    // New incidents after the restart get new ids; old ones keep taking members.
+    let resp = post_native(
+        &d,
+        vec![native_alert(
+            &[
+                ("alertname", "AfterRestart"),
+                ("service", "db"),
+                ("severity", "warning"),
+            ],
+            "firing",
+        )],
+    );
+    let new_id = touched(&resp)[0].clone();
+    assert!(
+        new_id != id && new_id != acked,
+        "incident id {new_id} reused after restart"
+    );
+    let resp = post_native(
+        &d,
+        vec![json!({"labels": crash_labels(N), "status": "firing"})],
+    );
+    assert_eq!(touched(&resp), vec![id.clone()], "{resp}");
+    assert_eq!(d.incident(&id)["alert_count"], N + 1);
+}
+
+fn graceful(stop: impl FnOnce(&mut Daemon) -> std::process::ExitStatus) {
+    let mut d = Daemon::with("");
+    let l = [
+        ("alertname", "Graceful"),
+        ("service", "web"),
+        ("severity", "critical"),
+    ];
+    let resp = post_native(&d, vec![native_alert(&l, "firing")]);
+    let id = touched(&resp)[0].clone();
+    let resp = d.action(&id, "assign", json!({"actor": "alice", "assignee": "bob"}));
+    assert_eq!(resp.status, 200, "{resp}");
+
+    let status = stop(&mut d);
+    assert!(
+        status.success(),
+        "triaged exited with {status} on a shutdown signal; stderr:\n{}",
+        d.stderr_text()
+    );
+
+    d.restart();
+    let inc = d.incident(&id);
+    assert_eq!(inc["state"], "open", "{inc}");
+    assert_eq!(inc["tier"], "L3", "{inc}");
+    assert_eq!(inc["assignee"], "bob", "{inc}");
+    assert_eq!(inc["alert_count"], 1, "{inc}");
+    let (status, a) = d.alert(&fingerprint(&labels(&l)));
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["count"], 1, "{a}");
+    // The restarted daemon still deduplicates against what it had.
+    let resp = post_native(&d, vec![native_alert(&l, "firing")]);
+    assert_eq!(resp["deduplicated"], 1, "{resp}");
+    assert_eq!(touched(&resp), vec![id.clone()], "{resp}");
+}
+
+#[test]
+fn sigterm_exits_zero_and_keeps_the_data() {
+    graceful(|d| d.terminate());
+}
+
+#[test]
+fn sigint_exits_zero_and_keeps_the_data() {
+    graceful(|d| d.interrupt());
+}
