@@ -1,6 +1,7 @@
 //! The `triaged` command line: parse and validate the config before any runtime starts, then run.
 //! Exit codes: 0 done, 1 runtime failure, 64 bad config or usage (so systemd does not crash-loop).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -58,6 +59,7 @@ fn init_logging(config: &Config) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),

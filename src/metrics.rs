@@ -37,6 +37,7 @@ pub struct Metrics {
     pub incidents_opened: IntCounterVec,
     pub incidents_escalated: IntCounterVec,
     pub incidents_resolved: IntCounterVec,
+    pub incidents_resolved_first_contact: IntCounterVec,
     pub incidents_open: IntGaugeVec,
     pub incident_ack_seconds: HistogramVec,
     pub incident_resolve_seconds: HistogramVec,
@@ -104,6 +105,14 @@ impl Metrics {
                     "Incidents resolved, by the tier they were at and by whom (auto, operator).",
                 ),
                 &["tier", "by"],
+            )
+            .unwrap(),
+            incidents_resolved_first_contact: IntCounterVec::new(
+                opts(
+                    "incidents_resolved_first_contact_total",
+                    "Incidents resolved at the tier they were opened at, never escalated (first-contact resolution).",
+                ),
+                &["tier"],
             )
             .unwrap(),
             incidents_open: IntGaugeVec::new(
@@ -180,6 +189,7 @@ impl Metrics {
             Box::new(self.incidents_opened.clone()),
             Box::new(self.incidents_escalated.clone()),
             Box::new(self.incidents_resolved.clone()),
+            Box::new(self.incidents_resolved_first_contact.clone()),
             Box::new(self.incidents_open.clone()),
             Box::new(self.incident_ack_seconds.clone()),
             Box::new(self.incident_resolve_seconds.clone()),
@@ -206,6 +216,8 @@ impl Metrics {
         for tier in &Tier::ALL[1..] {
             let tier = tier.as_str();
             self.incidents_open.with_label_values(&[tier]);
+            self.incidents_resolved_first_contact
+                .with_label_values(&[tier]);
             for by in ["auto", "operator"] {
                 self.incidents_resolved.with_label_values(&[tier, by]);
             }

@@ -16,6 +16,8 @@
 
 pub mod classify;
 pub mod dedup;
+#[cfg(test)]
+mod tests;
 pub mod triage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -426,6 +428,8 @@ enum Effect {
         severity: Severity,
         by: &'static str,
         after: Duration,
+        /// Resolved at the tier it opened at: first-contact resolution.
+        first_contact: bool,
     },
     Acknowledged {
         tier: Tier,
@@ -456,7 +460,13 @@ impl Effect {
                 severity,
                 by,
                 after,
+                first_contact,
             } => {
+                if first_contact {
+                    m.incidents_resolved_first_contact
+                        .with_label_values(&[tier.as_str()])
+                        .inc();
+                }
                 m.incidents_resolved
                     .with_label_values(&[tier.as_str(), by])
                     .inc();
@@ -806,6 +816,7 @@ impl<'a> Tx<'a> {
             severity: incident.severity,
             by,
             after,
+            first_contact: incident.tier == incident.opened_tier,
         });
         self.open_gauge(incident.tier, -1);
         if self.group(&incident.group_key).ok().flatten() == Some(incident.id) {

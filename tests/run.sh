@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README and CI run it: installs the Debian packages the end-to-end
+# tests drive (the real Prometheus, Alertmanager and amtool) when they are missing, then runs
+# every test. Needs root or sudo only for that install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing Debian packages: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+fi
+
+cargo test --release "$@"
