@@ -23,7 +23,7 @@ use crate::pipeline::classify::Rules;
 /// The commented example, embedded: what `triaged run` uses without `--config`.
 pub const DEFAULT_TOML: &str = include_str!("../config/triaged.toml");
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -35,22 +35,6 @@ pub struct Config {
     pub tiers: TiersConfig,
     pub incidents: IncidentsConfig,
     pub rules: Vec<RuleConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            log: LogConfig::default(),
-            dedup: DedupConfig::default(),
-            grouping: GroupingConfig::default(),
-            severity: SeverityConfig::default(),
-            tiers: TiersConfig::default(),
-            incidents: IncidentsConfig::default(),
-            rules: Vec::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

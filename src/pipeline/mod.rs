@@ -646,7 +646,14 @@ impl<'a> Tx<'a> {
         let tier = triage::tier(severity, &class, &policy.tiers);
         let expires_at = triage::expiry(&alert, policy.resolve_timeout);
 
-        if let (Seen::Repeats, Some(mut record)) = (seen, previous.clone()) {
+        // A repeat opens nothing, unless it now needs a person where it did not before (an L0
+        // alert re-sent with a higher severity under the same identity, as PagerDuty allows).
+        let needs_incident_now = previous
+            .as_ref()
+            .is_some_and(|r| r.incident.is_none() && tier > Tier::L0);
+        if let (Seen::Repeats, Some(mut record), false) =
+            (seen, previous.clone(), needs_incident_now)
+        {
             self.effects.push(Effect::Deduplicated(source));
             summary.deduplicated += 1;
             self.set_expiry(fp, record.expires_at, expires_at);

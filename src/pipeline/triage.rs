@@ -3,7 +3,7 @@
 //! Which incident an alert joins, and the bookkeeping that follows, is the writer's (`mod.rs`);
 //! this module only answers "which tier" and "until when does it fire".
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::alert::{NormalizedAlert, Severity};
 use crate::config::TiersConfig;
@@ -24,11 +24,13 @@ pub fn tier(severity: Severity, class: &Classification, tiers: &TiersConfig) -> 
 /// When a firing alert resolves by itself unless refreshed, following Alertmanager: an `endsAt`
 /// the sender gave (in the future, or normalization would have resolved it); else, for senders
 /// that re-send (Alertmanager API v2), `resolve_timeout` after it was received; else never.
+/// Deadlines are kept to the millisecond, the precision of the store's timer keys, so that the
+/// deadline a timer fires with is exactly the one the alert record holds.
 pub fn expiry(
     alert: &NormalizedAlert,
     resolve_timeout: std::time::Duration,
 ) -> Option<DateTime<Utc>> {
-    match alert.alert.ends_at {
+    let at = match alert.alert.ends_at {
         Some(end) => Some(end),
         None if alert.alert.expires_without_refresh => {
             let timeout =
@@ -36,7 +38,8 @@ pub fn expiry(
             alert.received_at.checked_add_signed(timeout)
         }
         None => None,
-    }
+    };
+    at.map(|t| t.trunc_subsecs(3))
 }
 
 #[cfg(test)]
@@ -69,7 +72,7 @@ mod tests {
 
     #[test]
     fn expiry_follows_alertmanager() {
-        let now = Utc::now();
+        let now = Utc::now().trunc_subsecs(3);
         let five = Duration::from_secs(300);
         let given = alert(Source::Alertmanager, Some(60), now);
         assert_eq!(
@@ -80,6 +83,14 @@ mod tests {
         assert_eq!(
             expiry(&zero, five),
             Some(now + chrono::Duration::seconds(300))
+        );
+        let precise = now + chrono::Duration::nanoseconds(1_234_567);
+        let mut fine = alert(Source::Alertmanager, None, precise);
+        fine.alert.ends_at = Some(precise + chrono::Duration::seconds(60));
+        assert_eq!(
+            expiry(&fine, five),
+            Some(now + chrono::Duration::milliseconds(60_001)),
+            "deadlines are kept to the millisecond of their timer keys"
         );
         let webhook = alert(Source::Webhook, None, now);
         assert_eq!(expiry(&webhook, five), None);

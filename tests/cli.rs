@@ -1,0 +1,157 @@
+//! The command line: `check-config`, `default-config`, and `run` refusing a bad config or running
+//! on the embedded default.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{poll_until_for, post_json};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_triaged");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/triaged.toml");
+
+#[test]
+fn check_config_accepts_the_shipped_example() {
+    let out = Command::new(BIN)
+        .args(["check-config", EXAMPLE])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (2 rules)"));
+}
+
+#[test]
+fn check_config_names_the_line_of_every_problem_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:9595\"\n\n[[rules]]\nname = \"x\"\nmatchers = ['alertname=~\"(\"']\ntier = \"L2\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:6: rules[0].matchers[0]: ") && err.contains("invalid regex"),
+        "{err}"
+    );
+
+    std::fs::write(&path, "[dedup]\nresolve_timeout = \"5 minutes\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:2: ") && err.contains("invalid duration"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_config_with_exit_64_before_binding_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body_byte = 10\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config", path.to_str().unwrap()])
+        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:3: ") && err.contains("max_body_byte"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "a refused config must not create the store"
+    );
+}
+
+#[test]
+fn default_config_prints_the_shipped_example() {
+    let out = Command::new(BIN).arg("default-config").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        std::fs::read_to_string(EXAMPLE).unwrap()
+    );
+}
+
+/// `triaged run` with no config at all serves with the embedded default, whose example rule drops
+/// Prometheus' Watchdog alert.
+#[test]
+fn run_without_a_config_uses_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let mut child = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Text log format: `... listening addr=127.0.0.1:PORT data_dir=...`
+            if let Some(rest) = line
+                .split("addr=")
+                .nth(1)
+                .filter(|_| line.contains("listening"))
+            {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the daemon announces its address");
+    poll_until_for("ready", Duration::from_secs(10), || match common::request(
+        &addr,
+        "GET",
+        "/-/ready",
+        &[],
+        b"",
+    )
+    .status
+    {
+        200 => Ok(()),
+        other => Err(other),
+    });
+    let answer = post_json(
+        &addr,
+        "/api/v2/alerts",
+        json!([{"labels": {"alertname": "Watchdog", "severity": "none"}}]),
+    );
+    assert_eq!(answer.status, 200, "{answer}");
+    assert_eq!(answer.json()["dropped"], 1, "{answer}");
+    let _ = child.0.kill();
+}
