@@ -500,3 +500,82 @@ async fn ingest_pagerduty(app: &App, req: Request<Incoming>) -> Result<Response,
     .await;
     finish_ingest(app, source, started, result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::pipeline::{channel, Policy, SystemClock};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn post(addr: std::net::SocketAddr, body: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// With the writer stalled and its queue full, ingestion is refused at once with 503 and
+    /// Retry-After, and counted, rather than buffered without bound.
+    #[tokio::test]
+    async fn a_full_queue_answers_503_with_retry_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let policy = Policy::from_config(&Config::default()).unwrap();
+        // The writer is built but never run: the queue's one slot stays taken.
+        let (queue, _writer) = channel(
+            1,
+            store.clone(),
+            metrics.clone(),
+            policy,
+            Arc::new(SystemClock),
+        )
+        .unwrap();
+        let app = Arc::new(App {
+            queue,
+            store,
+            metrics: metrics.clone(),
+            ready: Arc::new(AtomicBool::new(true)),
+            max_body_bytes: 1024,
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(
+            listener,
+            app,
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            std::future::pending(),
+        ));
+        let body = r#"[{"labels":{"alertname":"A"}}]"#;
+        let first = tokio::spawn(post(addr, body));
+        while metrics.queue_depth.get() < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let answer = post(addr, body).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 1"),
+            "{answer}"
+        );
+        assert!(answer.contains("writer queue is full"), "{answer}");
+        assert_eq!(
+            metrics
+                .alerts_rejected
+                .with_label_values(&["alertmanager", "overloaded"])
+                .get(),
+            1
+        );
+        assert!(
+            !first.is_finished(),
+            "the queued request waits for its durable answer"
+        );
+        first.abort();
+    }
+}
