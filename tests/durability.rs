@@ -162,7 +162,15 @@ fn graceful(stop: impl FnOnce(&mut Daemon) -> std::process::ExitStatus) {
     // The restarted daemon still deduplicates against what it had.
     let resp = post_native(&d, vec![native_alert(&l, "firing")]);
     assert_eq!(resp["deduplicated"], 1, "{resp}");
-    assert_eq!(touched(&resp), vec![id.clone()], "{resp}");
+    let all = d.all_incidents("");
+    assert_eq!(
+        all.len(),
+        1,
+        "a repeat after restart opened another incident: {all:?}"
+    );
+    let (_, a) = d.alert(&fingerprint(&labels(&l)));
+    assert_eq!(a["count"], 2, "{a}");
+    assert_eq!(a["incident"], id.as_str(), "{a}");
 }
 
 #[test]
