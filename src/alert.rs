@@ -344,6 +344,14 @@ pub struct AlertRecord {
     pub tier: Tier,
     /// The rules that matched it, in order.
     pub rules: Vec<String>,
+    /// The silence holding it back, if any: stored, but in no incident.
+    #[serde(default)]
+    pub silenced_by: Option<crate::silence::SilenceId>,
+    /// Recent firing/resolved changes, for flapping detection (bounded).
+    #[serde(default)]
+    pub state_changes: Vec<DateTime<Utc>>,
+    #[serde(default)]
+    pub flapping: bool,
 }
 
 /// Alertmanager and Go write "not given" as the zero time `0001-01-01T00:00:00Z`; treat it, and

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::alert::Fingerprint;
 use crate::incident::{Incident, IncidentId, State, Tier};
 use crate::pipeline::{Action, Command, Outcome};
+use crate::silence::{PostableSilence, SilenceId};
 use crate::sources::http::{json_response, ApiError, App, Response};
 use crate::store::{IncidentFilter, StoreError};
 
@@ -118,8 +119,12 @@ pub fn get_alert(app: &Arc<App>, fp: &str) -> Result<Response, ApiError> {
 struct ActionBody {
     actor: Option<String>,
     reason: Option<String>,
+    /// The resolution note; `reason` is taken when `note` is absent.
+    note: Option<String>,
     to: Option<String>,
     assignee: Option<String>,
+    vendor: Option<String>,
+    vendor_ref: Option<String>,
 }
 
 /// `POST /api/v1/incidents/{id}/{ack|resolve|escalate|assign}`.
@@ -136,6 +141,16 @@ pub async fn act(
         .actor
         .filter(|a| !a.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("`actor` is required: who does this"))?;
+    let to = body
+        .to
+        .map(|t| t.parse::<Tier>())
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let reason_required = |reason: Option<String>, what: &str| {
+        reason
+            .filter(|r| !r.trim().is_empty())
+            .ok_or_else(|| ApiError::bad_request(format!("`reason` is required: why {what}")))
+    };
     let action = match action {
         "ack" | "acknowledge" => Action::Acknowledge {
             actor,
@@ -143,16 +158,19 @@ pub async fn act(
         },
         "resolve" => Action::Resolve {
             actor,
-            reason: body.reason,
+            reason: body.note.or(body.reason),
         },
         "escalate" => Action::Escalate {
             actor,
-            reason: body.reason,
-            to: body
-                .to
-                .map(|t| t.parse::<Tier>())
-                .transpose()
-                .map_err(ApiError::bad_request)?,
+            reason: Some(reason_required(body.reason, "escalate")?),
+            to,
+            vendor: body.vendor,
+            vendor_ref: body.vendor_ref,
+        },
+        "deescalate" => Action::Deescalate {
+            actor,
+            reason: Some(reason_required(body.reason, "de-escalate")?),
+            to,
         },
         "assign" => Action::Assign {
             actor,
@@ -163,7 +181,7 @@ pub async fn act(
         },
         other => {
             return Err(ApiError::not_found(format!(
-                "no action {other:?}: expected ack, resolve, escalate or assign"
+                "no action {other:?}: expected ack, resolve, escalate, deescalate or assign"
             )))
         }
     };
@@ -178,4 +196,62 @@ pub async fn act(
             "unexpected outcome of an incident command",
         )),
     }
+}
+
+/// `GET /api/v2/silences`: every silence, in Alertmanager's form.
+pub fn list_silences(app: &Arc<App>) -> Result<Response, ApiError> {
+    let now = chrono::Utc::now();
+    let mut silences = app.store.silences().map_err(store_error)?;
+    silences.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+    let shown: Vec<_> = silences.iter().map(|s| s.gettable(now)).collect();
+    Ok(json_response(StatusCode::OK, &shown))
+}
+
+fn silence_id(id: &str) -> Result<SilenceId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::not_found(format!("no silence {id:?}: not a silence id")))
+}
+
+/// `GET /api/v2/silence/{id}`.
+pub fn get_silence(app: &Arc<App>, id: &str) -> Result<Response, ApiError> {
+    let id = silence_id(id)?;
+    let silence = app
+        .store
+        .silence(id)
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no silence {id}")))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &silence.gettable(chrono::Utc::now()),
+    ))
+}
+
+/// `POST /api/v2/silences`: create (or, with an `id`, replace) a silence; answers
+/// `{"silenceID": "..."}`, which amtool prints.
+pub async fn post_silence(app: &Arc<App>, body: &[u8]) -> Result<Response, ApiError> {
+    let silence: PostableSilence = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("malformed silence: {e}")))?;
+    match app
+        .queue
+        .submit(|reply| Command::PutSilence { silence, reply })
+        .await??
+    {
+        Outcome::Silence(id) => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "silenceID": id }),
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected outcome of a silence command",
+        )),
+    }
+}
+
+/// `DELETE /api/v2/silence/{id}`: expire it now.
+pub async fn expire_silence(app: &Arc<App>, id: &str) -> Result<Response, ApiError> {
+    let id = silence_id(id)?;
+    app.queue
+        .submit(|reply| Command::ExpireSilence { id, reply })
+        .await??;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({})))
 }

@@ -34,6 +34,8 @@ pub struct Config {
     pub severity: SeverityConfig,
     pub tiers: TiersConfig,
     pub incidents: IncidentsConfig,
+    pub escalation: EscalationConfig,
+    pub flapping: FlappingConfig,
     pub rules: Vec<RuleConfig>,
 }
 
@@ -103,6 +105,11 @@ impl Default for LogConfig {
 pub struct DedupConfig {
     pub exclude_labels: Vec<String>,
     pub resolve_timeout: HumanDuration,
+    /// An alert firing again this soon after its incident resolved reopens that incident.
+    pub reopen_window: HumanDuration,
+    /// Reopened this many times within `reopen_escalate_window` ⇒ escalate one tier; 0: never.
+    pub reopen_escalate_after: u32,
+    pub reopen_escalate_window: HumanDuration,
 }
 
 impl Default for DedupConfig {
@@ -110,6 +117,9 @@ impl Default for DedupConfig {
         DedupConfig {
             exclude_labels: Vec::new(),
             resolve_timeout: HumanDuration::secs(5 * 60),
+            reopen_window: HumanDuration::secs(10 * 60),
+            reopen_escalate_after: 3,
+            reopen_escalate_window: HumanDuration::secs(3600),
         }
     }
 }
@@ -207,6 +217,105 @@ impl Default for IncidentsConfig {
     fn default() -> Self {
         IncidentsConfig {
             auto_resolve: vec![Tier::L1, Tier::L2, Tier::L3, Tier::L4],
+        }
+    }
+}
+
+/// What happens to a tier's incidents when nobody acts on them.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierPolicy {
+    /// Unacknowledged this long after reaching the tier ⇒ escalate to `next`.
+    pub ack_timeout: Option<HumanDuration>,
+    /// Unresolved this long after reaching the tier ⇒ escalate to `next`.
+    pub resolve_timeout: Option<HumanDuration>,
+    /// Where timeouts escalate to; default the tier above.
+    pub next: Option<Tier>,
+}
+
+/// `[escalation]`: `ceiling` and one `[escalation.Ln]` table per tier.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationConfig {
+    /// Automatic escalation (timeouts, reopens, flapping) never goes above this tier; beyond it
+    /// only an operator escalates (L4, the vendor handover, is by hand by default).
+    pub ceiling: Tier,
+    #[serde(rename = "L1")]
+    pub l1: TierPolicy,
+    #[serde(rename = "L2")]
+    pub l2: TierPolicy,
+    #[serde(rename = "L3")]
+    pub l3: TierPolicy,
+    #[serde(rename = "L4")]
+    pub l4: TierPolicy,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        EscalationConfig {
+            ceiling: Tier::L3,
+            l1: TierPolicy {
+                ack_timeout: Some(HumanDuration::secs(15 * 60)),
+                resolve_timeout: Some(HumanDuration::secs(4 * 3600)),
+                next: Some(Tier::L2),
+            },
+            l2: TierPolicy {
+                ack_timeout: Some(HumanDuration::secs(30 * 60)),
+                resolve_timeout: Some(HumanDuration::secs(8 * 3600)),
+                next: Some(Tier::L3),
+            },
+            l3: TierPolicy::default(),
+            l4: TierPolicy::default(),
+        }
+    }
+}
+
+impl EscalationConfig {
+    pub fn policy(&self, tier: Tier) -> Option<&TierPolicy> {
+        match tier {
+            Tier::L0 => None,
+            Tier::L1 => Some(&self.l1),
+            Tier::L2 => Some(&self.l2),
+            Tier::L3 => Some(&self.l3),
+            Tier::L4 => Some(&self.l4),
+        }
+    }
+
+    /// Where automatic escalation takes an incident at `tier`, if anywhere.
+    pub fn auto_next(&self, tier: Tier) -> Option<Tier> {
+        let next = self
+            .policy(tier)
+            .and_then(|p| p.next)
+            .or_else(|| tier.next())?;
+        (next > tier && next <= self.ceiling).then_some(next)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FlapAction {
+    /// Mark the alert and its incident flapping; notifications for it are held back.
+    #[default]
+    Suppress,
+    /// Escalate its incident one tier (reason `flapping`).
+    Escalate,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlappingConfig {
+    pub window: HumanDuration,
+    /// More firing/resolved changes than this within `window` ⇒ flapping.
+    pub max_changes: u32,
+    pub action: FlapAction,
+}
+
+impl Default for FlappingConfig {
+    fn default() -> Self {
+        FlappingConfig {
+            window: HumanDuration::secs(10 * 60),
+            max_changes: 4,
+            action: FlapAction::Suppress,
         }
     }
 }
@@ -428,6 +537,55 @@ impl Config {
                 vec![Seg::Key("dedup"), Seg::Key("resolve_timeout")],
                 "must be greater than 0".to_string(),
             ));
+        }
+        for (key, d) in [
+            ("reopen_window", self.dedup.reopen_window),
+            ("reopen_escalate_window", self.dedup.reopen_escalate_window),
+        ] {
+            if d.0.is_zero() {
+                out.push((
+                    vec![Seg::Key("dedup"), Seg::Key(key)],
+                    "must be greater than 0".to_string(),
+                ));
+            }
+        }
+        if self.flapping.window.0.is_zero() {
+            out.push((
+                vec![Seg::Key("flapping"), Seg::Key("window")],
+                "must be greater than 0".to_string(),
+            ));
+        }
+        if self.escalation.ceiling == Tier::L0 {
+            out.push((
+                vec![Seg::Key("escalation"), Seg::Key("ceiling")],
+                "must be L1 or higher".to_string(),
+            ));
+        }
+        for (name, tier) in [
+            ("L1", Tier::L1),
+            ("L2", Tier::L2),
+            ("L3", Tier::L3),
+            ("L4", Tier::L4),
+        ] {
+            let Some(policy) = self.escalation.policy(tier) else {
+                continue;
+            };
+            let at =
+                |key: &'static str| vec![Seg::Key("escalation"), Seg::Key(name), Seg::Key(key)];
+            if matches!(policy.next, Some(next) if next <= tier) {
+                out.push((at("next"), format!("must be a tier above {name}")));
+            }
+            for (key, d) in [
+                ("ack_timeout", policy.ack_timeout),
+                ("resolve_timeout", policy.resolve_timeout),
+            ] {
+                if d.is_some_and(|d| d.0.is_zero()) {
+                    out.push((
+                        at(key),
+                        "must be greater than 0 (leave it out for none)".to_string(),
+                    ));
+                }
+            }
         }
         if self.grouping.group_by.is_empty() {
             out.push((

@@ -139,8 +139,12 @@ pub enum EventKind {
     Opened,
     Acknowledged,
     Escalated,
+    DeEscalated,
     Assigned,
     Resolved,
+    Reopened,
+    /// A member alert started flapping.
+    Flapping,
 }
 
 /// One entry of an incident's timeline.
@@ -181,8 +185,26 @@ pub struct Incident {
     pub runbook: Option<String>,
     /// The rule that decided when the incident opened, if any.
     pub rule: Option<String>,
+    /// When it reached its current tier (or reopened): escalation deadlines and MTTA count from here.
+    pub tier_since: DateTime<Utc>,
+    /// When it escalates unless acknowledged (the tier's `ack_timeout`).
+    pub ack_deadline: Option<DateTime<Utc>>,
+    /// When it escalates unless resolved (the tier's `resolve_timeout`).
+    pub resolve_deadline: Option<DateTime<Utc>>,
+    pub reopen_count: u64,
+    /// Recent reopen times, newest last (bounded): "reopened N times within a window".
+    pub reopened_at: Vec<DateTime<Utc>>,
+    /// L4 handover: the vendor and the vendor's case number.
+    pub vendor: Option<String>,
+    pub vendor_ref: Option<String>,
+    pub resolution_note: Option<String>,
+    /// A member alert is flapping.
+    pub flapping: bool,
     pub timeline: Vec<TimelineEvent>,
 }
+
+/// Reopen times kept per incident: enough for any sensible `reopen_escalate_after`.
+const MAX_REOPENS_KEPT: usize = 32;
 
 /// Why a requested transition is not allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -195,6 +217,14 @@ pub enum TransitionError {
     NotUpward { id: IncidentId, at: Tier, to: Tier },
     #[error("{0} is at L4, the highest tier")]
     AtTop(IncidentId),
+    #[error("{id} is at {at}; de-escalation goes down only, to L1 at the lowest, not to {to}")]
+    NotDownward { id: IncidentId, at: Tier, to: Tier },
+    #[error("{0} is at L1, the lowest tier of an incident")]
+    AtBottom(IncidentId),
+    #[error("{id} is at {at}: the vendor handover to L4 is made from L3; escalate to L3 first")]
+    HandoverFromL3Only { id: IncidentId, at: Tier },
+    #[error("{0} is not resolved")]
+    NotResolved(IncidentId),
 }
 
 impl Incident {
@@ -225,6 +255,15 @@ impl Incident {
             labels,
             runbook,
             rule,
+            tier_since: now,
+            ack_deadline: None,
+            resolve_deadline: None,
+            reopen_count: 0,
+            reopened_at: Vec::new(),
+            vendor: None,
+            vendor_ref: None,
+            resolution_note: None,
+            flapping: false,
             timeline: vec![TimelineEvent {
                 at: now,
                 actor: SYSTEM_ACTOR.into(),
@@ -255,7 +294,8 @@ impl Incident {
         self.state = State::Acknowledged;
         self.acknowledged_at = Some(now);
         self.push(actor, EventKind::Acknowledged, reason, None, None, now);
-        Ok(elapsed(self.opened_at, now))
+        // Time to acknowledge at this tier: since it reached the tier (or opened, or reopened).
+        Ok(elapsed(self.tier_since, now))
     }
 
     /// Resolve; returns the time to resolution (MTTR sample).
@@ -270,11 +310,13 @@ impl Incident {
         }
         self.state = State::Resolved;
         self.resolved_at = Some(now);
+        self.resolution_note = reason.clone();
         self.push(actor, EventKind::Resolved, reason, None, None, now);
         Ok(elapsed(self.opened_at, now))
     }
 
-    /// Move up to `to` (default: the next tier); returns the tier left.
+    /// Move up to `to` (default: the next tier); returns the tier left. The incident is open
+    /// again: the new tier has to acknowledge it.
     pub fn escalate(
         &mut self,
         actor: &str,
@@ -289,6 +331,9 @@ impl Incident {
             Some(to) => to,
             None => self.tier.next().ok_or(TransitionError::AtTop(self.id))?,
         };
+        if self.tier == Tier::L4 {
+            return Err(TransitionError::AtTop(self.id));
+        }
         if to <= self.tier {
             return Err(TransitionError::NotUpward {
                 id: self.id,
@@ -296,17 +341,127 @@ impl Incident {
                 to,
             });
         }
+        Ok(self.move_to(actor, EventKind::Escalated, to, reason, now))
+    }
+
+    /// The L4 vendor handover: from L3 only, recording the vendor and its case number.
+    pub fn hand_over(
+        &mut self,
+        actor: &str,
+        vendor: String,
+        vendor_ref: Option<String>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Tier, TransitionError> {
+        if self.state == State::Resolved {
+            return Err(TransitionError::Resolved(self.id));
+        }
+        if self.tier != Tier::L3 {
+            return Err(if self.tier == Tier::L4 {
+                TransitionError::AtTop(self.id)
+            } else {
+                TransitionError::HandoverFromL3Only {
+                    id: self.id,
+                    at: self.tier,
+                }
+            });
+        }
+        self.vendor = Some(vendor);
+        self.vendor_ref = vendor_ref;
+        Ok(self.move_to(actor, EventKind::Escalated, Tier::L4, reason, now))
+    }
+
+    /// Move down to `to` (default: the tier below, L1 at the lowest); returns the tier left.
+    pub fn deescalate(
+        &mut self,
+        actor: &str,
+        to: Option<Tier>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Tier, TransitionError> {
+        if self.state == State::Resolved {
+            return Err(TransitionError::Resolved(self.id));
+        }
+        let to = match to {
+            Some(to) => to,
+            None if self.tier > Tier::L1 => Tier::ALL[self.tier as usize - 1],
+            None => return Err(TransitionError::AtBottom(self.id)),
+        };
+        if to >= self.tier || to == Tier::L0 {
+            return Err(TransitionError::NotDownward {
+                id: self.id,
+                at: self.tier,
+                to,
+            });
+        }
+        Ok(self.move_to(actor, EventKind::DeEscalated, to, reason, now))
+    }
+
+    fn move_to(
+        &mut self,
+        actor: &str,
+        kind: EventKind,
+        to: Tier,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Tier {
         let from = self.tier;
         self.tier = to;
+        self.tier_since = now;
+        self.state = State::Open;
         self.push(
             actor,
-            EventKind::Escalated,
+            kind,
             Some(reason.to_string()),
             Some(from),
             Some(to),
             now,
         );
-        Ok(from)
+        from
+    }
+
+    /// Open a resolved incident again (an alert fired again soon after it resolved).
+    pub fn reopen(&mut self, reason: &str, now: DateTime<Utc>) -> Result<(), TransitionError> {
+        if self.state != State::Resolved {
+            return Err(TransitionError::NotResolved(self.id));
+        }
+        self.state = State::Open;
+        self.resolved_at = None;
+        self.acknowledged_at = None;
+        self.resolution_note = None;
+        self.tier_since = now;
+        self.reopen_count += 1;
+        self.reopened_at.push(now);
+        if self.reopened_at.len() > MAX_REOPENS_KEPT {
+            self.reopened_at.remove(0);
+        }
+        self.push(
+            SYSTEM_ACTOR,
+            EventKind::Reopened,
+            Some(reason.to_string()),
+            None,
+            None,
+            now,
+        );
+        Ok(())
+    }
+
+    /// Reopens at or after `since`.
+    pub fn reopens_since(&self, since: DateTime<Utc>) -> usize {
+        self.reopened_at.iter().filter(|t| **t >= since).count()
+    }
+
+    /// Record that a member alert started flapping.
+    pub fn mark_flapping(&mut self, detail: String, now: DateTime<Utc>) {
+        self.flapping = true;
+        self.push(
+            SYSTEM_ACTOR,
+            EventKind::Flapping,
+            Some(detail),
+            None,
+            None,
+            now,
+        );
     }
 
     pub fn assign(

@@ -29,6 +29,7 @@ pub mod incident;
 pub mod metrics;
 pub mod pipeline;
 pub mod shutdown;
+pub mod silence;
 pub mod sources;
 pub mod store;
 

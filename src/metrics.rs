@@ -37,7 +37,11 @@ pub struct Metrics {
     pub incidents_opened: IntCounterVec,
     pub incidents_escalated: IntCounterVec,
     pub incidents_resolved: IntCounterVec,
-    pub incidents_resolved_first_contact: IntCounterVec,
+    pub incidents_auto_resolved: IntCounterVec,
+    pub incidents_reopened: IntCounterVec,
+    pub incidents_deescalated: IntCounterVec,
+    pub alerts_flapping: IntCounter,
+    pub queue_capacity: IntGauge,
     pub incidents_open: IntGaugeVec,
     pub incident_ack_seconds: HistogramVec,
     pub incident_resolve_seconds: HistogramVec,
@@ -102,18 +106,41 @@ impl Metrics {
             incidents_resolved: IntCounterVec::new(
                 opts(
                     "incidents_resolved_total",
-                    "Incidents resolved, by the tier they were at and by whom (auto, operator).",
+                    "Incidents resolved, by the tier they were at and by whom: first_contact (the tier that opened it) or escalated (a later tier).",
                 ),
                 &["tier", "by"],
             )
             .unwrap(),
-            incidents_resolved_first_contact: IntCounterVec::new(
+            incidents_auto_resolved: IntCounterVec::new(
                 opts(
-                    "incidents_resolved_first_contact_total",
-                    "Incidents resolved at the tier they were opened at, never escalated (first-contact resolution).",
+                    "incidents_auto_resolved_total",
+                    "Incidents that resolved by themselves when all their alerts had resolved.",
                 ),
                 &["tier"],
             )
+            .unwrap(),
+            incidents_reopened: IntCounterVec::new(
+                opts(
+                    "incidents_reopened_total",
+                    "Incidents reopened by an alert firing again within dedup.reopen_window.",
+                ),
+                &["tier"],
+            )
+            .unwrap(),
+            incidents_deescalated: IntCounterVec::new(
+                opts("incidents_deescalated_total", "Incident de-escalations."),
+                &["from", "to"],
+            )
+            .unwrap(),
+            alerts_flapping: IntCounter::with_opts(opts(
+                "alerts_flapping_total",
+                "Times an alert started flapping (more state changes than flapping.max_changes within flapping.window).",
+            ))
+            .unwrap(),
+            queue_capacity: IntGauge::with_opts(opts(
+                "queue_capacity",
+                "Commands the writer queue holds at most (server.queue_capacity).",
+            ))
             .unwrap(),
             incidents_open: IntGaugeVec::new(
                 opts(
@@ -126,11 +153,11 @@ impl Metrics {
             incident_ack_seconds: HistogramVec::new(
                 HistogramOpts::new(
                     "incident_ack_seconds",
-                    "Time from opening to first acknowledgement (MTTA).",
+                    "Time from reaching a tier (opening, escalation, reopening) to acknowledgement at it (MTTA).",
                 )
                 .namespace("triaged")
                 .buckets(INCIDENT_SECONDS_BUCKETS.to_vec()),
-                &["tier"],
+                &["tier", "severity"],
             )
             .unwrap(),
             incident_resolve_seconds: HistogramVec::new(
@@ -189,7 +216,11 @@ impl Metrics {
             Box::new(self.incidents_opened.clone()),
             Box::new(self.incidents_escalated.clone()),
             Box::new(self.incidents_resolved.clone()),
-            Box::new(self.incidents_resolved_first_contact.clone()),
+            Box::new(self.incidents_auto_resolved.clone()),
+            Box::new(self.incidents_reopened.clone()),
+            Box::new(self.incidents_deescalated.clone()),
+            Box::new(self.alerts_flapping.clone()),
+            Box::new(self.queue_capacity.clone()),
             Box::new(self.incidents_open.clone()),
             Box::new(self.incident_ack_seconds.clone()),
             Box::new(self.incident_resolve_seconds.clone()),
@@ -212,13 +243,15 @@ impl Metrics {
                 self.alerts_rejected.with_label_values(&[source, reason]);
             }
         }
-        self.alerts_suppressed.with_label_values(&["drop"]);
+        for reason in ["drop", "silence"] {
+            self.alerts_suppressed.with_label_values(&[reason]);
+        }
         for tier in &Tier::ALL[1..] {
             let tier = tier.as_str();
             self.incidents_open.with_label_values(&[tier]);
-            self.incidents_resolved_first_contact
-                .with_label_values(&[tier]);
-            for by in ["auto", "operator"] {
+            self.incidents_auto_resolved.with_label_values(&[tier]);
+            self.incidents_reopened.with_label_values(&[tier]);
+            for by in ["first_contact", "escalated"] {
                 self.incidents_resolved.with_label_values(&[tier, by]);
             }
             for severity in Severity::ALL {
@@ -262,7 +295,9 @@ mod tests {
             "triaged_alerts_suppressed_total{reason=\"drop\"} 0",
             "triaged_alerts_auto_handled_total 0",
             "triaged_incidents_opened_total{severity=\"critical\",tier=\"L3\"} 0",
-            "triaged_incidents_resolved_total{by=\"auto\",tier=\"L1\"} 0",
+            "triaged_incidents_resolved_total{by=\"first_contact\",tier=\"L1\"} 0",
+            "triaged_incidents_reopened_total{tier=\"L2\"} 0",
+            "triaged_alerts_suppressed_total{reason=\"silence\"} 0",
             "triaged_incidents_open{tier=\"L2\"} 0",
             "triaged_queue_depth 0",
             "triaged_store_flush_seconds_count 0",

@@ -13,7 +13,9 @@
 //! | `open/<id u64 BE>` | empty: index of incidents not yet resolved |
 //! | `group/<group key>` | id of the active incident of that group (u64 BE) |
 //! | `member/<id u64 BE><fp u64 BE>` | empty: membership |
-//! | `timer/<deadline ms u64 BE><fp u64 BE>` | empty: an alert expiry due at that time |
+//! | `timer/<deadline ms u64 BE><kind u8><id>` | empty: a deadline ([`Timer`]) due at that time |
+//! | `silence/<uuid 16 bytes>` | [`Silence`] |
+//! | `silenced/<uuid 16 bytes><fp u64 BE>` | empty: alerts a silence holds back |
 //!
 //! Values are a version byte followed by JSON. What to write is decided by the pipeline; this
 //! module only encodes it.
@@ -25,6 +27,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use crate::alert::{AlertRecord, Fingerprint};
 use crate::incident::{Incident, IncidentId, State, Tier};
+use crate::silence::{Silence, SilenceId};
 
 const SCHEMA_VERSION: &[u8] = b"1";
 const VALUE_VERSION: u8 = 1;
@@ -37,6 +40,44 @@ const OPEN: &[u8] = b"open/";
 const GROUP: &[u8] = b"group/";
 const MEMBER: &[u8] = b"member/";
 const TIMER: &[u8] = b"timer/";
+const SILENCE: &[u8] = b"silence/";
+const SILENCED: &[u8] = b"silenced/";
+
+/// Something due at a time. Each kind's owner records the deadline it expects, so a timer whose
+/// deadline has since moved is recognised as stale and dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// An alert resolves unless refreshed.
+    AlertExpiry(Fingerprint),
+    /// An incident escalates unless acknowledged.
+    AckTimeout(IncidentId),
+    /// An incident escalates unless resolved.
+    ResolveTimeout(IncidentId),
+    /// A silence ends: what it held back is triaged.
+    SilenceEnd(SilenceId),
+}
+
+impl Timer {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Timer::AlertExpiry(fp) => [&[1u8][..], &fp.0.to_be_bytes()].concat(),
+            Timer::AckTimeout(id) => [&[2u8][..], &id.0.to_be_bytes()].concat(),
+            Timer::ResolveTimeout(id) => [&[3u8][..], &id.0.to_be_bytes()].concat(),
+            Timer::SilenceEnd(id) => [&[4u8][..], id.as_bytes()].concat(),
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Timer> {
+        let (kind, id) = bytes.split_first()?;
+        Some(match kind {
+            1 => Timer::AlertExpiry(Fingerprint(be_u64(id))),
+            2 => Timer::AckTimeout(IncidentId(be_u64(id))),
+            3 => Timer::ResolveTimeout(IncidentId(be_u64(id))),
+            4 => Timer::SilenceEnd(SilenceId::from_slice(id).ok()?),
+            _ => return None,
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -220,22 +261,52 @@ impl Store {
             .map(|k| from_millis(be_u64(&k[TIMER.len()..]))))
     }
 
-    /// Expiries due at or before `now`, earliest first, at most `limit`.
+    /// Deadlines due at or before `now`, earliest first, at most `limit`.
     pub fn due_timers(
         &self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<(DateTime<Utc>, Fingerprint)>> {
+    ) -> Result<Vec<(DateTime<Utc>, Timer)>> {
         let end = [TIMER, &(millis(now).saturating_add(1)).to_be_bytes()].concat();
+        let mut out = Vec::new();
+        for key in self.db.range(TIMER.to_vec()..end).keys().take(limit) {
+            let key = key?;
+            let at = from_millis(be_u64(&key[TIMER.len()..TIMER.len() + 8]));
+            match Timer::decode(&key[TIMER.len() + 8..]) {
+                Some(timer) => out.push((at, timer)),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&key).into_owned(),
+                        why: "unknown timer kind".into(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn silence(&self, id: SilenceId) -> Result<Option<Silence>> {
+        self.get(&silence_key(id))
+    }
+
+    /// Every stored silence, expired ones included.
+    pub fn silences(&self) -> Result<Vec<Silence>> {
         self.db
-            .range(TIMER.to_vec()..end)
-            .keys()
-            .take(limit)
-            .map(|k| {
-                let k = k?;
-                let at = from_millis(be_u64(&k[TIMER.len()..TIMER.len() + 8]));
-                Ok((at, Fingerprint(be_u64(&k[TIMER.len() + 8..]))))
+            .scan_prefix(SILENCE)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
             })
+            .collect()
+    }
+
+    /// Alerts a silence holds back.
+    pub fn silenced(&self, id: SilenceId) -> Result<Vec<Fingerprint>> {
+        let prefix = [SILENCED, id.as_bytes()].concat();
+        self.db
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| Ok(Fingerprint(be_u64(&k?[prefix.len()..]))))
             .collect()
     }
 
@@ -283,8 +354,22 @@ impl Batch {
         self.inner.insert(key, &[]);
     }
 
-    pub fn set_timer(&mut self, at: DateTime<Utc>, fp: Fingerprint, present: bool) {
-        let key = timer_key(at, fp);
+    pub fn set_timer(&mut self, at: DateTime<Utc>, timer: Timer, present: bool) {
+        let key = [TIMER, &millis(at).to_be_bytes(), &timer.encode()].concat();
+        if present {
+            self.inner.insert(key, &[]);
+        } else {
+            self.inner.remove(key);
+        }
+    }
+
+    pub fn put_silence(&mut self, silence: &Silence) {
+        self.inner
+            .insert(silence_key(silence.id).as_slice(), encode(silence));
+    }
+
+    pub fn set_silenced(&mut self, id: SilenceId, fp: Fingerprint, present: bool) {
+        let key = [SILENCED, id.as_bytes(), &fp.0.to_be_bytes()].concat();
         if present {
             self.inner.insert(key, &[]);
         } else {
@@ -309,8 +394,8 @@ fn group_key(key: &str) -> Vec<u8> {
     [GROUP, key.as_bytes()].concat()
 }
 
-fn timer_key(at: DateTime<Utc>, fp: Fingerprint) -> Vec<u8> {
-    [TIMER, &millis(at).to_be_bytes(), &fp.0.to_be_bytes()].concat()
+fn silence_key(id: SilenceId) -> Vec<u8> {
+    [SILENCE, id.as_bytes()].concat()
 }
 
 /// Milliseconds since the epoch, clamped at 0 so that keys sort by time.
@@ -443,9 +528,27 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let t0 = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
         let mut batch = Batch::default();
-        batch.set_timer(t0 + chrono::Duration::seconds(20), Fingerprint(1), true);
-        batch.set_timer(t0 + chrono::Duration::seconds(10), Fingerprint(2), true);
-        batch.set_timer(t0 + chrono::Duration::seconds(30), Fingerprint(3), true);
+        let silence = SilenceId::from_u128(7);
+        batch.set_timer(
+            t0 + chrono::Duration::seconds(20),
+            Timer::AckTimeout(IncidentId(1)),
+            true,
+        );
+        batch.set_timer(
+            t0 + chrono::Duration::seconds(10),
+            Timer::AlertExpiry(Fingerprint(2)),
+            true,
+        );
+        batch.set_timer(
+            t0 + chrono::Duration::seconds(30),
+            Timer::AlertExpiry(Fingerprint(3)),
+            true,
+        );
+        batch.set_timer(
+            t0 + chrono::Duration::seconds(20),
+            Timer::SilenceEnd(silence),
+            true,
+        );
         store.commit(batch).unwrap();
         assert_eq!(
             store.next_deadline().unwrap(),
@@ -454,9 +557,20 @@ mod tests {
         let due = store
             .due_timers(t0 + chrono::Duration::seconds(20), 10)
             .unwrap();
-        assert_eq!(due.iter().map(|(_, fp)| fp.0).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(
+            due.iter().map(|(_, t)| *t).collect::<Vec<_>>(),
+            [
+                Timer::AlertExpiry(Fingerprint(2)),
+                Timer::AckTimeout(IncidentId(1)),
+                Timer::SilenceEnd(silence)
+            ]
+        );
         let mut batch = Batch::default();
-        batch.set_timer(t0 + chrono::Duration::seconds(10), Fingerprint(2), false);
+        batch.set_timer(
+            t0 + chrono::Duration::seconds(10),
+            Timer::AlertExpiry(Fingerprint(2)),
+            false,
+        );
         store.commit(batch).unwrap();
         assert_eq!(
             store.next_deadline().unwrap(),

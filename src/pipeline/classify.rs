@@ -82,17 +82,30 @@ impl Matcher {
             ));
         };
         let value = unquote(rest.trim()).map_err(|e| format!("matcher {text:?}: {e}"))?;
+        Matcher::new(target, op, value).map_err(|e| format!("matcher {text:?}: {e}"))
+    }
+
+    /// A matcher on a label, from its parts (as silences carry them).
+    pub fn label(name: &str, op: Op, value: &str) -> Result<Matcher, String> {
+        if name.is_empty() {
+            return Err("the label name is empty".into());
+        }
+        Matcher::new(Target::Label(name.to_string()), op, value.to_string())
+    }
+
+    fn new(target: Target, op: Op, value: String) -> Result<Matcher, String> {
         let regex = match op {
             Op::Re | Op::NotRe => Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
-                // regex's message draws a caret under the error over several lines;
-                // its last line says what is wrong.
+                // regex's message draws a caret under the error over several lines; its last
+                // line says what is wrong.
                 let text_error = e.to_string();
                 let why = text_error
                     .lines()
                     .last()
                     .unwrap_or("")
-                    .trim_start_matches("error: ");
-                format!("matcher {text:?}: invalid regex: {why}")
+                    .trim_start_matches("error: ")
+                    .to_string();
+                format!("invalid regex: {why}")
             })?),
             Op::Eq | Op::NotEq => None,
         };
@@ -102,6 +115,24 @@ impl Matcher {
             value,
             regex,
         })
+    }
+
+    /// Match against labels alone (what silences see); `@` targets read as "".
+    pub fn matches_labels(&self, labels: &Labels) -> bool {
+        match &self.target {
+            Target::Label(name) => self.test(labels.get(name).map(String::as_str).unwrap_or("")),
+            Target::Source | Target::Annotation(_) => self.test(""),
+        }
+    }
+
+    fn test(&self, value: &str) -> bool {
+        match (self.op, &self.regex) {
+            (Op::Eq, _) => value == self.value,
+            (Op::NotEq, _) => value != self.value,
+            (Op::Re, Some(re)) => re.is_match(value),
+            (Op::NotRe, Some(re)) => !re.is_match(value),
+            (Op::Re | Op::NotRe, None) => false,
+        }
     }
 
     pub fn matches(&self, labels: &Labels, alert: &NormalizedAlert) -> bool {
@@ -115,13 +146,7 @@ impl Matcher {
                 .map(String::as_str)
                 .unwrap_or(""),
         };
-        match (self.op, &self.regex) {
-            (Op::Eq, _) => value == self.value,
-            (Op::NotEq, _) => value != self.value,
-            (Op::Re, Some(re)) => re.is_match(value),
-            (Op::NotRe, Some(re)) => !re.is_match(value),
-            (Op::Re | Op::NotRe, None) => false,
-        }
+        self.test(value)
     }
 }
 

@@ -51,6 +51,9 @@ mod tests {
             incident: None,
             tier: Tier::L1,
             rules: vec![],
+            silenced_by: None,
+            state_changes: vec![],
+            flapping: false,
         }
     }
 

@@ -13,7 +13,8 @@ use std::task::Poll;
 use tempfile::TempDir;
 
 use super::*;
-use crate::incident::{EventKind, State};
+use crate::alert::{AlertRecord, Severity, Status};
+use crate::incident::{EventKind, State, SYSTEM_ACTOR};
 use crate::store::IncidentFilter;
 
 /// Whole seconds: the stored timer keys have millisecond resolution.
@@ -300,6 +301,8 @@ fn escalate(to: Option<Tier>, reason: Option<&str>) -> Action {
         actor: "bob".into(),
         reason: reason.map(String::from),
         to,
+        vendor: None,
+        vendor_ref: None,
     }
 }
 
@@ -889,8 +892,8 @@ fn a_restart_rebuilds_counters_keeps_expiries_and_never_reuses_ids() {
     assert_eq!(h.incident_ids(), [2, 1]);
 
     let mut h = h.restart();
-    assert_eq!(h.writer.counters.next_incident, 3);
-    let open: Vec<(Tier, i64)> = h.writer.counters.open.clone().into_iter().collect();
+    assert_eq!(h.writer.memory.next_incident, 3);
+    let open: Vec<(Tier, i64)> = h.writer.memory.open.clone().into_iter().collect();
     assert_eq!(open, [(Tier::L1, 1), (Tier::L3, 1)]);
     assert_eq!((h.open_gauge(Tier::L1), h.open_gauge(Tier::L3)), (1, 1));
     assert_eq!(h.opened(Tier::L3, Severity::Critical), 0, "fresh metrics");
@@ -913,7 +916,7 @@ fn a_restart_rebuilds_counters_keeps_expiries_and_never_reuses_ids() {
     );
 
     let h = h.restart();
-    assert_eq!(h.writer.counters.next_incident, 5);
+    assert_eq!(h.writer.memory.next_incident, 5);
     assert_eq!(h.incident_ids(), [4, 3, 2, 1]);
     assert_eq!((h.open_gauge(Tier::L1), h.open_gauge(Tier::L3)), (2, 1));
 }

@@ -152,6 +152,8 @@ impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> ApiError {
         match e {
             PipelineError::NotFound(id) => ApiError::not_found(format!("no incident {id}")),
+            PipelineError::SilenceNotFound(id) => ApiError::not_found(format!("no silence {id}")),
+            PipelineError::Invalid(why) => ApiError::bad_request(why),
             PipelineError::Conflict(t) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict").detail(t.to_string())
             }
@@ -266,6 +268,15 @@ async fn route(
             crate::api::act(app, id, action, &body).await
         }
         ["api", "v1", "alerts", fp] if is_get => crate::api::get_alert(app, fp),
+        ["api", "v2", "silences"] if is_get => crate::api::list_silences(app),
+        ["api", "v2", "silences"] if is_post => {
+            let body = read_json_body(app, req).await?;
+            crate::api::post_silence(app, &body).await
+        }
+        ["api", "v2", "silence", id] if is_get => crate::api::get_silence(app, id),
+        ["api", "v2", "silence", id] if method == Method::DELETE => {
+            crate::api::expire_silence(app, id).await
+        }
         ["metrics"] if is_get => Ok(text_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
@@ -293,6 +304,8 @@ async fn route(
         }
         other => {
             let allow = match other {
+                ["api", "v2", "silences"] => Some("GET, HEAD, POST"),
+                ["api", "v2", "silence", _] => Some("GET, HEAD, DELETE"),
                 ["api", "v2", "alerts"]
                 | ["api", "v1", "webhook", "alertmanager"]
                 | ["api", "v1", "alerts"]

@@ -1,0 +1,949 @@
+//! One group commit in the making: the decisions of the writer applied to an overlay of the
+//! store. Reads see this batch's own writes first, then the store; nothing is durable, and no
+//! metric moves, until the writer commits the batch ([`Tx::finish`]).
+//!
+//! The pipeline for one alert is spelled once, in [`Tx::ingest_one`]:
+//! normalize ► dedup ► classify ► triage ► silence ► group (join, reopen or open) ► escalate.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::alert::{
+    Alert, AlertRecord, Fingerprint, Labels, NormalizedAlert, Severity, Source, Status,
+};
+use crate::config::FlapAction;
+use crate::incident::{group_key, Incident, IncidentId, Tier, SYSTEM_ACTOR};
+use crate::metrics::Metrics;
+use crate::silence::{self, PostableSilence, Silence, SilenceId};
+use crate::store::{Batch, Store, StoreError, Timer};
+
+use super::classify::Classification;
+use super::dedup::{self, Seen};
+use super::{escalation, triage, Action, IngestSummary, PipelineError, Policy};
+
+/// What the writer keeps in memory between commits; rebuilt from the store at start, replaced
+/// only when a batch commits.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Memory {
+    pub next_incident: u64,
+    pub open: BTreeMap<Tier, i64>,
+    /// Silences not yet expired, compiled; shared until a batch changes them.
+    pub silences: Arc<Vec<silence::Compiled>>,
+}
+
+/// A metric change that happens only once its batch is durable.
+#[derive(Debug, Clone)]
+pub(super) enum Effect {
+    Deduplicated(Source),
+    Dropped,
+    Silenced,
+    AutoHandled,
+    Flapping,
+    Opened(Tier, Severity),
+    Reopened(Tier),
+    Escalated {
+        from: Tier,
+        to: Tier,
+        reason: &'static str,
+    },
+    Deescalated {
+        from: Tier,
+        to: Tier,
+    },
+    Resolved {
+        tier: Tier,
+        severity: Severity,
+        /// Resolved at the tier it opened at: first-contact resolution.
+        first_contact: bool,
+        auto: bool,
+        after: Duration,
+    },
+    Acknowledged {
+        tier: Tier,
+        severity: Severity,
+        after: Duration,
+    },
+    OpenGauge(Tier, i64),
+}
+
+impl Effect {
+    pub(super) fn record(self, m: &Metrics) {
+        match self {
+            Effect::Deduplicated(source) => m
+                .alerts_deduplicated
+                .with_label_values(&[source.as_str()])
+                .inc(),
+            Effect::Dropped => m.alerts_suppressed.with_label_values(&["drop"]).inc(),
+            Effect::Silenced => m.alerts_suppressed.with_label_values(&["silence"]).inc(),
+            Effect::AutoHandled => m.alerts_auto_handled.inc(),
+            Effect::Flapping => m.alerts_flapping.inc(),
+            Effect::Opened(tier, severity) => m
+                .incidents_opened
+                .with_label_values(&[tier.as_str(), severity.as_str()])
+                .inc(),
+            Effect::Reopened(tier) => m
+                .incidents_reopened
+                .with_label_values(&[tier.as_str()])
+                .inc(),
+            Effect::Escalated { from, to, reason } => m
+                .incidents_escalated
+                .with_label_values(&[from.as_str(), to.as_str(), reason])
+                .inc(),
+            Effect::Deescalated { from, to } => m
+                .incidents_deescalated
+                .with_label_values(&[from.as_str(), to.as_str()])
+                .inc(),
+            Effect::Resolved {
+                tier,
+                severity,
+                first_contact,
+                auto,
+                after,
+            } => {
+                let by = if first_contact {
+                    "first_contact"
+                } else {
+                    "escalated"
+                };
+                m.incidents_resolved
+                    .with_label_values(&[tier.as_str(), by])
+                    .inc();
+                if auto {
+                    m.incidents_auto_resolved
+                        .with_label_values(&[tier.as_str()])
+                        .inc();
+                }
+                m.incident_resolve_seconds
+                    .with_label_values(&[tier.as_str(), severity.as_str()])
+                    .observe(after.as_secs_f64());
+            }
+            Effect::Acknowledged {
+                tier,
+                severity,
+                after,
+            } => m
+                .incident_ack_seconds
+                .with_label_values(&[tier.as_str(), severity.as_str()])
+                .observe(after.as_secs_f64()),
+            Effect::OpenGauge(tier, n) => {
+                m.incidents_open.with_label_values(&[tier.as_str()]).set(n)
+            }
+        }
+    }
+}
+
+pub(super) struct Tx<'a> {
+    store: &'a Store,
+    policy: &'a Policy,
+    now: DateTime<Utc>,
+    alerts: HashMap<Fingerprint, AlertRecord>,
+    incidents: HashMap<IncidentId, Incident>,
+    groups: HashMap<String, Option<IncidentId>>,
+    /// Alerts silenced in this batch (the store's index does not show them yet).
+    silenced: Vec<(SilenceId, Fingerprint)>,
+    batch: Batch,
+    memory: Memory,
+    effects: Vec<Effect>,
+}
+
+impl<'a> Tx<'a> {
+    pub(super) fn new(
+        store: &'a Store,
+        policy: &'a Policy,
+        memory: Memory,
+        now: DateTime<Utc>,
+    ) -> Tx<'a> {
+        Tx {
+            store,
+            policy,
+            now,
+            alerts: HashMap::new(),
+            incidents: HashMap::new(),
+            groups: HashMap::new(),
+            silenced: Vec::new(),
+            batch: Batch::default(),
+            memory,
+            effects: Vec::new(),
+        }
+    }
+
+    /// The writes to commit, the memory to keep once they are durable, the metrics to move.
+    pub(super) fn finish(self) -> (Batch, Memory, Vec<Effect>) {
+        (self.batch, self.memory, self.effects)
+    }
+
+    // ---- the overlay -------------------------------------------------------------------------
+
+    fn alert(&mut self, fp: Fingerprint) -> Result<Option<AlertRecord>, StoreError> {
+        match self.alerts.get(&fp) {
+            Some(r) => Ok(Some(r.clone())),
+            None => self.store.alert(fp),
+        }
+    }
+
+    fn put_alert(&mut self, record: AlertRecord) {
+        self.batch.put_alert(&record);
+        self.alerts.insert(record.fingerprint, record);
+    }
+
+    fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        match self.incidents.get(&id) {
+            Some(i) => Ok(Some(i.clone())),
+            None => self.store.incident(id),
+        }
+    }
+
+    /// Store the incident with its escalation deadlines brought in line with its tier and state:
+    /// every change to an incident passes here, so its timers can never disagree with it.
+    fn put_incident(&mut self, mut incident: Incident) {
+        let (ack, resolve) = escalation::deadlines(&incident, &self.policy.escalation);
+        self.move_timer(incident.ack_deadline, ack, Timer::AckTimeout(incident.id));
+        self.move_timer(
+            incident.resolve_deadline,
+            resolve,
+            Timer::ResolveTimeout(incident.id),
+        );
+        incident.ack_deadline = ack;
+        incident.resolve_deadline = resolve;
+        self.batch.put_incident(&incident);
+        self.incidents.insert(incident.id, incident);
+    }
+
+    fn group(&mut self, key: &str) -> Result<Option<IncidentId>, StoreError> {
+        match self.groups.get(key) {
+            Some(id) => Ok(*id),
+            None => self.store.group(key),
+        }
+    }
+
+    fn set_group(&mut self, key: &str, id: IncidentId) {
+        self.batch.set_group(key, Some(id));
+        self.groups.insert(key.to_string(), Some(id));
+    }
+
+    fn move_timer(&mut self, old: Option<DateTime<Utc>>, new: Option<DateTime<Utc>>, timer: Timer) {
+        if old == new {
+            return;
+        }
+        if let Some(old) = old {
+            self.batch.set_timer(old, timer, false);
+        }
+        if let Some(new) = new {
+            self.batch.set_timer(new, timer, true);
+        }
+    }
+
+    fn open_gauge(&mut self, tier: Tier, delta: i64) {
+        let n = self.memory.open.entry(tier).or_default();
+        *n += delta;
+        let n = *n;
+        self.effects.push(Effect::OpenGauge(tier, n));
+    }
+
+    // ---- alerts ------------------------------------------------------------------------------
+
+    pub(super) fn ingest(
+        &mut self,
+        source: Source,
+        alerts: Vec<Alert>,
+    ) -> Result<IngestSummary, PipelineError> {
+        let mut summary = IngestSummary {
+            received: alerts.len(),
+            ..IngestSummary::default()
+        };
+        for alert in alerts {
+            self.ingest_one(source, alert, &mut summary)?;
+        }
+        summary.accepted = summary.received - summary.dropped;
+        Ok(summary)
+    }
+
+    /// The pipeline for one alert, spelled once.
+    fn ingest_one(
+        &mut self,
+        source: Source,
+        alert: Alert,
+        summary: &mut IngestSummary,
+    ) -> Result<(), PipelineError> {
+        let policy = self.policy;
+        let now = self.now;
+        let alert = alert.normalize(&policy.exclude_labels, &policy.severities, now);
+        let fp = alert.fingerprint;
+        let previous = self.alert(fp)?;
+        let seen = dedup::observe(previous.as_ref(), alert.alert.status);
+
+        if let Seen::Resolves | Seen::AlreadyResolved = seen {
+            return self.resolution(source, &alert, previous, seen, summary);
+        }
+
+        let class = policy.rules.classify(&alert);
+        if let Some(rule) = &class.dropped_by {
+            tracing::debug!(fingerprint = %fp, rule = %rule, "alert dropped by rule");
+            self.effects.push(Effect::Dropped);
+            summary.dropped += 1;
+            return Ok(());
+        }
+        let severity = triage::severity(&alert, &class);
+        let tier = triage::tier(severity, &class, &policy.tiers);
+        let expires_at = triage::expiry(&alert, policy.resolve_timeout);
+
+        // A repeat opens nothing, unless it now needs a person where it did not before (an L0
+        // alert re-sent with a higher severity under the same identity, as PagerDuty allows).
+        let needs_incident_now = previous
+            .as_ref()
+            .is_some_and(|r| r.incident.is_none() && r.silenced_by.is_none() && tier > Tier::L0);
+        if let (Seen::Repeats, Some(mut record), false) =
+            (seen, previous.clone(), needs_incident_now)
+        {
+            self.effects.push(Effect::Deduplicated(source));
+            summary.deduplicated += 1;
+            self.move_timer(record.expires_at, expires_at, Timer::AlertExpiry(fp));
+            record.count += 1;
+            record.last_seen = now;
+            record.expires_at = expires_at;
+            record.ends_at = alert.alert.ends_at;
+            record.annotations = alert.alert.annotations.clone();
+            let raised = severity > record.severity;
+            record.severity = record.severity.max(severity);
+            let incident = record.incident;
+            self.put_alert(record);
+            if let (true, Some(id)) = (raised, incident) {
+                self.raise_severity(id, severity, tier)?;
+                push_unique(&mut summary.incidents, id);
+            }
+            return Ok(());
+        }
+
+        // Fires: new, firing again after it resolved, or an L0 alert now needing a person.
+        let mut record = new_record(
+            &alert,
+            source,
+            class.labels.clone(),
+            tier,
+            &class,
+            expires_at,
+            now,
+        );
+        let mut started_flapping = false;
+        match &previous {
+            Some(p) => {
+                self.move_timer(p.expires_at, expires_at, Timer::AlertExpiry(fp));
+                record.first_seen = p.first_seen;
+                record.count = p.count + 1;
+                record.incident = p.incident;
+                record.state_changes = p.state_changes.clone();
+                record.flapping = p.flapping;
+                if p.status == Status::Resolved {
+                    started_flapping = self.note_change(&mut record);
+                }
+            }
+            None => self.move_timer(None, expires_at, Timer::AlertExpiry(fp)),
+        }
+        self.place(record, &class, summary, started_flapping)
+    }
+
+    /// Where a firing alert goes: auto-handled (L0), held back by a silence, or into the
+    /// incident of its group, which it joins, reopens or opens.
+    fn place(
+        &mut self,
+        mut record: AlertRecord,
+        class: &Classification,
+        summary: &mut IngestSummary,
+        started_flapping: bool,
+    ) -> Result<(), PipelineError> {
+        let now = self.now;
+        let fp = record.fingerprint;
+        let (severity, tier) = (record.severity, record.tier);
+        if tier == Tier::L0 {
+            self.effects.push(Effect::AutoHandled);
+            summary.auto_handled += 1;
+            self.put_alert(record);
+            return Ok(());
+        }
+        if let Some(s) = self
+            .memory
+            .silences
+            .iter()
+            .find(|s| s.silences(&record.labels, now))
+        {
+            let id = s.silence.id;
+            tracing::debug!(fingerprint = %fp, silence = %id, "alert silenced");
+            record.silenced_by = Some(id);
+            self.batch.set_silenced(id, fp, true);
+            self.silenced.push((id, fp));
+            self.effects.push(Effect::Silenced);
+            summary.silenced += 1;
+            self.put_alert(record);
+            return Ok(());
+        }
+
+        let group_by = class.group_by.as_deref().unwrap_or(&self.policy.group_by);
+        let (key, group_labels) = group_key(&record.labels, group_by);
+        let latest = match self.group(&key)? {
+            Some(id) => self.incident(id)?,
+            None => None,
+        };
+        let reopen_window =
+            chrono::Duration::from_std(self.policy.reopen_window).unwrap_or(chrono::Duration::MAX);
+        let mut incident = match latest {
+            Some(incident) if incident.is_active() => incident,
+            Some(mut incident)
+                if incident
+                    .resolved_at
+                    .is_some_and(|at| now - at <= reopen_window) =>
+            {
+                incident.reopen("an alert fired again within dedup.reopen_window", now)?;
+                tracing::info!(incident = %incident.id, tier = %incident.tier, "incident reopened");
+                self.effects.push(Effect::Reopened(incident.tier));
+                self.open_gauge(incident.tier, 1);
+                if escalation::reopens_call_for_escalation(
+                    &incident,
+                    self.policy.reopen_escalate_after,
+                    self.policy.reopen_escalate_window,
+                    now,
+                ) {
+                    self.auto_escalate(&mut incident, "reopened")?;
+                }
+                incident
+            }
+            _ => {
+                let id = IncidentId(self.memory.next_incident);
+                self.memory.next_incident += 1;
+                self.batch
+                    .set_next_incident_number(self.memory.next_incident);
+                let mut labels = group_labels;
+                labels.extend(class.labels_set_by_rules(&record.labels));
+                let runbook = class
+                    .runbook
+                    .clone()
+                    .or_else(|| runbook_annotation(&record.annotations));
+                let incident = Incident::open(
+                    id,
+                    tier,
+                    severity,
+                    key.clone(),
+                    labels,
+                    runbook,
+                    class.rules.last().cloned(),
+                    now,
+                );
+                tracing::info!(incident = %id, tier = %tier, severity = %severity, group = %key, "incident opened");
+                self.effects.push(Effect::Opened(tier, severity));
+                self.open_gauge(tier, 1);
+                self.set_group(&key, id);
+                incident
+            }
+        };
+        let id = incident.id;
+        if record.incident != Some(id) {
+            incident.alert_count += 1;
+            self.batch.add_member(id, fp);
+        }
+        incident.firing_count += 1;
+        record.incident = Some(id);
+        push_unique(&mut summary.incidents, id);
+        self.put_incident(incident);
+        self.put_alert(record);
+        self.raise_severity(id, severity, tier)?;
+        if started_flapping {
+            self.flapping_started(fp, Some(id))?;
+        }
+        Ok(())
+    }
+
+    /// A resolved alert: its membership resolves (and with the last one, where configured, its
+    /// incident); a resolution of something never seen firing is still recorded.
+    fn resolution(
+        &mut self,
+        source: Source,
+        alert: &NormalizedAlert,
+        previous: Option<AlertRecord>,
+        seen: Seen,
+        summary: &mut IngestSummary,
+    ) -> Result<(), PipelineError> {
+        let now = self.now;
+        let ended = alert.alert.ends_at.unwrap_or(now);
+        let Some(mut record) = previous else {
+            let class = Classification {
+                labels: alert.alert.labels.clone(),
+                ..Classification::default()
+            };
+            let record = new_record(
+                alert,
+                source,
+                class.labels.clone(),
+                Tier::L0,
+                &class,
+                None,
+                now,
+            );
+            self.put_alert(record);
+            return Ok(());
+        };
+        record.count += 1;
+        record.last_seen = now;
+        if seen != Seen::Resolves {
+            self.put_alert(record);
+            return Ok(());
+        }
+        let started_flapping = self.note_change(&mut record);
+        let touched = self.resolve_member(&mut record, ended)?;
+        summary.resolved += 1;
+        let fp = record.fingerprint;
+        self.put_alert(record);
+        if let Some(id) = touched {
+            push_unique(&mut summary.incidents, id);
+        }
+        if started_flapping {
+            self.flapping_started(fp, touched)?;
+        }
+        Ok(())
+    }
+
+    /// Mark a firing member resolved at `at`; auto-resolves its incident when it was the last
+    /// firing member. Returns the incident touched.
+    fn resolve_member(
+        &mut self,
+        record: &mut AlertRecord,
+        at: DateTime<Utc>,
+    ) -> Result<Option<IncidentId>, PipelineError> {
+        self.move_timer(
+            record.expires_at,
+            None,
+            Timer::AlertExpiry(record.fingerprint),
+        );
+        record.status = Status::Resolved;
+        record.ends_at = Some(at);
+        record.expires_at = None;
+        if let Some(silence) = record.silenced_by.take() {
+            self.batch.set_silenced(silence, record.fingerprint, false);
+            return Ok(None);
+        }
+        let Some(id) = record.incident else {
+            return Ok(None);
+        };
+        let Some(mut incident) = self.incident(id)? else {
+            return Ok(None);
+        };
+        incident.firing_count = incident.firing_count.saturating_sub(1);
+        if incident.firing_count == 0
+            && incident.is_active()
+            && self.policy.auto_resolve.contains(&incident.tier)
+        {
+            let after =
+                incident.resolve(SYSTEM_ACTOR, Some("all alerts resolved".into()), self.now)?;
+            tracing::info!(incident = %id, tier = %incident.tier, "incident resolved: all alerts resolved");
+            self.closed(&incident, true, after);
+        }
+        self.put_incident(incident);
+        Ok(Some(id))
+    }
+
+    /// Bookkeeping when an incident resolves, whoever resolved it. Its group keeps pointing at
+    /// it, so that an alert firing again within the reopen window reopens it.
+    fn closed(&mut self, incident: &Incident, auto: bool, after: Duration) {
+        self.effects.push(Effect::Resolved {
+            tier: incident.tier,
+            severity: incident.severity,
+            first_contact: incident.tier == incident.opened_tier,
+            auto,
+            after,
+        });
+        self.open_gauge(incident.tier, -1);
+    }
+
+    /// Note a firing/resolved change; true when the alert has just started flapping.
+    fn note_change(&mut self, record: &mut AlertRecord) -> bool {
+        let flapping = escalation::note_change(
+            &mut record.state_changes,
+            self.now,
+            self.policy.flapping.window.0,
+            self.policy.flapping.max_changes,
+        );
+        let started = flapping && !record.flapping;
+        record.flapping = flapping;
+        started
+    }
+
+    /// An alert started flapping: count it, mark its incident, and escalate it where the policy
+    /// says so.
+    fn flapping_started(
+        &mut self,
+        fp: Fingerprint,
+        incident: Option<IncidentId>,
+    ) -> Result<(), PipelineError> {
+        tracing::info!(fingerprint = %fp, "alert is flapping");
+        self.effects.push(Effect::Flapping);
+        let Some(mut incident) = incident.map(|id| self.incident(id)).transpose()?.flatten() else {
+            return Ok(());
+        };
+        if !incident.is_active() {
+            return Ok(());
+        }
+        incident.mark_flapping(format!("alert {fp} is flapping"), self.now);
+        if self.policy.flapping.action == FlapAction::Escalate {
+            self.auto_escalate(&mut incident, "flapping")?;
+        }
+        self.put_incident(incident);
+        Ok(())
+    }
+
+    /// A member of higher severity raises the incident's severity and, where its tier is higher,
+    /// escalates the incident straight to it (reason `severity`).
+    fn raise_severity(
+        &mut self,
+        id: IncidentId,
+        severity: Severity,
+        tier: Tier,
+    ) -> Result<(), PipelineError> {
+        let Some(mut incident) = self.incident(id)? else {
+            return Ok(());
+        };
+        if !incident.is_active() || (severity <= incident.severity && tier <= incident.tier) {
+            return Ok(());
+        }
+        incident.severity = incident.severity.max(severity);
+        if tier > incident.tier {
+            let from = incident.escalate(SYSTEM_ACTOR, Some(tier), "severity", self.now)?;
+            self.escalated(id, from, tier, "severity");
+        }
+        self.put_incident(incident);
+        Ok(())
+    }
+
+    /// Escalate one step under the policy (never above the ceiling); false when there is none.
+    fn auto_escalate(
+        &mut self,
+        incident: &mut Incident,
+        reason: &'static str,
+    ) -> Result<bool, PipelineError> {
+        let Some(to) = self.policy.escalation.auto_next(incident.tier) else {
+            return Ok(false);
+        };
+        let from = incident.escalate(SYSTEM_ACTOR, Some(to), reason, self.now)?;
+        self.escalated(incident.id, from, to, reason);
+        Ok(true)
+    }
+
+    fn escalated(&mut self, id: IncidentId, from: Tier, to: Tier, reason: &'static str) {
+        tracing::info!(incident = %id, from = %from, to = %to, reason = reason, "escalated");
+        self.effects.push(Effect::Escalated { from, to, reason });
+        self.open_gauge(from, -1);
+        self.open_gauge(to, 1);
+    }
+
+    // ---- deadlines ---------------------------------------------------------------------------
+
+    /// Deadlines that are due. Each timer is removed in this batch; one whose owner's deadline
+    /// has moved since is stale and does nothing, so none fires twice.
+    pub(super) fn run_timers(&mut self, limit: usize) -> Result<(), StoreError> {
+        for (at, timer) in self.store.due_timers(self.now, limit)? {
+            self.batch.set_timer(at, timer, false);
+            let result = match timer {
+                Timer::AlertExpiry(fp) => self.expire_alert(fp, at),
+                Timer::AckTimeout(id) => self.deadline_passed(id, at, true),
+                Timer::ResolveTimeout(id) => self.deadline_passed(id, at, false),
+                Timer::SilenceEnd(id) => self.release(id, Some(at)),
+            };
+            match result {
+                Ok(()) => {}
+                Err(PipelineError::Store(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(timer = ?timer, error = %e, "deadline could not be applied")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An alert's expiry: it resolves as an explicit resolution would.
+    fn expire_alert(&mut self, fp: Fingerprint, at: DateTime<Utc>) -> Result<(), PipelineError> {
+        let Some(mut record) = self.alert(fp)? else {
+            return Ok(());
+        };
+        if record.status != Status::Firing || record.expires_at != Some(at) {
+            return Ok(()); // refreshed or resolved since: a stale deadline
+        }
+        tracing::debug!(fingerprint = %fp, "alert expired");
+        record.expires_at = None; // its timer is already removed
+        let started_flapping = self.note_change(&mut record);
+        let touched = self.resolve_member(&mut record, at)?;
+        self.put_alert(record);
+        if started_flapping {
+            self.flapping_started(fp, touched)?;
+        }
+        Ok(())
+    }
+
+    /// An ack or resolve deadline passed: escalate, if it still stands.
+    fn deadline_passed(
+        &mut self,
+        id: IncidentId,
+        at: DateTime<Utc>,
+        ack: bool,
+    ) -> Result<(), PipelineError> {
+        let Some(mut incident) = self.incident(id)? else {
+            return Ok(());
+        };
+        let (deadline, reason) = if ack {
+            (&mut incident.ack_deadline, "ack_timeout")
+        } else {
+            (&mut incident.resolve_deadline, "resolve_timeout")
+        };
+        if *deadline != Some(at) {
+            return Ok(()); // acknowledged, resolved or moved since
+        }
+        *deadline = None; // its timer is already removed
+        self.auto_escalate(&mut incident, reason)?;
+        self.put_incident(incident);
+        Ok(())
+    }
+
+    // ---- silences ----------------------------------------------------------------------------
+
+    pub(super) fn put_silence(
+        &mut self,
+        posted: PostableSilence,
+    ) -> Result<SilenceId, PipelineError> {
+        let replaced = match &posted.id {
+            Some(text) if !text.is_empty() => {
+                let id: SilenceId = text
+                    .parse()
+                    .map_err(|_| PipelineError::SilenceNotFound(text.clone()))?;
+                let old = self
+                    .store
+                    .silence(id)?
+                    .ok_or_else(|| PipelineError::SilenceNotFound(text.clone()))?;
+                Some(old)
+            }
+            _ => None,
+        };
+        let id = replaced.as_ref().map_or_else(SilenceId::new_v4, |s| s.id);
+        let silence =
+            Silence::from_postable(posted, id, self.now).map_err(PipelineError::Invalid)?;
+        let compiled = silence::Compiled::new(silence.clone()).map_err(PipelineError::Invalid)?;
+        self.move_timer(
+            replaced.as_ref().map(|s| s.ends_at),
+            Some(silence.ends_at),
+            Timer::SilenceEnd(id),
+        );
+        self.batch.put_silence(&silence);
+        let silences = Arc::make_mut(&mut self.memory.silences);
+        silences.retain(|s| s.silence.id != id);
+        silences.push(compiled);
+        tracing::info!(silence = %id, created_by = %silence.created_by, ends_at = %silence.ends_at, "silence set");
+        Ok(id)
+    }
+
+    pub(super) fn expire_silence(&mut self, id: SilenceId) -> Result<(), PipelineError> {
+        let mut silence = self
+            .store
+            .silence(id)?
+            .ok_or_else(|| PipelineError::SilenceNotFound(id.to_string()))?;
+        if silence.state(self.now) == silence::SilenceState::Expired {
+            return Ok(());
+        }
+        self.move_timer(Some(silence.ends_at), None, Timer::SilenceEnd(id));
+        silence.starts_at = silence.starts_at.min(self.now);
+        silence.ends_at = self.now;
+        silence.updated_at = self.now;
+        self.batch.put_silence(&silence);
+        tracing::info!(silence = %id, "silence expired");
+        self.release(id, None)
+    }
+
+    /// A silence ended (at its time, or expired by hand): forget it, and triage the alerts it
+    /// held back that still fire.
+    fn release(&mut self, id: SilenceId, at: Option<DateTime<Utc>>) -> Result<(), PipelineError> {
+        if let Some(at) = at {
+            // Replaced with a later end since this timer was set? Then it is stale.
+            let ends_at = self
+                .memory
+                .silences
+                .iter()
+                .find(|s| s.silence.id == id)
+                .map(|s| s.silence.ends_at);
+            if ends_at.is_some_and(|end| end != at) {
+                return Ok(());
+            }
+        }
+        Arc::make_mut(&mut self.memory.silences).retain(|s| s.silence.id != id);
+        let mut held = self.store.silenced(id)?;
+        held.extend(
+            self.silenced
+                .iter()
+                .filter(|(s, _)| *s == id)
+                .map(|(_, fp)| *fp),
+        );
+        held.sort();
+        held.dedup();
+        let mut summary = IngestSummary::default();
+        for fp in held {
+            self.batch.set_silenced(id, fp, false);
+            let Some(mut record) = self.alert(fp)? else {
+                continue;
+            };
+            if record.silenced_by != Some(id) {
+                continue;
+            }
+            record.silenced_by = None;
+            if record.status != Status::Firing {
+                self.put_alert(record);
+                continue;
+            }
+            // Triage it as if it had just arrived, with today's rules.
+            let mut alert = Alert::new(record.source, record.labels.clone());
+            alert.fingerprint = Some(fp);
+            alert.annotations = record.annotations.clone();
+            let alert = alert.normalize(&[], &self.policy.severities, self.now);
+            let class = self.policy.rules.classify(&alert);
+            if class.dropped_by.is_some() {
+                self.put_alert(record);
+                continue;
+            }
+            record.severity = triage::severity(&alert, &class);
+            record.tier = triage::tier(record.severity, &class, &self.policy.tiers);
+            record.labels = class.labels.clone();
+            record.rules = class.rules.clone();
+            self.place(record, &class, &mut summary, false)?;
+        }
+        Ok(())
+    }
+
+    // ---- operators ---------------------------------------------------------------------------
+
+    pub(super) fn acknowledge_alert(
+        &mut self,
+        fp: Fingerprint,
+        actor: &str,
+    ) -> Result<Option<IncidentId>, PipelineError> {
+        let Some(id) = self.alert(fp)?.and_then(|r| r.incident) else {
+            return Ok(None);
+        };
+        let action = Action::Acknowledge {
+            actor: actor.to_string(),
+            reason: None,
+        };
+        match self.act(id, action) {
+            Ok(_) | Err(PipelineError::Conflict(_)) => Ok(Some(id)),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) fn act(
+        &mut self,
+        id: IncidentId,
+        action: Action,
+    ) -> Result<Incident, PipelineError> {
+        let mut incident = self.incident(id)?.ok_or(PipelineError::NotFound(id))?;
+        let now = self.now;
+        match action {
+            Action::Acknowledge { actor, reason } => {
+                let after = incident.acknowledge(&actor, reason, now)?;
+                tracing::info!(incident = %id, actor = %actor, "acknowledged");
+                self.effects.push(Effect::Acknowledged {
+                    tier: incident.tier,
+                    severity: incident.severity,
+                    after,
+                });
+            }
+            Action::Resolve { actor, reason } => {
+                let after = incident.resolve(&actor, reason, now)?;
+                tracing::info!(incident = %id, actor = %actor, "resolved by operator");
+                self.closed(&incident, false, after);
+            }
+            Action::Escalate {
+                actor,
+                reason,
+                to,
+                vendor,
+                vendor_ref,
+            } => {
+                let reason_text = reason.unwrap_or_else(|| "manual".into());
+                let target = to.or(incident.tier.next());
+                let from = if target == Some(Tier::L4) {
+                    let vendor = vendor.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                        PipelineError::Invalid(
+                            "the L4 handover names the vendor: give `vendor` (and `vendor_ref`, its case number)".into(),
+                        )
+                    })?;
+                    incident.hand_over(&actor, vendor, vendor_ref, &reason_text, now)?
+                } else {
+                    incident.escalate(&actor, to, &reason_text, now)?
+                };
+                let to = incident.tier;
+                tracing::info!(incident = %id, from = %from, to = %to, reason = "manual", actor = %actor, "escalated");
+                self.effects.push(Effect::Escalated {
+                    from,
+                    to,
+                    reason: "manual",
+                });
+                self.open_gauge(from, -1);
+                self.open_gauge(to, 1);
+            }
+            Action::Deescalate { actor, reason, to } => {
+                let reason_text = reason.unwrap_or_else(|| "manual".into());
+                let from = incident.deescalate(&actor, to, &reason_text, now)?;
+                let to = incident.tier;
+                tracing::info!(incident = %id, from = %from, to = %to, actor = %actor, "de-escalated");
+                self.effects.push(Effect::Deescalated { from, to });
+                self.open_gauge(from, -1);
+                self.open_gauge(to, 1);
+            }
+            Action::Assign { actor, assignee } => {
+                incident.assign(&actor, assignee, now)?;
+            }
+        }
+        self.put_incident(incident);
+        Ok(self.incidents[&id].clone())
+    }
+}
+
+fn new_record(
+    alert: &NormalizedAlert,
+    source: Source,
+    labels: Labels,
+    tier: Tier,
+    class: &Classification,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> AlertRecord {
+    AlertRecord {
+        fingerprint: alert.fingerprint,
+        source,
+        status: alert.alert.status,
+        severity: triage::severity(alert, class),
+        labels,
+        annotations: alert.alert.annotations.clone(),
+        starts_at: alert.alert.starts_at.unwrap_or(now),
+        ends_at: alert.alert.ends_at,
+        expires_at,
+        generator_url: alert.alert.generator_url.clone(),
+        first_seen: now,
+        last_seen: now,
+        count: 1,
+        incident: None,
+        tier,
+        rules: class.rules.clone(),
+        silenced_by: None,
+        state_changes: Vec::new(),
+        flapping: false,
+    }
+}
+
+fn runbook_annotation(annotations: &Labels) -> Option<String> {
+    ["runbook_url", "runbook"]
+        .iter()
+        .find_map(|k| annotations.get(*k))
+        .filter(|v| !v.is_empty())
+        .cloned()
+}
+
+fn push_unique(ids: &mut Vec<IncidentId>, id: IncidentId) {
+    if !ids.contains(&id) {
+        ids.push(id);
+    }
+}

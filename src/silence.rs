@@ -1,0 +1,245 @@
+//! Silences, in Alertmanager API v2's shape so that `amtool silence` and Grafana manage them:
+//! time-boxed label matchers that suppress without dropping. A silenced alert is stored and
+//! counted but opens and escalates nothing; when the silence ends, alerts still firing are
+//! triaged normally.
+//!
+//! This module owns the model, its validation and matching. Applying silences is the pipeline's
+//! job; storing them is the store's.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Labels;
+use crate::pipeline::classify::{Matcher, Op};
+
+/// A silence's id: a UUID, as Alertmanager's.
+pub type SilenceId = uuid::Uuid;
+
+/// One matcher as the Alertmanager API writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SilenceMatcher {
+    pub name: String,
+    pub value: String,
+    pub is_regex: bool,
+    /// `false` negates (`!=`, `!~`); absent means `true`, as older clients omit it.
+    #[serde(default = "yes")]
+    pub is_equal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The body of `POST /api/v2/silences`; with an `id`, it replaces that silence.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PostableSilence {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub matchers: Vec<SilenceMatcher>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub created_by: String,
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SilenceState {
+    Pending,
+    Active,
+    Expired,
+}
+
+/// A stored silence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Silence {
+    pub id: SilenceId,
+    pub matchers: Vec<SilenceMatcher>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub created_by: String,
+    pub comment: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A silence as `GET /api/v2/silences` shows it: with its state.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GettableSilence<'a> {
+    pub status: Status,
+    #[serde(flatten)]
+    pub silence: &'a Silence,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub state: SilenceState,
+}
+
+impl Silence {
+    /// Validate a posted silence and make it a stored one (new id unless it replaces `existing`).
+    pub fn from_postable(
+        p: PostableSilence,
+        id: SilenceId,
+        now: DateTime<Utc>,
+    ) -> Result<Silence, String> {
+        if p.matchers.is_empty() {
+            return Err("a silence needs at least one matcher".into());
+        }
+        if p.ends_at <= p.starts_at {
+            return Err("endsAt must be after startsAt".into());
+        }
+        if p.ends_at <= now {
+            return Err("endsAt must be in the future".into());
+        }
+        if p.created_by.trim().is_empty() {
+            return Err("createdBy must not be empty".into());
+        }
+        if p.comment.trim().is_empty() {
+            return Err("comment must not be empty".into());
+        }
+        let silence = Silence {
+            id,
+            matchers: p.matchers,
+            starts_at: p.starts_at,
+            ends_at: p.ends_at,
+            created_by: p.created_by,
+            comment: p.comment,
+            updated_at: now,
+        };
+        silence.compile()?;
+        // Alertmanager refuses silences that would match every alert.
+        if silence
+            .compile()?
+            .iter()
+            .all(|m| m.matches_labels(&Labels::new()))
+        {
+            return Err("the matchers match every alert, even one without labels".into());
+        }
+        Ok(silence)
+    }
+
+    pub fn state(&self, now: DateTime<Utc>) -> SilenceState {
+        if now >= self.ends_at {
+            SilenceState::Expired
+        } else if now < self.starts_at {
+            SilenceState::Pending
+        } else {
+            SilenceState::Active
+        }
+    }
+
+    pub fn gettable(&self, now: DateTime<Utc>) -> GettableSilence<'_> {
+        GettableSilence {
+            status: Status {
+                state: self.state(now),
+            },
+            silence: self,
+        }
+    }
+
+    pub fn compile(&self) -> Result<Vec<Matcher>, String> {
+        self.matchers
+            .iter()
+            .map(|m| {
+                let op = match (m.is_regex, m.is_equal) {
+                    (false, true) => Op::Eq,
+                    (false, false) => Op::NotEq,
+                    (true, true) => Op::Re,
+                    (true, false) => Op::NotRe,
+                };
+                Matcher::label(&m.name, op, &m.value)
+                    .map_err(|e| format!("matcher {:?}: {e}", m.name))
+            })
+            .collect()
+    }
+}
+
+/// A silence with its matchers compiled, as the writer keeps it.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub silence: Silence,
+    pub matchers: Vec<Matcher>,
+}
+
+impl Compiled {
+    pub fn new(silence: Silence) -> Result<Compiled, String> {
+        let matchers = silence.compile()?;
+        Ok(Compiled { silence, matchers })
+    }
+
+    /// Active at `now` and every matcher matches.
+    pub fn silences(&self, labels: &Labels, now: DateTime<Utc>) -> bool {
+        self.silence.state(now) == SilenceState::Active
+            && self.matchers.iter().all(|m| m.matches_labels(labels))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AMTOOL: &[u8] = include_bytes!("../tests/fixtures/amtool-0.25-silence-add.json");
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn amtools_silence_reads_and_matches() {
+        let posted: PostableSilence = serde_json::from_slice(AMTOOL).unwrap();
+        let now: DateTime<Utc> = "2026-11-26T16:30:00Z".parse().unwrap();
+        let s = Compiled::new(Silence::from_postable(posted, SilenceId::new_v4(), now).unwrap())
+            .unwrap();
+        assert!(s.silences(&labels(&[("alertname", "CaptureAmtool")]), now));
+        assert!(!s.silences(&labels(&[("alertname", "Other")]), now));
+        let after: DateTime<Utc> = "2026-11-26T18:12:43.032Z".parse().unwrap();
+        assert_eq!(s.silence.state(after), SilenceState::Expired);
+        assert!(!s.silences(&labels(&[("alertname", "CaptureAmtool")]), after));
+    }
+
+    #[test]
+    fn bad_silences_are_refused_with_a_reason() {
+        let now = Utc::now();
+        let base = || PostableSilence {
+            id: None,
+            matchers: vec![SilenceMatcher {
+                name: "alertname".into(),
+                value: "X".into(),
+                is_regex: false,
+                is_equal: true,
+            }],
+            starts_at: now,
+            ends_at: now + chrono::Duration::hours(1),
+            created_by: "carol".into(),
+            comment: "maintenance".into(),
+        };
+        let refuse = |p: PostableSilence, says: &str| {
+            let err = Silence::from_postable(p, SilenceId::new_v4(), now).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        };
+        let mut p = base();
+        p.matchers.clear();
+        refuse(p, "at least one matcher");
+        let mut p = base();
+        p.ends_at = now - chrono::Duration::seconds(1);
+        refuse(p, "after startsAt");
+        let mut p = base();
+        p.matchers[0].is_regex = true;
+        p.matchers[0].value = "(".into();
+        refuse(p, "regex");
+        let mut p = base();
+        p.matchers[0].is_regex = true;
+        p.matchers[0].value = ".*".into();
+        refuse(p, "match every alert");
+        let mut p = base();
+        p.comment = " ".into();
+        refuse(p, "comment");
+    }
+}
