@@ -202,7 +202,7 @@ pub async fn act(
 pub fn list_silences(app: &Arc<App>) -> Result<Response, ApiError> {
     let now = chrono::Utc::now();
     let mut silences = app.store.silences().map_err(store_error)?;
-    silences.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+    silences.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
     let shown: Vec<_> = silences.iter().map(|s| s.gettable(now)).collect();
     Ok(json_response(StatusCode::OK, &shown))
 }

@@ -79,7 +79,11 @@ fn operator_lifecycle_ack_escalate_assign_resolve() {
     assert!(acked_at >= parse_time(&v["opened_at"]), "{v}");
     let m = d.metrics();
     assert_eq!(
-        metric_value(&m, "triaged_incident_ack_seconds_count", &[("tier", "L1")]),
+        metric_value(
+            &m,
+            "triaged_incident_ack_seconds_count",
+            &[("tier", "L1"), ("severity", "warning")]
+        ),
         Some(1.0),
         "{m}"
     );
@@ -149,14 +153,30 @@ fn operator_lifecycle_ack_escalate_assign_resolve() {
         "timeline out of order: {inc}"
     );
 
+    // Resolved by an operator at L2, a tier above the one that opened it: not first contact,
+    // and not automatic.
     let m = d.metrics();
     assert_eq!(
         metric_value(
             &m,
             "triaged_incidents_resolved_total",
-            &[("tier", "L2"), ("by", "operator")]
+            &[("tier", "L2"), ("by", "escalated")]
         ),
         Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(
+            &m,
+            "triaged_incidents_resolved_total",
+            &[("by", "first_contact")]
+        ),
+        0.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(&m, "triaged_incidents_auto_resolved_total", &[]),
+        0.0,
         "{m}"
     );
     assert_eq!(

@@ -242,10 +242,15 @@ fn alertmanager_webhook_opens_one_l2_incident_with_both_members_then_resolves() 
     for m in members(&inc) {
         assert_eq!(m["status"], "resolved", "{m}");
     }
+    // Resolved by itself, at the tier that opened it.
+    assert_eq!(
+        d.metric("triaged_incidents_auto_resolved_total", &[("tier", "L2")]),
+        1.0
+    );
     assert_eq!(
         d.metric(
             "triaged_incidents_resolved_total",
-            &[("tier", "L2"), ("by", "auto")]
+            &[("tier", "L2"), ("by", "first_contact")]
         ),
         1.0
     );

@@ -242,17 +242,23 @@ receivers:
 }
 
 #[test]
-fn the_shipped_recording_rules_pass_promtool_unit_tests() {
+fn the_shipped_rules_pass_promtool_check_and_unit_tests() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus");
-    let out = Command::new(program("promtool"))
-        .args(["test", "rules", "triaged.rules.test.yml"])
-        .current_dir(&dir)
-        .output()
-        .expect("run promtool");
-    assert!(
-        out.status.success(),
-        "promtool test rules failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for args in [
+        ["check", "rules", "triaged.rules.yml"],
+        ["test", "rules", "triaged.rules.test.yml"],
+    ] {
+        let out = Command::new(program("promtool"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool {} failed:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

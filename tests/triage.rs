@@ -263,8 +263,17 @@ fn resolving_every_member_resolves_the_incident() {
     assert_eq!(
         metric_value(
             &m,
+            "triaged_incidents_auto_resolved_total",
+            &[("tier", "L2")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(
+            &m,
             "triaged_incidents_resolved_total",
-            &[("tier", "L2"), ("by", "auto")]
+            &[("tier", "L2"), ("by", "first_contact")]
         ),
         Some(1.0),
         "{m}"
@@ -320,9 +329,13 @@ fn an_alert_whose_ends_at_passes_resolves_by_itself() {
         started.elapsed()
     );
     assert_eq!(
+        d.metric("triaged_incidents_auto_resolved_total", &[("tier", "L3")]),
+        1.0
+    );
+    assert_eq!(
         d.metric(
             "triaged_incidents_resolved_total",
-            &[("tier", "L3"), ("by", "auto")]
+            &[("tier", "L3"), ("by", "first_contact")]
         ),
         1.0
     );

@@ -489,16 +489,16 @@ impl<'a> Tx<'a> {
             self.put_alert(record);
             return Ok(());
         }
-        let started_flapping = self.note_change(&mut record);
+        // Flapping is marked (and escalated) before the resolution may auto-resolve the
+        // incident: with an even max_changes the change that crosses the limit is a resolution.
+        if self.note_change(&mut record) {
+            self.flapping_started(record.fingerprint, record.incident)?;
+        }
         let touched = self.resolve_member(&mut record, ended)?;
         summary.resolved += 1;
-        let fp = record.fingerprint;
         self.put_alert(record);
         if let Some(id) = touched {
             push_unique(&mut summary.incidents, id);
-        }
-        if started_flapping {
-            self.flapping_started(fp, touched)?;
         }
         Ok(())
     }
@@ -669,12 +669,11 @@ impl<'a> Tx<'a> {
         }
         tracing::debug!(fingerprint = %fp, "alert expired");
         record.expires_at = None; // its timer is already removed
-        let started_flapping = self.note_change(&mut record);
-        let touched = self.resolve_member(&mut record, at)?;
-        self.put_alert(record);
-        if started_flapping {
-            self.flapping_started(fp, touched)?;
+        if self.note_change(&mut record) {
+            self.flapping_started(fp, record.incident)?;
         }
+        self.resolve_member(&mut record, at)?;
+        self.put_alert(record);
         Ok(())
     }
 
