@@ -6,7 +6,7 @@
 //! This module owns the model, its validation and matching. Applying silences is the pipeline's
 //! job; storing them is the store's.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Labels;
@@ -101,11 +101,12 @@ impl Silence {
         if p.comment.trim().is_empty() {
             return Err("comment must not be empty".into());
         }
+        // Times are kept to the millisecond, the precision of the timer that ends the silence.
         let silence = Silence {
             id,
             matchers: p.matchers,
-            starts_at: p.starts_at,
-            ends_at: p.ends_at,
+            starts_at: p.starts_at.trunc_subsecs(3),
+            ends_at: p.ends_at.trunc_subsecs(3),
             created_by: p.created_by,
             comment: p.comment,
             updated_at: now,

@@ -204,6 +204,8 @@ pub struct Rules {
 pub struct Classification {
     /// The alert's labels plus what rules set; grouping and storage see these.
     pub labels: Labels,
+    /// Just what the rules set (they go onto the incident too).
+    pub set_labels: Labels,
     /// Names of the rules that matched, in order.
     pub rules: Vec<String>,
     pub severity: Option<Severity>,
@@ -212,17 +214,6 @@ pub struct Classification {
     pub group_by: Option<Vec<String>>,
     /// The rule that dropped the alert.
     pub dropped_by: Option<String>,
-}
-
-impl Classification {
-    /// The labels rules added or changed, relative to the alert's own.
-    pub fn labels_set_by_rules(&self, original: &Labels) -> Labels {
-        self.labels
-            .iter()
-            .filter(|(k, v)| original.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
 }
 
 impl Rules {
@@ -267,6 +258,7 @@ impl Rules {
             }
             for (k, v) in &c.set_labels {
                 class.labels.insert(k.clone(), v.clone());
+                class.set_labels.insert(k.clone(), v.clone());
             }
             class.severity = c.severity.or(class.severity);
             class.tier = c.tier.or(class.tier);

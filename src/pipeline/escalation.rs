@@ -33,7 +33,8 @@ pub fn deadlines(
     (ack, after(tier_policy.and_then(|p| p.resolve_timeout)))
 }
 
-/// Reopened at least `after` times within `window` up to `now` (`after` 0: never).
+/// This reopen makes `after`, `2 × after` ... reopens within `window` up to `now` (`after` 0:
+/// never): each run of `after` reopens escalates once, not every reopen after the first run.
 pub fn reopens_call_for_escalation(
     incident: &Incident,
     after: u32,
@@ -41,7 +42,8 @@ pub fn reopens_call_for_escalation(
     now: DateTime<Utc>,
 ) -> bool {
     let since = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-    after > 0 && incident.reopens_since(since) >= after as usize
+    let n = incident.reopens_since(since);
+    after > 0 && n > 0 && n % after as usize == 0
 }
 
 /// Record a firing/resolved change at `now` in `changes` (kept within `window`, bounded) and

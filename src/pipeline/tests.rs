@@ -639,9 +639,6 @@ runbook = "https://runbooks.example/db"
 }
 
 #[test]
-#[ignore = "BUG: tx.rs Tx::place computes `class.labels_set_by_rules(&record.labels)`, but \
-            record.labels already are the classified labels, so no rule label reaches the \
-            incident. Expected [cluster, team=dba]; actual [cluster]"]
 fn an_incident_carries_the_labels_its_rule_set() {
     let mut h = Harness::new(
         r#"
@@ -1748,13 +1745,6 @@ fn expiries_count_as_changes_too() {
 }
 
 #[test]
-#[ignore = "BUG: tx.rs Tx::resolution / Tx::expire_alert call resolve_member (which auto-resolves \
-            the incident when this was its last firing member) before flapping_started, and \
-            flapping_started returns early for an inactive incident; since the alert is then \
-            already `flapping`, no later change marks it. With the default max_changes = 4 the \
-            5th change is always a resolution, so a single-alert incident never gets \
-            flapping = true / a Flapping event (and action = escalate never escalates it). \
-            Expected incident.flapping after the flapping alert fires again; actual false"]
 fn a_single_alert_incident_is_marked_flapping_too() {
     let mut h = Harness::new(&format!("[flapping]\naction = \"escalate\"\n{NO_TIMEOUTS}"));
     let a = alert(&[("alertname", "Link")]);
@@ -1988,13 +1978,6 @@ fn replacing_a_silence_moves_its_end() {
 }
 
 #[test]
-#[ignore = "BUG: a silence's endsAt is stored with the precision it was posted with (silence.rs \
-            Silence::from_postable keeps nanoseconds; tx.rs Tx::put_silence sets the SilenceEnd \
-            timer at it), but timer keys keep milliseconds, so tx.rs Tx::release's stale check \
-            `ends_at.is_some_and(|end| end != at)` takes the due timer for a stale one, deletes \
-            it and returns: the held alerts stay held for ever. Expected silenced_by None and \
-            INC-1 opened one second after endsAt; actual still silenced, no incident. Fix as for \
-            alert expiries: truncate endsAt (and startsAt) to the millisecond"]
 fn a_silence_ending_at_a_sub_millisecond_time_still_releases_what_it_held() {
     // Timer keys keep milliseconds, as for alert expiries (see
     // `an_expiry_fires_with_a_clock_that_has_sub_millisecond_precision`).
@@ -2245,12 +2228,6 @@ fn an_alert_silenced_and_expired_in_one_group_commit_is_triaged() {
 }
 
 #[test]
-#[ignore = "BUG: tx.rs Tx::release rebuilds the held alert with Alert::new(source, labels) and \
-            normalizes it, so a severity the wire format gave outside the labels (PagerDuty's \
-            payload.severity, Alert::severity) is lost: record.severity/tier are recomputed from \
-            labels (default warning, L1). Expected a critical L3 incident when the silence ends; \
-            actual warning L1. Keep record.severity (e.g. set alert.severity = \
-            Some(record.severity) before normalize, when it did not come from labels)"]
 fn a_held_alert_keeps_the_severity_its_sender_gave_when_released() {
     let mut h = Harness::new("");
     let id = h.put_silence(silence_of("Disk", h.now(), 0, HOUR)).unwrap();
@@ -2272,4 +2249,28 @@ fn a_held_alert_keeps_the_severity_its_sender_gave_when_released() {
         (incident.severity, incident.tier),
         (Severity::Critical, Tier::L3)
     );
+}
+
+/// Regression: once a run of `reopen_escalate_after` reopens has escalated, the next reopens in
+/// the same window do not escalate again each time; the next full run does.
+#[test]
+fn each_run_of_reopens_escalates_once() {
+    let mut h =
+        Harness::new("[flapping]\nmax_changes = 100\n[dedup]\nreopen_escalate_window = \"2h\"\n");
+    let a = alert(&[("alertname", "Flaky")]);
+    h.ingest(vec![a.clone()]);
+    let mut tiers = Vec::new();
+    for _ in 1..=6 {
+        h.clock.advance(5 * MIN);
+        h.ingest(vec![resolved(a.clone())]);
+        h.clock.advance(5 * MIN);
+        h.ingest(vec![a.clone()]);
+        tiers.push(h.incident(1).tier);
+    }
+    assert_eq!(
+        tiers,
+        [Tier::L1, Tier::L1, Tier::L2, Tier::L2, Tier::L2, Tier::L3]
+    );
+    assert_eq!(h.escalated(Tier::L1, Tier::L2, "reopened"), 1);
+    assert_eq!(h.escalated(Tier::L2, Tier::L3, "reopened"), 1);
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::alert::{
     Alert, AlertRecord, Fingerprint, Labels, NormalizedAlert, Severity, Source, Status,
@@ -415,7 +415,7 @@ impl<'a> Tx<'a> {
                 self.batch
                     .set_next_incident_number(self.memory.next_incident);
                 let mut labels = group_labels;
-                labels.extend(class.labels_set_by_rules(&record.labels));
+                labels.extend(class.set_labels.clone());
                 let runbook = class
                     .runbook
                     .clone()
@@ -746,8 +746,9 @@ impl<'a> Tx<'a> {
             return Ok(());
         }
         self.move_timer(Some(silence.ends_at), None, Timer::SilenceEnd(id));
-        silence.starts_at = silence.starts_at.min(self.now);
-        silence.ends_at = self.now;
+        let now = self.now.trunc_subsecs(3);
+        silence.starts_at = silence.starts_at.min(now);
+        silence.ends_at = now;
         silence.updated_at = self.now;
         self.batch.put_silence(&silence);
         tracing::info!(silence = %id, "silence expired");
@@ -797,6 +798,8 @@ impl<'a> Tx<'a> {
             let mut alert = Alert::new(record.source, record.labels.clone());
             alert.fingerprint = Some(fp);
             alert.annotations = record.annotations.clone();
+            // The severity it was triaged with may not be in its labels (PagerDuty's field).
+            alert.severity = Some(record.severity);
             let alert = alert.normalize(&[], &self.policy.severities, self.now);
             let class = self.policy.rules.classify(&alert);
             if class.dropped_by.is_some() {
