@@ -354,6 +354,14 @@ pub struct AlertRecord {
     pub flapping: bool,
 }
 
+/// A label set from pairs: for tests and examples.
+pub fn labels_from(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Alertmanager and Go write "not given" as the zero time `0001-01-01T00:00:00Z`; treat it, and
 /// anything before the Unix epoch, as absent.
 pub fn given_time(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
@@ -365,10 +373,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        labels_from(pairs)
     }
 
     #[test]

@@ -182,15 +182,9 @@ impl Compiled {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::labels_from as labels;
 
     const AMTOOL: &[u8] = include_bytes!("../tests/fixtures/amtool-0.25-silence-add.json");
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn amtools_silence_reads_and_matches() {

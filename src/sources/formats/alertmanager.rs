@@ -50,6 +50,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::labels_from as labels;
     use crate::alert::Status;
 
     const PROMETHEUS_FIRING: &[u8] =
@@ -62,13 +63,6 @@ mod tests {
 
     fn time(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     #[test]

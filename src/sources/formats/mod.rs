@@ -194,13 +194,7 @@ pub(crate) fn non_empty(value: Option<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::alert::labels_from as labels;
 
     #[test]
     fn empty_label_values_are_dropped() {

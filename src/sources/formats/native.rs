@@ -79,19 +79,13 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::labels_from as labels;
 
     const FIRING: &[u8] = include_bytes!("../../../tests/fixtures/native-firing.json");
     const RESOLVED: &[u8] = include_bytes!("../../../tests/fixtures/native-resolved.json");
 
     fn time(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     fn json_error(body: &str) -> String {

@@ -318,6 +318,7 @@ fn generate_dedup_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::labels_from as labels;
 
     const TRIGGER: &[u8] = include_bytes!("../../../tests/fixtures/pagerduty-trigger.json");
     const ACKNOWLEDGE: &[u8] = include_bytes!("../../../tests/fixtures/pagerduty-acknowledge.json");
@@ -327,13 +328,6 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         "2026-11-26T16:12:10Z".parse().unwrap()
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     fn identity(dedup_key: &str) -> Fingerprint {
