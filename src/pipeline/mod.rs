@@ -155,6 +155,69 @@ pub struct IngestSummary {
     pub resolved: usize,
     /// Incidents this request opened, joined or resolved.
     pub incidents: Vec<IncidentId>,
+    /// What was decided for each alert, in order: filled only when the writer traces
+    /// (test-rules, replay), never sent over HTTP.
+    #[serde(skip)]
+    pub decisions: Vec<Decision>,
+}
+
+/// What happened to one alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// A rule dropped it: counted, not stored.
+    Dropped,
+    /// A silence holds it: stored, no incident.
+    Silenced,
+    /// Triaged to L0: recorded, no incident.
+    AutoHandled,
+    /// It opened, joined or reopened an incident.
+    Incident,
+    /// A repeat of an alert already firing.
+    Deduplicated,
+    /// It resolved a firing alert.
+    Resolved,
+    /// A resolution of an alert not firing: recorded only.
+    Recorded,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Dropped => "dropped",
+            Verdict::Silenced => "silenced",
+            Verdict::AutoHandled => "auto_handled",
+            Verdict::Incident => "incident",
+            Verdict::Deduplicated => "deduplicated",
+            Verdict::Resolved => "resolved",
+            Verdict::Recorded => "recorded",
+        }
+    }
+}
+
+/// The trace of one alert through the pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub fingerprint: Fingerprint,
+    pub verdict: Verdict,
+    /// Labels after rules.
+    pub labels: crate::alert::Labels,
+    /// Labels the rules set.
+    pub set_labels: crate::alert::Labels,
+    /// Every rule that matched, in order; the last one decided.
+    pub rules: Vec<String>,
+    pub severity: Option<crate::alert::Severity>,
+    pub tier: Option<Tier>,
+    pub incident: Option<IncidentId>,
+    pub group_key: Option<String>,
+    pub runbook: Option<String>,
+}
+
+impl Decision {
+    /// The rule that decided: the last that matched.
+    pub fn rule(&self) -> Option<&str> {
+        self.rules.last().map(String::as_str)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -281,6 +344,8 @@ pub struct Writer {
     next_deadline: Option<DateTime<Utc>>,
     /// Set once recovery is done and the loop runs: `/-/ready`.
     pub ready: Arc<AtomicBool>,
+    /// Record a [`Decision`] per alert (the simulator does; the daemon does not).
+    trace: bool,
 }
 
 impl Writer {
@@ -328,6 +393,7 @@ impl Writer {
             memory,
             next_deadline,
             ready: Arc::new(AtomicBool::new(false)),
+            trace: false,
         })
     }
 
@@ -367,7 +433,13 @@ impl Writer {
     /// Apply one batch of commands and due expiries; returns true when asked to stop.
     fn step(&mut self, commands: Vec<Command>) -> bool {
         let now = self.clock.now();
-        let mut tx = Tx::new(&self.store, &self.policy, self.memory.clone(), now);
+        let mut tx = Tx::new(
+            &self.store,
+            &self.policy,
+            self.memory.clone(),
+            now,
+            self.trace,
+        );
         let mut replies = Vec::with_capacity(commands.len());
         let mut stop = false;
         let mut failed: Option<StoreError> = None;
@@ -456,5 +528,105 @@ impl Writer {
             }
         }
         stop
+    }
+}
+
+/// A clock that moves only when told: for the simulator and tests.
+pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(at: DateTime<Utc>) -> ManualClock {
+        ManualClock(std::sync::Mutex::new(at))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *now += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The pipeline on a throw-away store, driven synchronously on a manual clock, tracing a
+/// [`Decision`] for every alert: what `test-rules` and `replay` run. It touches no state of a
+/// running daemon.
+pub struct Simulator {
+    writer: Writer,
+    clock: Arc<ManualClock>,
+    // Dropped last: the store lives in it.
+    _dir: tempfile::TempDir,
+}
+
+impl Simulator {
+    pub fn new(config: &Config, now: DateTime<Utc>) -> Result<Simulator, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("triaged-sim-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a scratch store: {e}"))?;
+        let store = Arc::new(Store::open(dir.path()).map_err(|e| e.to_string())?);
+        let policy = Policy::from_config(config)?;
+        let clock = Arc::new(ManualClock::new(now));
+        // Capacity 1: the simulator hands commands to the writer one at a time.
+        let (_queue, mut writer) =
+            channel(1, store, Arc::new(Metrics::new()), policy, clock.clone())
+                .map_err(|e| e.to_string())?;
+        writer.trace = true;
+        Ok(Simulator {
+            writer,
+            clock,
+            _dir: dir,
+        })
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Move the clock, and let whatever fell due (expiries, deadlines, silence ends) happen.
+    pub fn advance(&mut self, by: chrono::Duration) {
+        self.clock.advance(by);
+        self.writer.step(Vec::new());
+    }
+
+    fn run(&mut self, make: impl FnOnce(Reply) -> Command) -> Result<Outcome, PipelineError> {
+        let (reply, mut answer) = oneshot::channel();
+        self.writer.step(vec![make(reply)]);
+        answer
+            .try_recv()
+            .map_err(|_| PipelineError::Commit("the simulated writer gave no answer".into()))?
+    }
+
+    pub fn ingest(
+        &mut self,
+        source: Source,
+        alerts: Vec<Alert>,
+    ) -> Result<IngestSummary, PipelineError> {
+        match self.run(|reply| Command::Ingest {
+            source,
+            alerts,
+            reply,
+        })? {
+            Outcome::Ingested(summary) => Ok(summary),
+            other => Err(PipelineError::Commit(format!(
+                "unexpected outcome {other:?}"
+            ))),
+        }
+    }
+
+    pub fn silence(&mut self, silence: PostableSilence) -> Result<SilenceId, PipelineError> {
+        match self.run(|reply| Command::PutSilence { silence, reply })? {
+            Outcome::Silence(id) => Ok(id),
+            other => Err(PipelineError::Commit(format!(
+                "unexpected outcome {other:?}"
+            ))),
+        }
+    }
+
+    pub fn incident(&self, id: IncidentId) -> Option<Incident> {
+        self.writer.store.incident(id).ok().flatten()
     }
 }

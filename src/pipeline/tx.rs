@@ -22,7 +22,7 @@ use crate::store::{Batch, Store, StoreError, Timer};
 
 use super::classify::Classification;
 use super::dedup::{self, Seen};
-use super::{escalation, triage, Action, IngestSummary, PipelineError, Policy};
+use super::{escalation, triage, Action, Decision, IngestSummary, PipelineError, Policy, Verdict};
 
 /// What the writer keeps in memory between commits; rebuilt from the store at start, replaced
 /// only when a batch commits.
@@ -147,6 +147,8 @@ pub(super) struct Tx<'a> {
     batch: Batch,
     memory: Memory,
     effects: Vec<Effect>,
+    /// Record a decision per alert in the summary.
+    trace: bool,
 }
 
 impl<'a> Tx<'a> {
@@ -155,6 +157,7 @@ impl<'a> Tx<'a> {
         policy: &'a Policy,
         memory: Memory,
         now: DateTime<Utc>,
+        trace: bool,
     ) -> Tx<'a> {
         Tx {
             store,
@@ -167,7 +170,36 @@ impl<'a> Tx<'a> {
             batch: Batch::default(),
             memory,
             effects: Vec::new(),
+            trace,
         }
+    }
+
+    /// Note what became of an alert, when tracing.
+    #[allow(clippy::too_many_arguments)]
+    fn decided(
+        &self,
+        summary: &mut IngestSummary,
+        record: &AlertRecord,
+        verdict: Verdict,
+        class: Option<&Classification>,
+        group_key: Option<String>,
+        runbook: Option<String>,
+    ) {
+        if !self.trace {
+            return;
+        }
+        summary.decisions.push(Decision {
+            fingerprint: record.fingerprint,
+            verdict,
+            labels: record.labels.clone(),
+            set_labels: class.map(|c| c.set_labels.clone()).unwrap_or_default(),
+            rules: record.rules.clone(),
+            severity: Some(record.severity),
+            tier: Some(record.tier),
+            incident: record.incident,
+            group_key,
+            runbook,
+        });
     }
 
     /// The writes to commit, the memory to keep once they are durable, the metrics to move.
@@ -284,6 +316,20 @@ impl<'a> Tx<'a> {
             tracing::debug!(fingerprint = %fp, rule = %rule, "alert dropped by rule");
             self.effects.push(Effect::Dropped);
             summary.dropped += 1;
+            if self.trace {
+                summary.decisions.push(Decision {
+                    fingerprint: fp,
+                    verdict: Verdict::Dropped,
+                    labels: class.labels.clone(),
+                    set_labels: class.set_labels.clone(),
+                    rules: class.rules.clone(),
+                    severity: None,
+                    tier: None,
+                    incident: None,
+                    group_key: None,
+                    runbook: None,
+                });
+            }
             return Ok(());
         }
         let severity = triage::severity(&alert, &class);
@@ -309,6 +355,14 @@ impl<'a> Tx<'a> {
             let raised = severity > record.severity;
             record.severity = record.severity.max(severity);
             let incident = record.incident;
+            self.decided(
+                summary,
+                &record,
+                Verdict::Deduplicated,
+                Some(&class),
+                None,
+                None,
+            );
             self.put_alert(record);
             if let (true, Some(id)) = (raised, incident) {
                 self.raise_severity(id, severity, tier)?;
@@ -360,6 +414,14 @@ impl<'a> Tx<'a> {
         if tier == Tier::L0 {
             self.effects.push(Effect::AutoHandled);
             summary.auto_handled += 1;
+            self.decided(
+                summary,
+                &record,
+                Verdict::AutoHandled,
+                Some(class),
+                None,
+                None,
+            );
             self.put_alert(record);
             return Ok(());
         }
@@ -376,6 +438,7 @@ impl<'a> Tx<'a> {
             self.silenced.push((id, fp));
             self.effects.push(Effect::Silenced);
             summary.silenced += 1;
+            self.decided(summary, &record, Verdict::Silenced, Some(class), None, None);
             self.put_alert(record);
             return Ok(());
         }
@@ -445,6 +508,14 @@ impl<'a> Tx<'a> {
         incident.firing_count += 1;
         record.incident = Some(id);
         push_unique(&mut summary.incidents, id);
+        self.decided(
+            summary,
+            &record,
+            Verdict::Incident,
+            Some(class),
+            Some(incident.group_key.clone()),
+            incident.runbook.clone(),
+        );
         self.put_incident(incident);
         self.put_alert(record);
         self.raise_severity(id, severity, tier)?;
@@ -480,12 +551,14 @@ impl<'a> Tx<'a> {
                 None,
                 now,
             );
+            self.decided(summary, &record, Verdict::Recorded, None, None, None);
             self.put_alert(record);
             return Ok(());
         };
         record.count += 1;
         record.last_seen = now;
         if seen != Seen::Resolves {
+            self.decided(summary, &record, Verdict::Recorded, None, None, None);
             self.put_alert(record);
             return Ok(());
         }
@@ -496,6 +569,7 @@ impl<'a> Tx<'a> {
         }
         let touched = self.resolve_member(&mut record, ended)?;
         summary.resolved += 1;
+        self.decided(summary, &record, Verdict::Resolved, None, None, None);
         self.put_alert(record);
         if let Some(id) = touched {
             push_unique(&mut summary.incidents, id);

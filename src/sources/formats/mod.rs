@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::alert::Labels;
+use crate::alert::{Alert, Labels, Source};
 
 /// Why a body could not be read as alerts. Display text is shown to the client in the
 /// `error`/`detail` of a 400.
@@ -60,6 +60,118 @@ impl ParseError {
     pub(crate) fn alert(index: usize, why: impl Into<String>) -> ParseError {
         ParseError::invalid(format!("alert {index}"), why)
     }
+}
+
+/// A wire format, as a config or a tool names it (`"auto"` is [`detect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Alertmanager,
+    Webhook,
+    Pagerduty,
+    Native,
+}
+
+impl Format {
+    pub fn source(self) -> Source {
+        match self {
+            Format::Alertmanager => Source::Alertmanager,
+            Format::Webhook => Source::Webhook,
+            Format::Pagerduty => Source::Pagerduty,
+            Format::Native => Source::Native,
+        }
+    }
+}
+
+/// A body read in some format: alerts, or a PagerDuty event (which may be an acknowledgement
+/// rather than an alert).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Alerts(Source, Vec<Alert>),
+    PagerDuty(pagerduty::PagerDutyEvent),
+}
+
+impl Parsed {
+    /// The alerts it carries (a PagerDuty acknowledgement carries none).
+    pub fn into_alerts(self) -> (Source, Vec<Alert>) {
+        match self {
+            Parsed::Alerts(source, alerts) => (source, alerts),
+            Parsed::PagerDuty(event) => match event.action {
+                pagerduty::Action::Acknowledge => (Source::Pagerduty, Vec::new()),
+                pagerduty::Action::Trigger | pagerduty::Action::Resolve => {
+                    (Source::Pagerduty, vec![event.alert])
+                }
+            },
+        }
+    }
+}
+
+/// Tell a body's format by its shape: a PagerDuty event has `event_action`; an Alertmanager
+/// webhook payload has `alerts` with `version`/`receiver`/`groupKey`; an object with `alerts`, a
+/// single alert object, or an array with snake_case alert fields (`status`, `starts_at` ...) is
+/// triaged's own; any other array of alerts is Alertmanager API v2.
+pub fn detect(body: &[u8]) -> Result<Format, ParseError> {
+    let value: serde_json::Value = serde_json::from_slice(body)?;
+    let has = |v: &serde_json::Value, keys: &[&str]| keys.iter().any(|k| v.get(*k).is_some());
+    let format = match &value {
+        serde_json::Value::Array(items) => {
+            if items
+                .iter()
+                .any(|a| has(a, &["status", "starts_at", "ends_at", "severity", "generator_url"]))
+            {
+                Format::Native
+            } else {
+                Format::Alertmanager
+            }
+        }
+        serde_json::Value::Object(_) if has(&value, &["event_action", "routing_key"]) => {
+            Format::Pagerduty
+        }
+        serde_json::Value::Object(_)
+            if has(&value, &["alerts"])
+                && has(&value, &["version", "receiver", "groupKey", "groupLabels"]) =>
+        {
+            Format::Webhook
+        }
+        serde_json::Value::Object(_) if has(&value, &["alerts", "labels"]) => Format::Native,
+        _ => {
+            return Err(ParseError::invalid(
+                "body",
+                "cannot tell its format: expected an array of alerts, an object with `alerts`, an alert with `labels`, or a PagerDuty event",
+            ))
+        }
+    };
+    Ok(format)
+}
+
+/// Read `body` in `format` (`None`: [`detect`] it). A single native alert object (one line of
+/// NDJSON) is read as a list of one.
+pub fn parse(
+    format: Option<Format>,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Parsed, ParseError> {
+    let format = match format {
+        Some(f) => f,
+        None => detect(body)?,
+    };
+    Ok(match format {
+        Format::Alertmanager => Parsed::Alerts(Source::Alertmanager, alertmanager::parse(body)?),
+        Format::Webhook => Parsed::Alerts(Source::Webhook, webhook::parse(body)?),
+        Format::Pagerduty => Parsed::PagerDuty(pagerduty::parse(body, now)?),
+        Format::Native => {
+            let trimmed = body.trim_ascii_start();
+            let single = trimmed.first() == Some(&b'{')
+                && serde_json::from_slice::<serde_json::Value>(trimmed)
+                    .is_ok_and(|v| v.get("labels").is_some() && v.get("alerts").is_none());
+            if single {
+                let wrapped = [&b"["[..], trimmed, b"]"].concat();
+                Parsed::Alerts(Source::Native, native::parse(&wrapped)?)
+            } else {
+                Parsed::Alerts(Source::Native, native::parse(body)?)
+            }
+        }
+    })
 }
 
 /// The label rules every format applies, as Alertmanager applies them: labels with an empty value
@@ -303,5 +415,29 @@ mod tests {
         assert!(t.m.is_empty());
         let t: T = serde_json::from_str("{}").unwrap();
         assert!(t.m.is_empty());
+    }
+
+    #[test]
+    fn every_fixture_is_detected_as_its_format() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for (file, format) in [
+            ("prometheus-2.42-firing.json", Format::Alertmanager),
+            ("amtool-0.25-alert-add.json", Format::Alertmanager),
+            ("alertmanager-0.25-webhook-firing.json", Format::Webhook),
+            ("alertmanager-0.25-webhook-100-alerts.json", Format::Webhook),
+            ("pagerduty-trigger.json", Format::Pagerduty),
+            ("pagerduty-resolve.json", Format::Pagerduty),
+            ("native-firing.json", Format::Native),
+            ("native-resolved.json", Format::Native),
+        ] {
+            let body = std::fs::read(dir.join(file)).unwrap();
+            assert_eq!(detect(&body).unwrap(), format, "{file}");
+            assert!(parse(None, &body, chrono::Utc::now()).is_ok(), "{file}");
+        }
+        let one = br#"{"labels": {"alertname": "X"}, "status": "resolved"}"#;
+        let (source, alerts) = parse(None, one, chrono::Utc::now()).unwrap().into_alerts();
+        assert_eq!((source, alerts.len()), (Source::Native, 1));
+        assert!(detect(b"42").is_err());
+        assert!(detect(br#"{"foo": 1}"#).is_err());
     }
 }
