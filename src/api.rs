@@ -255,3 +255,31 @@ pub async fn expire_silence(app: &Arc<App>, id: &str) -> Result<Response, ApiErr
         .await??;
     Ok(json_response(StatusCode::OK, &serde_json::json!({})))
 }
+
+/// `GET /api/v1/rules`: the rules in force, in order, with how often each matched, so that dead
+/// rules show.
+pub fn list_rules(app: &Arc<App>) -> Result<Response, ApiError> {
+    let config = app.reloader.current();
+    let rules: Vec<Value> = config
+        .rules
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name,
+                "matchers": r.matchers,
+                "action": r.action.map(|_| "drop"),
+                "set_labels": r.set_labels,
+                "severity": r.severity,
+                "tier": r.tier,
+                "runbook": r.runbook,
+                "group_by": r.group_by,
+                "continue": r.continue_,
+                "matches": app.metrics.rule_matches.with_label_values(&[&r.name]).get(),
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "rules": rules }),
+    ))
+}

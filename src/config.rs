@@ -635,6 +635,47 @@ impl Config {
         out
     }
 
+    /// Things that are valid but almost certainly wrong, each as `origin:line: what`: rules that
+    /// can never match because an earlier rule without `continue` matches every alert they would
+    /// (its every matcher is one of theirs, or matches everything).
+    pub fn warnings(&self, text: &str, origin: &str) -> Vec<String> {
+        let Ok(rules) = self.compile_rules() else {
+            return Vec::new();
+        };
+        let doc = toml_edit::ImDocument::parse(text).ok();
+        let line = |i: usize| {
+            doc.as_ref()
+                .and_then(|d| {
+                    locate(
+                        d.as_item(),
+                        &[Seg::Key("rules"), Seg::Index(i), Seg::Key("name")],
+                    )
+                })
+                .map(|offset| line_of(text, offset).to_string())
+                .unwrap_or_else(|| "?".into())
+        };
+        let mut out = Vec::new();
+        for (j, later) in rules.rules.iter().enumerate() {
+            let shadow = rules.rules[..j].iter().enumerate().find(|(_, earlier)| {
+                !earlier.config.continue_
+                    && earlier
+                        .matchers
+                        .iter()
+                        .all(|m| m.is_always_true() || later.matchers.iter().any(|n| m.same_as(n)))
+            });
+            if let Some((i, earlier)) = shadow {
+                out.push(format!(
+                    "{origin}:{}: rules[{j}] {:?} can never match: rule {:?} (line {}) matches every alert it would, and has no `continue`",
+                    line(j),
+                    later.name,
+                    earlier.name,
+                    line(i),
+                ));
+            }
+        }
+        out
+    }
+
     /// The compiled rules; only fails on a config that did not come through [`Config::parse`].
     pub fn compile_rules(&self) -> Result<Rules, String> {
         Rules::compile(&self.rules)
@@ -802,5 +843,54 @@ matchers = ['no operator here']
             lines[2].starts_with("r.toml:15: rules[2].matchers[0]: "),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_rule_behind_a_broader_one_without_continue_is_reported() {
+        let text = r#"
+[[rules]]
+name = "all-db"
+matchers = ['service="db"']
+
+[[rules]]
+name = "db-disk"
+matchers = ['service="db"', 'alertname="DiskFull"']
+tier = "L3"
+
+[[rules]]
+name = "team"
+matchers = ['team=~".*"']
+continue = true
+
+[[rules]]
+name = "web"
+matchers = ['service="web"']
+
+[[rules]]
+name = "catch-all"
+matchers = ['alertname=~".*"']
+
+[[rules]]
+name = "never"
+matchers = ['service="api"']
+"#;
+        let config = Config::parse(text, "w.toml").unwrap();
+        let warnings = config.warnings(text, "w.toml");
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with(
+                "w.toml:7: rules[1] \"db-disk\" can never match: rule \"all-db\" (line 3)"
+            ),
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings[1].starts_with(
+                "w.toml:25: rules[5] \"never\" can never match: rule \"catch-all\" (line 21)"
+            ),
+            "{warnings:#?}"
+        );
+        assert!(Config::embedded_default()
+            .warnings(DEFAULT_TOML, "default")
+            .is_empty());
     }
 }

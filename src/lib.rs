@@ -28,10 +28,12 @@ pub mod config;
 pub mod incident;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod shutdown;
 pub mod silence;
 pub mod sources;
 pub mod store;
+pub mod tools;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -62,7 +64,13 @@ pub enum RunError {
 
 /// Run the daemon until `shutdown` resolves; then stop accepting, let in-flight requests finish
 /// (within `server.shutdown_grace`), apply and flush everything queued, and return.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+/// `source` says where the configuration came from, so that SIGHUP and `POST /-/reload` can read
+/// it again.
+pub async fn run(
+    config: Config,
+    source: reload::ConfigSource,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(Store::open(&config.storage.path)?);
     let policy = Policy::from_config(&config).map_err(RunError::Rules)?;
@@ -90,21 +98,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     })?;
     tracing::info!(addr = %addr, data_dir = %config.storage.path.display(), "listening");
 
+    let max_body_bytes = config.server.max_body_bytes;
+    let header_read_timeout = config.server.header_read_timeout.0;
+    let shutdown_grace = config.server.shutdown_grace.0;
+    let reloader = Arc::new(reload::Reloader::new(
+        source,
+        queue.clone(),
+        metrics.clone(),
+        config,
+    ));
+    let hangups = tokio::spawn(reload_on_sighup(reloader.clone()));
     let app = Arc::new(App {
         queue: queue.clone(),
         store,
         metrics,
         ready,
-        max_body_bytes: config.server.max_body_bytes,
+        max_body_bytes,
+        reloader,
     });
-    http::serve(
-        listener,
-        app,
-        config.server.header_read_timeout.0,
-        config.server.shutdown_grace.0,
-        shutdown,
-    )
-    .await;
+    http::serve(listener, app, header_read_timeout, shutdown_grace, shutdown).await;
+    hangups.abort();
 
     tracing::info!("draining the writer queue");
     let joined = tokio::task::spawn_blocking(move || {
@@ -115,5 +128,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     match joined {
         Ok(Ok(())) => Ok(()),
         _ => Err(RunError::WriterPanicked),
+    }
+}
+
+/// SIGHUP (`systemctl reload`): reload the configuration. A refused reload is logged by the
+/// reloader and leaves the running configuration in force.
+async fn reload_on_sighup(reloader: Arc<reload::Reloader>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot handle SIGHUP; reload with POST /-/reload");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!(signal = "SIGHUP", "reloading the configuration");
+        let _ = reloader.reload().await;
     }
 }

@@ -5,11 +5,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use triaged::config::{Config, LogFormat};
+use triaged::reload::ConfigSource;
 
 /// Bad config or usage: EX_USAGE, as linkerd and sysexits.h use it.
 const EXIT_CONFIG: u8 = 64;
@@ -46,12 +46,51 @@ enum Cmd {
     },
     /// Print the embedded default config.
     DefaultConfig,
+    /// Run rule unit tests (TOML test files, see config/tests/): exit 0 all pass, 1 some fail,
+    /// 64 a file cannot be read or parsed.
+    TestRules {
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Replay recorded alerts through the rules and print what triaged would decide for each.
+    Replay {
+        /// TOML config file; without it, the embedded default (config/triaged.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// One JSON body in any supported format, or NDJSON (one body per line); `-` reads stdin.
+        input: PathBuf,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Wire format of every body; default: detect each.
+        #[arg(long, value_parser = triaged::tools::FORMAT_NAMES)]
+        format: Option<String>,
+    },
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<Result<Config, triaged::config::ConfigError>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    Ok(Config::parse(&text, &path.display().to_string()))
+/// Load and validate a configuration, printing every problem (and warning) on stderr; `Err` is
+/// the exit code to leave with.
+fn load(source: &ConfigSource) -> Result<Config, ExitCode> {
+    match source.load() {
+        Ok((config, warnings)) => {
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+fn from_file(path: Option<PathBuf>) -> ConfigSource {
+    ConfigSource {
+        path,
+        ..ConfigSource::default()
+    }
 }
 
 fn init_logging(config: &Config) {
@@ -70,49 +109,82 @@ fn init_logging(config: &Config) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::CheckConfig { file } => match load(&file) {
-            Ok(Ok(config)) => {
+        Cmd::CheckConfig { file } => match load(&from_file(Some(file.clone()))) {
+            Ok(config) => {
                 println!("{}: ok ({} rules)", file.display(), config.rules.len());
                 ExitCode::SUCCESS
             }
-            Ok(Err(e)) => {
-                eprintln!("{e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(EXIT_CONFIG)
-            }
+            Err(code) => code,
         },
         Cmd::DefaultConfig => {
             print!("{}", triaged::config::DEFAULT_TOML);
             ExitCode::SUCCESS
+        }
+        Cmd::TestRules { files } => {
+            let mut out = std::io::stdout().lock();
+            match triaged::tools::test_rules::run(&files, &mut out) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        Cmd::Replay {
+            config,
+            input,
+            json,
+            format,
+        } => {
+            let config = match load(&from_file(config)) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let format = match format.as_deref().map(triaged::tools::format_from_name) {
+                None => None,
+                Some(Ok(format)) => format,
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let read = if input.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
+            } else {
+                std::fs::read(&input)
+            };
+            let body = match read {
+                Ok(body) => body,
+                Err(e) => {
+                    eprintln!("error: cannot read {}: {e}", input.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            match triaged::tools::replay::run(&config, &body, format, json, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", input.display());
+                    ExitCode::from(e.exit_code())
+                }
+            }
         }
         Cmd::Run {
             config,
             listen,
             data_dir,
         } => {
-            let mut config = match config {
-                None => Config::embedded_default(),
-                Some(path) => match load(&path) {
-                    Ok(Ok(config)) => config,
-                    Ok(Err(e)) => {
-                        eprintln!("{e}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e:#}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                },
+            let source = ConfigSource {
+                path: config,
+                listen,
+                data_dir,
             };
-            if let Some(listen) = listen {
-                config.server.listen = listen;
-            }
-            if let Some(dir) = data_dir {
-                config.storage.path = dir;
-            }
+            let config = match load(&source) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
             init_logging(&config);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -124,7 +196,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(triaged::run(config, triaged::shutdown::terminated())) {
+            match runtime.block_on(triaged::run(
+                config,
+                source,
+                triaged::shutdown::terminated(),
+            )) {
                 Ok(()) => {
                     tracing::info!("stopped");
                     ExitCode::SUCCESS

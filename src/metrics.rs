@@ -42,6 +42,9 @@ pub struct Metrics {
     pub incidents_deescalated: IntCounterVec,
     pub alerts_flapping: IntCounter,
     pub queue_capacity: IntGauge,
+    pub rule_matches: IntCounterVec,
+    pub config_last_reload_successful: IntGauge,
+    pub config_last_reload_success_timestamp_seconds: IntGauge,
     pub incidents_open: IntGaugeVec,
     pub incident_ack_seconds: HistogramVec,
     pub incident_resolve_seconds: HistogramVec,
@@ -137,6 +140,24 @@ impl Metrics {
                 "Times an alert started flapping (more state changes than flapping.max_changes within flapping.window).",
             ))
             .unwrap(),
+            rule_matches: IntCounterVec::new(
+                opts(
+                    "rule_matches_total",
+                    "Alerts each classification rule matched (with `continue`, every matching rule counts).",
+                ),
+                &["rule"],
+            )
+            .unwrap(),
+            config_last_reload_successful: IntGauge::with_opts(opts(
+                "config_last_reload_successful",
+                "Whether the last configuration reload succeeded (1) or was refused (0).",
+            ))
+            .unwrap(),
+            config_last_reload_success_timestamp_seconds: IntGauge::with_opts(opts(
+                "config_last_reload_success_timestamp_seconds",
+                "When the configuration in force was loaded (Unix seconds).",
+            ))
+            .unwrap(),
             queue_capacity: IntGauge::with_opts(opts(
                 "queue_capacity",
                 "Commands the writer queue holds at most (server.queue_capacity).",
@@ -221,6 +242,9 @@ impl Metrics {
             Box::new(self.incidents_deescalated.clone()),
             Box::new(self.alerts_flapping.clone()),
             Box::new(self.queue_capacity.clone()),
+            Box::new(self.rule_matches.clone()),
+            Box::new(self.config_last_reload_successful.clone()),
+            Box::new(self.config_last_reload_success_timestamp_seconds.clone()),
             Box::new(self.incidents_open.clone()),
             Box::new(self.incident_ack_seconds.clone()),
             Box::new(self.incident_resolve_seconds.clone()),
@@ -262,6 +286,16 @@ impl Metrics {
         self.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+    }
+
+    /// A configuration is in force: its rules show from zero, the reload gauges say so.
+    pub fn config_loaded(&self, rules: &[crate::config::RuleConfig]) {
+        for rule in rules {
+            self.rule_matches.with_label_values(&[&rule.name]);
+        }
+        self.config_last_reload_successful.set(1);
+        self.config_last_reload_success_timestamp_seconds
+            .set(chrono::Utc::now().timestamp());
     }
 
     /// The Prometheus text exposition of every metric.

@@ -3,21 +3,18 @@
 
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Resolves on the first SIGTERM or SIGINT. SIGHUP is caught and logged meanwhile, so that
-/// `systemctl reload` (which sends it) never kills the daemon.
+/// Resolves on the first SIGTERM or SIGINT. (SIGHUP, `systemctl reload`, reloads the
+/// configuration: `crate::run` handles it.)
 pub async fn terminated() {
     // Installing handlers only fails when the runtime has no signal driver, a programming error.
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
     loop {
         tokio::select! {
             // systemd's stop, kill's default: drain, flush, exit 0.
             _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); return; }
             // Ctrl-C in a terminal: the same.
             _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutting down"); return; }
-            // `systemctl reload`: configuration reload is not implemented yet; keep running.
-            _ = hup.recv() => tracing::warn!(signal = "SIGHUP", "configuration reload is not supported yet; restart triaged to apply a new config"),
         }
     }
 }

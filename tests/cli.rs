@@ -155,3 +155,25 @@ fn run_without_a_config_uses_the_embedded_default() {
     assert_eq!(answer.json()["dropped"], 1, "{answer}");
     let _ = child.0.kill();
 }
+
+#[test]
+fn check_config_warns_about_a_rule_that_can_never_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shadow.toml");
+    std::fs::write(
+        &path,
+        "[[rules]]\nname = \"all-db\"\nmatchers = ['service=\"db\"']\n\n[[rules]]\nname = \"db-disk\"\nmatchers = ['service=\"db\"', 'alertname=\"DiskFull\"']\ntier = \"L3\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "a warning is not an error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: ")
+            && err.contains("shadow.toml:6: rules[1] \"db-disk\" can never match: rule \"all-db\" (line 2)"),
+        "{err}"
+    );
+}

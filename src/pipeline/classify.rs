@@ -117,6 +117,16 @@ impl Matcher {
         })
     }
 
+    /// True for every alert: `=~".*"` and the like.
+    pub fn is_always_true(&self) -> bool {
+        self.op == Op::Re && matches!(self.value.as_str(), ".*" | "(.*)" | ".*?" | "(?s).*")
+    }
+
+    /// The same condition as `other`.
+    pub fn same_as(&self, other: &Matcher) -> bool {
+        self.target == other.target && self.op == other.op && self.value == other.value
+    }
+
     /// Match against labels alone (what silences see); `@` targets read as "".
     pub fn matches_labels(&self, labels: &Labels) -> bool {
         match &self.target {

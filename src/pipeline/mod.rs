@@ -140,6 +140,8 @@ pub enum Outcome {
     Silence(SilenceId),
     /// A silence was expired.
     SilenceExpired,
+    /// A new policy is in force.
+    Reloaded,
 }
 
 /// The answer to an ingest request.
@@ -265,6 +267,8 @@ pub enum Command {
     },
     /// End a silence now; what it held back is triaged.
     ExpireSilence { id: SilenceId, reply: Reply },
+    /// Decide every later command with this policy (hot reload). Validated before it is sent.
+    Reload { policy: Box<Policy>, reply: Reply },
     /// Apply everything queued before, commit, and stop.
     Shutdown,
 }
@@ -338,7 +342,7 @@ pub struct Writer {
     rx: Receiver<Command>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    policy: Policy,
+    policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
     memory: Memory,
     next_deadline: Option<DateTime<Utc>>,
@@ -388,7 +392,7 @@ impl Writer {
             rx,
             store,
             metrics,
-            policy,
+            policy: Arc::new(policy),
             clock,
             memory,
             next_deadline,
@@ -435,7 +439,7 @@ impl Writer {
         let now = self.clock.now();
         let mut tx = Tx::new(
             &self.store,
-            &self.policy,
+            Arc::clone(&self.policy),
             self.memory.clone(),
             now,
             self.trace,
@@ -478,6 +482,10 @@ impl Writer {
                     reply,
                     tx.expire_silence(id).map(|()| Outcome::SilenceExpired),
                 ),
+                Command::Reload { policy, reply } => {
+                    tx.reload(*policy);
+                    (reply, Ok(Outcome::Reloaded))
+                }
             };
             let result = match result {
                 Err(PipelineError::Store(e)) => {
@@ -490,7 +498,7 @@ impl Writer {
             replies.push((reply, result));
         }
 
-        let (batch, memory, effects) = tx.finish();
+        let (batch, memory, effects, policy) = tx.finish();
         let committed = match failed {
             Some(e) => Err(e),
             None => {
@@ -505,6 +513,7 @@ impl Writer {
         match committed {
             Ok(()) => {
                 self.memory = memory;
+                self.policy = policy;
                 for effect in effects {
                     effect.record(&self.metrics);
                 }

@@ -2274,3 +2274,30 @@ fn each_run_of_reopens_escalates_once() {
     assert_eq!(h.escalated(Tier::L1, Tier::L2, "reopened"), 1);
     assert_eq!(h.escalated(Tier::L2, Tier::L3, "reopened"), 1);
 }
+
+/// A reload swaps the policy between two commands of one group commit: the alert before it is
+/// decided by the old rules, the one after by the new, none by half of each.
+#[test]
+fn a_reload_takes_effect_between_two_commands_of_one_batch() {
+    let mut h = Harness::new("");
+    let new = Config::parse(
+        "[[rules]]\nname = \"to-l3\"\nmatchers = ['alertname=~\"Db.*\"']\ntier = \"L3\"\n",
+        "new",
+    )
+    .unwrap();
+    let (before, a1) = ingest_command(Source::Native, vec![alert(&[("alertname", "DbSlow")])]);
+    let (reply, r) = oneshot::channel();
+    let reload = Command::Reload {
+        policy: Box::new(Policy::from_config(&new).unwrap()),
+        reply,
+    };
+    let (after, a2) = ingest_command(Source::Native, vec![alert(&[("alertname", "DbDown")])]);
+    h.step(vec![before, reload, after]);
+    assert!(matches!(answered(r), Ok(Outcome::Reloaded)));
+    let (s1, s2) = (summary(a1), summary(a2));
+    assert_eq!(h.incident(s1.incidents[0].0).tier, Tier::L1);
+    assert_eq!(h.incident(s2.incidents[0].0).tier, Tier::L3);
+    // And it stays in force for later batches.
+    let s3 = h.ingest(vec![alert(&[("alertname", "DbLocked")])]);
+    assert_eq!(h.incident(s3.incidents[0].0).tier, Tier::L3);
+}

@@ -38,6 +38,8 @@ pub(super) struct Memory {
 #[derive(Debug, Clone)]
 pub(super) enum Effect {
     Deduplicated(Source),
+    /// The rules that matched a firing alert.
+    RulesMatched(Vec<String>),
     Dropped,
     Silenced,
     AutoHandled,
@@ -76,6 +78,11 @@ impl Effect {
                 .alerts_deduplicated
                 .with_label_values(&[source.as_str()])
                 .inc(),
+            Effect::RulesMatched(rules) => {
+                for rule in rules {
+                    m.rule_matches.with_label_values(&[&rule]).inc();
+                }
+            }
             Effect::Dropped => m.alerts_suppressed.with_label_values(&["drop"]).inc(),
             Effect::Silenced => m.alerts_suppressed.with_label_values(&["silence"]).inc(),
             Effect::AutoHandled => m.alerts_auto_handled.inc(),
@@ -137,7 +144,8 @@ impl Effect {
 
 pub(super) struct Tx<'a> {
     store: &'a Store,
-    policy: &'a Policy,
+    /// Shared, and replaceable mid-batch by a reload: commands after it see the new policy.
+    policy: Arc<Policy>,
     now: DateTime<Utc>,
     alerts: HashMap<Fingerprint, AlertRecord>,
     incidents: HashMap<IncidentId, Incident>,
@@ -154,7 +162,7 @@ pub(super) struct Tx<'a> {
 impl<'a> Tx<'a> {
     pub(super) fn new(
         store: &'a Store,
-        policy: &'a Policy,
+        policy: Arc<Policy>,
         memory: Memory,
         now: DateTime<Utc>,
         trace: bool,
@@ -202,9 +210,15 @@ impl<'a> Tx<'a> {
         });
     }
 
-    /// The writes to commit, the memory to keep once they are durable, the metrics to move.
-    pub(super) fn finish(self) -> (Batch, Memory, Vec<Effect>) {
-        (self.batch, self.memory, self.effects)
+    /// The writes to commit, the memory to keep once they are durable, the metrics to move,
+    /// and the policy in force at the end (a reload may have replaced it).
+    pub(super) fn finish(self) -> (Batch, Memory, Vec<Effect>, Arc<Policy>) {
+        (self.batch, self.memory, self.effects, self.policy)
+    }
+
+    /// Swap in a new policy: commands after this one in the batch are decided by it.
+    pub(super) fn reload(&mut self, policy: Policy) {
+        self.policy = Arc::new(policy);
     }
 
     // ---- the overlay -------------------------------------------------------------------------
@@ -300,7 +314,7 @@ impl<'a> Tx<'a> {
         alert: Alert,
         summary: &mut IngestSummary,
     ) -> Result<(), PipelineError> {
-        let policy = self.policy;
+        let policy = Arc::clone(&self.policy);
         let now = self.now;
         let alert = alert.normalize(&policy.exclude_labels, &policy.severities, now);
         let fp = alert.fingerprint;
@@ -312,6 +326,9 @@ impl<'a> Tx<'a> {
         }
 
         let class = policy.rules.classify(&alert);
+        if !class.rules.is_empty() {
+            self.effects.push(Effect::RulesMatched(class.rules.clone()));
+        }
         if let Some(rule) = &class.dropped_by {
             tracing::debug!(fingerprint = %fp, rule = %rule, "alert dropped by rule");
             self.effects.push(Effect::Dropped);
@@ -443,7 +460,8 @@ impl<'a> Tx<'a> {
             return Ok(());
         }
 
-        let group_by = class.group_by.as_deref().unwrap_or(&self.policy.group_by);
+        let policy = Arc::clone(&self.policy);
+        let group_by = class.group_by.as_deref().unwrap_or(&policy.group_by);
         let (key, group_labels) = group_key(&record.labels, group_by);
         let latest = match self.group(&key)? {
             Some(id) => self.incident(id)?,

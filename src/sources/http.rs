@@ -41,6 +41,7 @@ pub struct App {
     /// True while the writer runs: `/-/ready`.
     pub ready: Arc<AtomicBool>,
     pub max_body_bytes: usize,
+    pub reloader: Arc<crate::reload::Reloader>,
 }
 
 /// An error answer: status, a short `error`, and optional `detail`. Client errors (4xx) are not
@@ -277,6 +278,18 @@ async fn route(
         ["api", "v2", "silence", id] if method == Method::DELETE => {
             crate::api::expire_silence(app, id).await
         }
+        ["-", "reload"] if is_post => match app.reloader.reload().await {
+            Ok(()) => Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"status": "success"}),
+            )),
+            Err(e) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "configuration reload refused; the running configuration stays",
+            )
+            .detail(e.to_string())),
+        },
+        ["api", "v1", "rules"] if is_get => crate::api::list_rules(app),
         ["metrics"] if is_get => Ok(text_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
@@ -316,7 +329,9 @@ async fn route(
                 | ["api", "v1", "alerts", _]
                 | ["metrics"]
                 | ["-", "healthy"]
-                | ["-", "ready"] => Some("GET, HEAD"),
+                | ["-", "ready"]
+                | ["api", "v1", "rules"] => Some("GET, HEAD"),
+                ["-", "reload"] => Some("POST"),
                 _ => None,
             };
             match allow {
@@ -550,12 +565,19 @@ mod tests {
             Arc::new(SystemClock),
         )
         .unwrap();
+        let reloader = Arc::new(crate::reload::Reloader::new(
+            Default::default(),
+            queue.clone(),
+            metrics.clone(),
+            Config::default(),
+        ));
         let app = Arc::new(App {
             queue,
             store,
             metrics: metrics.clone(),
             ready: Arc::new(AtomicBool::new(true)),
             max_body_bytes: 1024,
+            reloader,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,0 +1,149 @@
+//! Where the configuration comes from, and hot reload (SIGHUP, `POST /-/reload`).
+//!
+//! A reload reads and validates the whole file first; a bad file leaves the running config in
+//! force, logs why and sets `triaged_config_last_reload_successful` to 0. A good one becomes a
+//! [`Command::Reload`] for the writer, so rules, tiers and policies swap between two commands:
+//! no alert is decided by half of each. Sections that shape the process itself (`[server]`,
+//! `[storage]`, `[log]`) take effect at the next restart; a reload says so when they changed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::pipeline::{Command, PipelineError, Policy, Queue, SubmitError};
+
+/// How to (re)load the configuration: a file or the embedded default, and the command-line
+/// overrides that stay in force across reloads.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    pub path: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] ConfigError),
+}
+
+impl ConfigSource {
+    /// Read, parse and validate; returns the config and its warnings (rules that can never match).
+    pub fn load(&self) -> Result<(Config, Vec<String>), LoadError> {
+        let (mut config, warnings) = match &self.path {
+            None => {
+                let config = Config::embedded_default();
+                let warnings = config.warnings(crate::config::DEFAULT_TOML, "embedded default");
+                (config, warnings)
+            }
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let origin = path.display().to_string();
+                let config = Config::parse(&text, &origin)?;
+                let warnings = config.warnings(&text, &origin);
+                (config, warnings)
+            }
+        };
+        if let Some(listen) = self.listen {
+            config.server.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.storage.path = dir.clone();
+        }
+        Ok((config, warnings))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Load(#[from] LoadError),
+    #[error("invalid rules: {0}")]
+    Rules(String),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// Reloads the configuration into the running daemon; one reload at a time.
+pub struct Reloader {
+    source: ConfigSource,
+    queue: Queue,
+    metrics: Arc<Metrics>,
+    current: RwLock<Arc<Config>>,
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(source: ConfigSource, queue: Queue, metrics: Arc<Metrics>, config: Config) -> Self {
+        metrics.config_loaded(&config.rules);
+        Reloader {
+            source,
+            queue,
+            metrics,
+            current: RwLock::new(Arc::new(config)),
+            serial: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn current(&self) -> Arc<Config> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let _one_at_a_time = self.serial.lock().await;
+        match self.try_reload().await {
+            Ok(()) => {
+                tracing::info!("configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.config_last_reload_successful.set(0);
+                tracing::error!(error = %e, "configuration reload refused; the running configuration stays");
+                Err(e)
+            }
+        }
+    }
+
+    async fn try_reload(&self) -> Result<(), ReloadError> {
+        let (mut config, warnings) = self.source.load()?;
+        for warning in &warnings {
+            tracing::warn!(warning = %warning, "config");
+        }
+        let policy = Policy::from_config(&config).map_err(ReloadError::Rules)?;
+        let old = self.current();
+        if old.server != config.server || old.storage != config.storage || old.log != config.log {
+            tracing::warn!(
+                "changes to [server], [storage] and [log] take effect at the next restart"
+            );
+        }
+        // What is in force: the new decisions, the old process settings.
+        config.server = old.server.clone();
+        config.storage = old.storage.clone();
+        config.log = old.log.clone();
+        self.queue
+            .submit(|reply| Command::Reload {
+                policy: Box::new(policy),
+                reply,
+            })
+            .await??;
+        self.metrics.config_loaded(&config.rules);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        Ok(())
+    }
+}

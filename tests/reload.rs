@@ -1,0 +1,96 @@
+//! Hot reload, over `POST /-/reload` and SIGHUP, against the real daemon: a good config changes
+//! the next decision; a bad one is refused, reported, and leaves the old decisions in force.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn post_alert(d: &Daemon, alertname: &str) -> serde_json::Value {
+    let answer = d.post_json(
+        "/api/v1/alerts",
+        json!({"alerts": [{"labels": {"alertname": alertname, "service": "pay", "severity": "warning"}}]}),
+    );
+    assert_eq!(answer.status, 200, "{answer}");
+    let id = answer.json()["incidents"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no incident in {answer}"))
+        .to_string();
+    d.incident(&id)
+}
+
+const FORCE_L3: &str = r#"
+[[rules]]
+name = "payments-to-l3"
+matchers = ['service="pay"', 'alertname=~"Pay.*"']
+tier = "L3"
+"#;
+
+fn write_config(d: &Daemon, rest: &str) {
+    std::fs::write(d.dir().join("triaged.toml"), config(rest)).expect("write config");
+}
+
+fn reload_gauge(d: &Daemon) -> f64 {
+    d.metric("triaged_config_last_reload_successful", &[])
+}
+
+#[test]
+fn a_good_reload_changes_the_next_decision_and_a_bad_one_changes_nothing() {
+    let d = Daemon::with("");
+    assert_eq!(reload_gauge(&d), 1.0);
+    let started_at = d.metric("triaged_config_last_reload_success_timestamp_seconds", &[]);
+    assert!(started_at > 0.0);
+    assert_eq!(post_alert(&d, "PayLatency")["tier"], "L1");
+
+    write_config(&d, FORCE_L3);
+    let answer = d.post_json("/-/reload", json!({}));
+    assert_eq!(answer.status, 200, "{answer}");
+    assert_eq!(reload_gauge(&d), 1.0);
+    let incident = post_alert(&d, "PayErrors");
+    assert_eq!(incident["tier"], "L3", "{incident}");
+    assert_eq!(incident["rule"], "payments-to-l3");
+
+    let (status, rules) = d.get_json("/api/v1/rules");
+    assert_eq!(status, 200);
+    assert_eq!(rules["rules"][0]["name"], "payments-to-l3", "{rules}");
+    assert_eq!(rules["rules"][0]["matches"], 1, "{rules}");
+    assert_eq!(
+        d.metric("triaged_rule_matches_total", &[("rule", "payments-to-l3")]),
+        1.0
+    );
+
+    // A bad file: refused with the line that is wrong; the old rules stay.
+    write_config(
+        &d,
+        "[[rules]]\nname = \"broken\"\nmatchers = ['alertname=~\"(\"']\ntier = \"L1\"\n",
+    );
+    let answer = d.post_json("/-/reload", json!({}));
+    assert_eq!(answer.status, 500, "{answer}");
+    let detail = answer.json()["detail"].as_str().unwrap_or("").to_string();
+    assert!(
+        detail.contains("triaged.toml:7: rules[0].matchers[0]") && detail.contains("regex"),
+        "{detail}"
+    );
+    assert_eq!(reload_gauge(&d), 0.0);
+    let incident = post_alert(&d, "PayTimeouts");
+    assert_eq!(incident["tier"], "L3", "the old rules must stay: {incident}");
+}
+
+#[test]
+fn sighup_reloads_the_config() {
+    let d = Daemon::with("");
+    assert_eq!(post_alert(&d, "PayDown")["tier"], "L1");
+    write_config(&d, FORCE_L3);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &d.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    wait_until("the reload to take effect", || {
+        d.stderr_text()
+            .contains("configuration reloaded")
+            .then_some(())
+    });
+    assert_eq!(post_alert(&d, "PaySlow")["tier"], "L3");
+    assert!(d.get("/-/healthy").status == 200, "SIGHUP must not stop the daemon");
+}
