@@ -283,3 +283,39 @@ pub fn list_rules(app: &Arc<App>) -> Result<Response, ApiError> {
         &serde_json::json!({ "rules": rules }),
     ))
 }
+
+/// `GET /api/v1/dead-letters?limit=N`: messages a source could not read, newest first.
+pub fn list_dead_letters(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
+    let mut limit = DEFAULT_LIMIT;
+    for (key, value) in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+    {
+        match key {
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "limit must be a number from 1 to {MAX_LIMIT}"
+                        ))
+                    })?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}: expected limit"
+                )))
+            }
+        }
+    }
+    let letters = app.store.dead_letters(limit).map_err(store_error)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "dead_letters": letters }),
+    ))
+}

@@ -36,6 +36,8 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     pub escalation: EscalationConfig,
     pub flapping: FlappingConfig,
+    /// The Kafka source; none by default (the embedded default needs no broker).
+    pub kafka: Option<KafkaConfig>,
     pub rules: Vec<RuleConfig>,
 }
 
@@ -320,6 +322,84 @@ impl Default for FlappingConfig {
     }
 }
 
+/// `[kafka]`: consume alert topics as a member of a consumer group.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`: "host:9092,host2:9092".
+    pub brokers: String,
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    pub topics: Vec<KafkaTopic>,
+    /// Messages that cannot be read are also produced here (besides the `dead_letters` store).
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// Larger messages are dead letters.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Most messages taken from the consumer before their durable write is awaited.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// Passed to librdkafka as they are (security.protocol, sasl.*, ssl.* ...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_group_id() -> String {
+    "triaged".into()
+}
+
+fn default_max_message_bytes() -> usize {
+    1024 * 1024
+}
+
+fn default_max_batch() -> usize {
+    500
+}
+
+/// librdkafka properties triaged sets itself: at-least-once depends on them.
+pub const KAFKA_MANAGED_PROPERTIES: [&str; 5] = [
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.offset.store",
+    "enable.auto.commit",
+    "statistics.interval.ms",
+];
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTopic {
+    pub name: String,
+    /// The wire format of its messages: alertmanager, webhook, pagerduty, native, or auto (told
+    /// by shape, per message).
+    #[serde(default)]
+    pub format: TopicFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TopicFormat {
+    #[default]
+    Auto,
+    Alertmanager,
+    Webhook,
+    Pagerduty,
+    Native,
+}
+
+impl TopicFormat {
+    pub fn format(self) -> Option<crate::sources::formats::Format> {
+        use crate::sources::formats::Format;
+        match self {
+            TopicFormat::Auto => None,
+            TopicFormat::Alertmanager => Some(Format::Alertmanager),
+            TopicFormat::Webhook => Some(Format::Webhook),
+            TopicFormat::Pagerduty => Some(Format::Pagerduty),
+            TopicFormat::Native => Some(Format::Native),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleAction {
@@ -584,6 +664,31 @@ impl Config {
                         at(key),
                         "must be greater than 0 (leave it out for none)".to_string(),
                     ));
+                }
+            }
+        }
+        if let Some(kafka) = &self.kafka {
+            let at = |key: &'static str| vec![Seg::Key("kafka"), Seg::Key(key)];
+            if kafka.brokers.trim().is_empty() {
+                out.push((at("brokers"), "must name at least one broker".to_string()));
+            }
+            if kafka.group_id.trim().is_empty() {
+                out.push((at("group_id"), "must not be empty".to_string()));
+            }
+            if kafka.topics.is_empty() {
+                out.push((at("topics"), "must name at least one topic".to_string()));
+            }
+            if kafka.max_message_bytes == 0 || kafka.max_batch == 0 {
+                out.push((
+                    at("max_batch"),
+                    "max_batch and max_message_bytes must be greater than 0".to_string(),
+                ));
+            }
+            for key in kafka.properties.keys() {
+                if KAFKA_MANAGED_PROPERTIES.contains(&key.as_str()) {
+                    let mut path = at("properties");
+                    path.push(Seg::Name(key.clone()));
+                    out.push((path, format!("{key:?} is set by triaged itself (at-least-once delivery depends on it); use brokers/group_id")));
                 }
             }
         }

@@ -25,6 +25,7 @@
 pub mod alert;
 pub mod api;
 pub mod config;
+pub mod dead_letter;
 pub mod incident;
 pub mod metrics;
 pub mod pipeline;
@@ -60,6 +61,8 @@ pub enum RunError {
     Thread(std::io::Error),
     #[error("the writer thread panicked")]
     WriterPanicked,
+    #[error(transparent)]
+    Kafka(#[from] sources::kafka::SourceError),
 }
 
 /// Run the daemon until `shutdown` resolves; then stop accepting, let in-flight requests finish
@@ -108,6 +111,17 @@ pub async fn run(
         config,
     ));
     let hangups = tokio::spawn(reload_on_sighup(reloader.clone()));
+    let (stop_kafka, kafka_stopped) = tokio::sync::watch::channel(false);
+    let kafka_config = reloader.current().kafka.clone();
+    let kafka_enabled = kafka_config.is_some();
+    let kafka = kafka_config.map(|kafka| {
+        tokio::spawn(sources::kafka::run(
+            kafka,
+            queue.clone(),
+            metrics.clone(),
+            kafka_stopped,
+        ))
+    });
     let app = Arc::new(App {
         queue: queue.clone(),
         store,
@@ -115,9 +129,19 @@ pub async fn run(
         ready,
         max_body_bytes,
         reloader,
+        kafka_enabled,
     });
     http::serve(listener, app, header_read_timeout, shutdown_grace, shutdown).await;
     hangups.abort();
+    // The consumer finishes its batch (answered by the still-running writer) and commits.
+    let _ = stop_kafka.send(true);
+    let mut kafka_result = Ok(());
+    if let Some(kafka) = kafka {
+        match kafka.await {
+            Ok(result) => kafka_result = result,
+            Err(e) => tracing::error!(error = %e, "the kafka source panicked"),
+        }
+    }
 
     tracing::info!("draining the writer queue");
     let joined = tokio::task::spawn_blocking(move || {
@@ -126,7 +150,7 @@ pub async fn run(
     })
     .await;
     match joined {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => Ok(kafka_result?),
         _ => Err(RunError::WriterPanicked),
     }
 }

@@ -43,6 +43,12 @@ pub struct Metrics {
     pub alerts_flapping: IntCounter,
     pub queue_capacity: IntGauge,
     pub rule_matches: IntCounterVec,
+    pub kafka_messages: IntCounterVec,
+    pub kafka_consumer_lag: IntGaugeVec,
+    pub kafka_rebalances: IntCounterVec,
+    pub kafka_pauses: IntCounter,
+    pub kafka_assigned_partitions: IntGauge,
+    pub kafka_connected: IntGauge,
     pub config_last_reload_successful: IntGauge,
     pub config_last_reload_success_timestamp_seconds: IntGauge,
     pub incidents_open: IntGaugeVec,
@@ -138,6 +144,45 @@ impl Metrics {
             alerts_flapping: IntCounter::with_opts(opts(
                 "alerts_flapping_total",
                 "Times an alert started flapping (more state changes than flapping.max_changes within flapping.window).",
+            ))
+            .unwrap(),
+            kafka_messages: IntCounterVec::new(
+                opts(
+                    "kafka_messages_total",
+                    "Kafka messages consumed, by topic and result (ok, dead_letter).",
+                ),
+                &["topic", "result"],
+            )
+            .unwrap(),
+            kafka_consumer_lag: IntGaugeVec::new(
+                opts(
+                    "kafka_consumer_lag",
+                    "Messages on the broker not yet stored as processed, per assigned partition.",
+                ),
+                &["topic", "partition"],
+            )
+            .unwrap(),
+            kafka_rebalances: IntCounterVec::new(
+                opts(
+                    "kafka_rebalances_total",
+                    "Consumer group rebalances, by kind (assign, revoke).",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
+            kafka_pauses: IntCounter::with_opts(opts(
+                "kafka_pauses_total",
+                "Times the consumer paused its partitions because the writer queue was full.",
+            ))
+            .unwrap(),
+            kafka_assigned_partitions: IntGauge::with_opts(opts(
+                "kafka_assigned_partitions",
+                "Partitions assigned to this consumer.",
+            ))
+            .unwrap(),
+            kafka_connected: IntGauge::with_opts(opts(
+                "kafka_connected",
+                "1 while the consumer is connected to at least one broker.",
             ))
             .unwrap(),
             rule_matches: IntCounterVec::new(
@@ -243,6 +288,12 @@ impl Metrics {
             Box::new(self.alerts_flapping.clone()),
             Box::new(self.queue_capacity.clone()),
             Box::new(self.rule_matches.clone()),
+            Box::new(self.kafka_messages.clone()),
+            Box::new(self.kafka_consumer_lag.clone()),
+            Box::new(self.kafka_rebalances.clone()),
+            Box::new(self.kafka_pauses.clone()),
+            Box::new(self.kafka_assigned_partitions.clone()),
+            Box::new(self.kafka_connected.clone()),
             Box::new(self.config_last_reload_successful.clone()),
             Box::new(self.config_last_reload_success_timestamp_seconds.clone()),
             Box::new(self.incidents_open.clone()),

@@ -16,6 +16,7 @@
 //! | `timer/<deadline ms u64 BE><kind u8><id>` | empty: a deadline ([`Timer`]) due at that time |
 //! | `silence/<uuid 16 bytes>` | [`Silence`] |
 //! | `silenced/<uuid 16 bytes><fp u64 BE>` | empty: alerts a silence holds back |
+//! | `deadletter/<id u64 BE>` | [`DeadLetter`]: a message a source could not read |
 //!
 //! Values are a version byte followed by JSON. What to write is decided by the pipeline; this
 //! module only encodes it.
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::alert::{AlertRecord, Fingerprint};
+use crate::dead_letter::DeadLetter;
 use crate::incident::{Incident, IncidentId, State, Tier};
 use crate::silence::{Silence, SilenceId};
 
@@ -42,6 +44,7 @@ const MEMBER: &[u8] = b"member/";
 const TIMER: &[u8] = b"timer/";
 const SILENCE: &[u8] = b"silence/";
 const SILENCED: &[u8] = b"silenced/";
+const DEAD_LETTER: &[u8] = b"deadletter/";
 
 /// Something due at a time. Each kind's owner records the deadline it expects, so a timer whose
 /// deadline has since moved is recognised as stale and dropped.
@@ -285,6 +288,30 @@ impl Store {
         Ok(out)
     }
 
+    /// The id the next dead letter gets.
+    pub fn next_dead_letter_id(&self) -> Result<u64> {
+        Ok(self
+            .db
+            .scan_prefix(DEAD_LETTER)
+            .keys()
+            .next_back()
+            .transpose()?
+            .map_or(1, |k| be_u64(&k[DEAD_LETTER.len()..]) + 1))
+    }
+
+    /// Dead letters, newest first, at most `limit`.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.db
+            .scan_prefix(DEAD_LETTER)
+            .rev()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
     pub fn silence(&self, id: SilenceId) -> Result<Option<Silence>> {
         self.get(&silence_key(id))
     }
@@ -361,6 +388,11 @@ impl Batch {
         } else {
             self.inner.remove(key);
         }
+    }
+
+    pub fn put_dead_letter(&mut self, letter: &DeadLetter) {
+        let key = [DEAD_LETTER, &letter.id.to_be_bytes()].concat();
+        self.inner.insert(key, encode(letter));
     }
 
     pub fn put_silence(&mut self, silence: &Silence) {

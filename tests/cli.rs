@@ -173,7 +173,9 @@ fn check_config_warns_about_a_rule_that_can_never_match() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("warning: ")
-            && err.contains("shadow.toml:6: rules[1] \"db-disk\" can never match: rule \"all-db\" (line 2)"),
+            && err.contains(
+                "shadow.toml:6: rules[1] \"db-disk\" can never match: rule \"all-db\" (line 2)"
+            ),
         "{err}"
     );
 }

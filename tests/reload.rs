@@ -73,7 +73,10 @@ fn a_good_reload_changes_the_next_decision_and_a_bad_one_changes_nothing() {
     );
     assert_eq!(reload_gauge(&d), 0.0);
     let incident = post_alert(&d, "PayTimeouts");
-    assert_eq!(incident["tier"], "L3", "the old rules must stay: {incident}");
+    assert_eq!(
+        incident["tier"], "L3",
+        "the old rules must stay: {incident}"
+    );
 }
 
 #[test]
@@ -92,5 +95,8 @@ fn sighup_reloads_the_config() {
             .then_some(())
     });
     assert_eq!(post_alert(&d, "PaySlow")["tier"], "L3");
-    assert!(d.get("/-/healthy").status == 200, "SIGHUP must not stop the daemon");
+    assert!(
+        d.get("/-/healthy").status == 200,
+        "SIGHUP must not stop the daemon"
+    );
 }

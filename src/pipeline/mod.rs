@@ -142,6 +142,8 @@ pub enum Outcome {
     SilenceExpired,
     /// A new policy is in force.
     Reloaded,
+    /// A dead letter was kept, with this id.
+    DeadLettered(u64),
 }
 
 /// The answer to an ingest request.
@@ -269,6 +271,11 @@ pub enum Command {
     ExpireSilence { id: SilenceId, reply: Reply },
     /// Decide every later command with this policy (hot reload). Validated before it is sent.
     Reload { policy: Box<Policy>, reply: Reply },
+    /// Keep a message a source could not read.
+    DeadLetter {
+        letter: Box<crate::dead_letter::DeadLetter>,
+        reply: Reply,
+    },
     /// Apply everything queued before, commit, and stop.
     Shutdown,
 }
@@ -298,6 +305,19 @@ impl Queue {
             match e {
                 TrySendError::Full(_) => SubmitError::Full,
                 TrySendError::Disconnected(_) => SubmitError::Closed,
+            }
+        })
+    }
+
+    /// Queue a command without waiting for room: a full queue gives the command back, so the
+    /// caller can apply backpressure upstream (the Kafka source pauses) and retry it.
+    pub fn try_send(&self, command: Command) -> Result<(), (SubmitError, Command)> {
+        self.metrics.queue_depth.inc();
+        self.tx.try_send(command).map_err(|e| {
+            self.metrics.queue_depth.dec();
+            match e {
+                TrySendError::Full(c) => (SubmitError::Full, c),
+                TrySendError::Disconnected(c) => (SubmitError::Closed, c),
             }
         })
     }
@@ -374,6 +394,7 @@ impl Writer {
             }
         }
         let mut memory = Memory {
+            next_dead_letter: store.next_dead_letter_id()?,
             next_incident: store.next_incident_number()?,
             open: BTreeMap::new(),
             silences: Arc::new(silences),
@@ -482,6 +503,9 @@ impl Writer {
                     reply,
                     tx.expire_silence(id).map(|()| Outcome::SilenceExpired),
                 ),
+                Command::DeadLetter { letter, reply } => {
+                    (reply, Ok(Outcome::DeadLettered(tx.dead_letter(*letter))))
+                }
                 Command::Reload { policy, reply } => {
                     tx.reload(*policy);
                     (reply, Ok(Outcome::Reloaded))

@@ -28,6 +28,7 @@ use super::{escalation, triage, Action, Decision, IngestSummary, PipelineError, 
 /// only when a batch commits.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Memory {
+    pub next_dead_letter: u64,
     pub next_incident: u64,
     pub open: BTreeMap<Tier, i64>,
     /// Silences not yet expired, compiled; shared until a batch changes them.
@@ -905,6 +906,23 @@ impl<'a> Tx<'a> {
             self.place(record, &class, &mut summary, false)?;
         }
         Ok(())
+    }
+
+    // ---- dead letters ------------------------------------------------------------------------
+
+    pub(super) fn dead_letter(&mut self, mut letter: crate::dead_letter::DeadLetter) -> u64 {
+        letter.id = self.memory.next_dead_letter;
+        self.memory.next_dead_letter += 1;
+        tracing::warn!(
+            id = letter.id,
+            topic = %letter.topic,
+            partition = letter.partition,
+            offset = letter.offset,
+            error = %letter.error,
+            "message kept as a dead letter"
+        );
+        self.batch.put_dead_letter(&letter);
+        letter.id
     }
 
     // ---- operators ---------------------------------------------------------------------------

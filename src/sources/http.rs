@@ -42,6 +42,8 @@ pub struct App {
     pub ready: Arc<AtomicBool>,
     pub max_body_bytes: usize,
     pub reloader: Arc<crate::reload::Reloader>,
+    /// With a Kafka source, ready also means connected to a broker.
+    pub kafka_enabled: bool,
 }
 
 /// An error answer: status, a short `error`, and optional `detail`. Client errors (4xx) are not
@@ -290,6 +292,7 @@ async fn route(
             .detail(e.to_string())),
         },
         ["api", "v1", "rules"] if is_get => crate::api::list_rules(app),
+        ["api", "v1", "dead-letters"] if is_get => crate::api::list_dead_letters(app, req.uri()),
         ["metrics"] if is_get => Ok(text_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
@@ -301,7 +304,8 @@ async fn route(
             "triaged is healthy\n".into(),
         )),
         ["-", "ready"] if is_get => {
-            if app.ready.load(Ordering::SeqCst) {
+            let kafka_ok = !app.kafka_enabled || app.metrics.kafka_connected.get() == 1;
+            if app.ready.load(Ordering::SeqCst) && kafka_ok {
                 Ok(text_response(
                     StatusCode::OK,
                     "text/plain",
@@ -330,7 +334,8 @@ async fn route(
                 | ["metrics"]
                 | ["-", "healthy"]
                 | ["-", "ready"]
-                | ["api", "v1", "rules"] => Some("GET, HEAD"),
+                | ["api", "v1", "rules"]
+                | ["api", "v1", "dead-letters"] => Some("GET, HEAD"),
                 ["-", "reload"] => Some("POST"),
                 _ => None,
             };
@@ -578,6 +583,7 @@ mod tests {
             ready: Arc::new(AtomicBool::new(true)),
             max_body_bytes: 1024,
             reloader,
+            kafka_enabled: false,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -240,7 +240,10 @@ mod tests {
             "{out}"
         );
         assert!(lines[3].contains("INC-1"), "{out}");
-        assert!(lines[3].ends_with(r#"alertname="DiskFull",service="db""#), "{out}");
+        assert!(
+            lines[3].ends_with(r#"alertname="DiskFull",service="db""#),
+            "{out}"
+        );
         assert!(out.lines().all(|l| l == l.trim_end()), "{out:?}");
     }
 

@@ -727,16 +727,20 @@ tier = "L3"
     #[test]
     fn silences_are_built_from_matchers() {
         let now = Utc::now();
-        let s = silence_from(r#"service!~"db|cache""#, "t", now).unwrap();
+        let s = silence_from(r#"service=~"db|cache""#, "t", now).unwrap();
         assert_eq!(
             s.matchers,
             vec![SilenceMatcher {
                 name: "service".into(),
                 value: "db|cache".into(),
                 is_regex: true,
-                is_equal: false,
+                is_equal: true,
             }]
         );
+        assert_eq!(s.comment, "t");
+        assert_eq!(s.created_by, "test-rules");
+        let s = silence_from(r#"env!="prod""#, "t", now);
+        assert!(s.unwrap_err().contains("match every alert"));
         assert!(silence_from("@source=\"native\"", "t", now).is_err());
         assert!(silence_from("no operator", "t", now).is_err());
     }

@@ -1,0 +1,430 @@
+//! The Kafka source: a consumer-group member (rdkafka `StreamConsumer` on tokio) reading alert
+//! topics, each in its wire format or told by shape.
+//!
+//! **At-least-once.** `enable.auto.offset.store` is off: an offset is stored (and then committed
+//! by the periodic auto-commit, or synchronously on revoke and shutdown) only after the writer
+//! has flushed the batch holding its message. A crash replays what was not committed; dedup
+//! recognises the replays, so they open nothing twice.
+//!
+//! **Poison messages** (unparseable, wrong format, too large) become dead letters, durably, and
+//! their offsets are stored like any other: they never block a partition.
+//!
+//! **Backpressure.** Messages are taken in batches of at most `max_batch`; a batch's durable
+//! answers are awaited before the next is taken, so memory is bounded whatever the lag. When the
+//! writer queue is full, the assignment is paused until the queue has room again.
+//!
+//! **Rebalances.** Nothing is in flight when librdkafka calls back (batches are finished before
+//! the consumer is polled again), and stored offsets are committed synchronously on revocation.
+//!
+//! This module owns the consumer; parsing is `formats`'s, deciding is the pipeline's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
+use tokio::sync::{oneshot, watch};
+
+use crate::config::KafkaConfig;
+use crate::dead_letter::DeadLetter;
+use crate::metrics::Metrics;
+use crate::pipeline::{Command, Outcome, PipelineError, Queue, SubmitError};
+use crate::sources::formats::{self, Format};
+
+/// How long a full writer queue is waited on between retries while the assignment is paused.
+const FULL_QUEUE_BACKOFF: Duration = Duration::from_millis(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot create the Kafka consumer: {0}")]
+    Consumer(#[source] KafkaError),
+    #[error("cannot subscribe to {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        source: KafkaError,
+    },
+    #[error("cannot create the dead-letter producer: {0}")]
+    Producer(#[source] KafkaError),
+}
+
+/// librdkafka's callbacks: statistics (lag, connection), errors, rebalances.
+struct Context {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, stats: Statistics) {
+        let connected = stats
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.metrics.kafka_connected.set(i64::from(connected));
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is librdkafka's internal unassigned partition.
+                if *partition >= 0 && p.desired && p.consumer_lag_stored >= 0 {
+                    self.metrics
+                        .kafka_consumer_lag
+                        .with_label_values(&[topic, &partition.to_string()])
+                        .set(p.consumer_lag_stored);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.metrics.kafka_connected.set(0);
+        }
+        tracing::warn!(error = %error, reason = %reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                self.metrics
+                    .kafka_rebalances
+                    .with_label_values(&["revoke"])
+                    .inc();
+                tracing::info!(partitions = partitions.count(), "partitions revoked");
+                // Nothing is in flight here (batches finish before the consumer is polled):
+                // commit what is stored before the partitions go.
+                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    if !matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
+                    ) {
+                        tracing::warn!(error = %e, "committing offsets on revocation failed");
+                    }
+                }
+            }
+            Rebalance::Assign(partitions) => {
+                self.metrics
+                    .kafka_rebalances
+                    .with_label_values(&["assign"])
+                    .inc();
+                tracing::info!(partitions = partitions.count(), "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        if let Ok(assignment) = consumer.assignment() {
+            self.metrics
+                .kafka_assigned_partitions
+                .set(i64::try_from(assignment.count()).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// One consumed message, owned, so the consumer can be polled again.
+struct Received {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+}
+
+/// A message handed to the writer, waiting for its durable answer.
+struct InFlight {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    answer: oneshot::Receiver<Result<Outcome, PipelineError>>,
+    dead: Option<DeadLetter>,
+}
+
+/// Consume until `shutdown` turns true; then commit what is stored and return.
+pub async fn run(
+    config: KafkaConfig,
+    queue: Queue,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SourceError> {
+    let mut client = ClientConfig::new();
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("statistics.interval.ms", "1000");
+    if !config.properties.contains_key("auto.offset.reset") {
+        client.set("auto.offset.reset", "earliest");
+    }
+    let consumer: StreamConsumer<Context> = client
+        .create_with_context(Context {
+            metrics: metrics.clone(),
+        })
+        .map_err(SourceError::Consumer)?;
+    let topics: Vec<String> = config.topics.iter().map(|t| t.name.clone()).collect();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .map_err(|source| SourceError::Subscribe {
+            topics: topics.clone(),
+            source,
+        })?;
+    let formats: HashMap<String, Option<Format>> = config
+        .topics
+        .iter()
+        .map(|t| (t.name.clone(), t.format.format()))
+        .collect();
+    let producer: Option<FutureProducer> = match &config.dead_letter_topic {
+        None => None,
+        Some(_) => {
+            let mut p = ClientConfig::new();
+            for (key, value) in &config.properties {
+                if !key.starts_with("auto.") && !key.starts_with("enable.auto") {
+                    p.set(key, value);
+                }
+            }
+            Some(
+                p.set("bootstrap.servers", &config.brokers)
+                    .create()
+                    .map_err(SourceError::Producer)?,
+            )
+        }
+    };
+    tracing::info!(brokers = %config.brokers, group = %config.group_id, topics = ?topics, "kafka source started");
+
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.changed() => break,
+            m = consumer.recv() => m,
+        };
+        let mut batch = Vec::new();
+        match first {
+            Ok(m) => batch.push(owned(&m)),
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        // Take what is already there, without waiting, up to a batch.
+        while batch.len() < config.max_batch {
+            match consumer.recv().now_or_never() {
+                Some(Ok(m)) => batch.push(owned(&m)),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    break;
+                }
+                None => break,
+            }
+        }
+        if !process(
+            batch, &config, &formats, &queue, &metrics, &consumer, &producer,
+        )
+        .await
+        {
+            break;
+        }
+    }
+
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(error = %e, "final offset commit");
+    }
+    tracing::info!("kafka source stopped");
+    Ok(())
+}
+
+fn owned(m: &rdkafka::message::BorrowedMessage<'_>) -> Received {
+    Received {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}
+
+/// Read each message, hand it to the writer (pausing while its queue is full), await every
+/// durable answer in order and store the offsets. Returns false when the writer has gone.
+async fn process(
+    batch: Vec<Received>,
+    config: &KafkaConfig,
+    formats: &HashMap<String, Option<Format>>,
+    queue: &Queue,
+    metrics: &Metrics,
+    consumer: &StreamConsumer<Context>,
+    producer: &Option<FutureProducer>,
+) -> bool {
+    let now = chrono::Utc::now();
+    let mut in_flight = Vec::with_capacity(batch.len());
+    for m in batch {
+        let (reply, answer) = oneshot::channel();
+        let format = formats.get(&m.topic).copied().flatten();
+        let read = if m.payload.len() > config.max_message_bytes {
+            Err(format!(
+                "message of {} bytes exceeds kafka.max_message_bytes ({})",
+                m.payload.len(),
+                config.max_message_bytes
+            ))
+        } else {
+            formats::parse(format, &m.payload, now)
+                .map(formats::Parsed::into_alerts)
+                .map_err(|e| e.to_string())
+        };
+        let (command, dead) = match read {
+            Ok((source, alerts)) => {
+                metrics
+                    .alerts_received
+                    .with_label_values(&[source.as_str()])
+                    .inc_by(alerts.len() as u64);
+                (
+                    Command::Ingest {
+                        source,
+                        alerts,
+                        reply,
+                    },
+                    None,
+                )
+            }
+            Err(error) => {
+                let letter = DeadLetter::new(
+                    &m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key.as_deref(),
+                    &m.payload,
+                    error,
+                    now,
+                );
+                (
+                    Command::DeadLetter {
+                        letter: Box::new(letter.clone()),
+                        reply,
+                    },
+                    Some(letter),
+                )
+            }
+        };
+        let mut command = command;
+        let mut paused = false;
+        loop {
+            match queue.try_send(command) {
+                Ok(()) => break,
+                Err((SubmitError::Closed, _)) => return false,
+                Err((SubmitError::Full, back)) => {
+                    command = back;
+                    if !paused {
+                        paused = true;
+                        metrics.kafka_pauses.inc();
+                        if let Ok(assignment) = consumer.assignment() {
+                            if let Err(e) = consumer.pause(&assignment) {
+                                tracing::warn!(error = %e, "pausing the consumer failed");
+                            }
+                        }
+                        tracing::debug!("writer queue full: consumer paused");
+                    }
+                    // What is already in flight makes room as it is written.
+                    settle(&mut in_flight, metrics, consumer, producer, config).await;
+                    tokio::time::sleep(FULL_QUEUE_BACKOFF).await;
+                }
+            }
+        }
+        if paused {
+            if let Ok(assignment) = consumer.assignment() {
+                if let Err(e) = consumer.resume(&assignment) {
+                    tracing::warn!(error = %e, "resuming the consumer failed");
+                }
+            }
+            tracing::debug!("consumer resumed");
+        }
+        in_flight.push(InFlight {
+            topic: m.topic,
+            partition: m.partition,
+            offset: m.offset,
+            answer,
+            dead,
+        });
+    }
+    settle(&mut in_flight, metrics, consumer, producer, config).await;
+    true
+}
+
+/// Await the durable answers, in order, and store the offsets of what is on disk. A message
+/// whose write failed is sought back to, so it is read again (at-least-once); later messages of
+/// its partition are not stored past it.
+async fn settle(
+    in_flight: &mut Vec<InFlight>,
+    metrics: &Metrics,
+    consumer: &StreamConsumer<Context>,
+    producer: &Option<FutureProducer>,
+    config: &KafkaConfig,
+) {
+    let mut failed: HashMap<(String, i32), i64> = HashMap::new();
+    for m in in_flight.drain(..) {
+        let key = (m.topic.clone(), m.partition);
+        if failed.contains_key(&key) {
+            continue;
+        }
+        match m.answer.await {
+            Ok(Ok(_)) => {
+                let result = if m.dead.is_some() {
+                    "dead_letter"
+                } else {
+                    "ok"
+                };
+                metrics
+                    .kafka_messages
+                    .with_label_values(&[&m.topic, result])
+                    .inc();
+                if let (Some(letter), Some(producer), Some(topic)) =
+                    (&m.dead, producer, &config.dead_letter_topic)
+                {
+                    forward_dead_letter(producer, topic, letter).await;
+                }
+                if let Err(e) = consumer.store_offset(&m.topic, m.partition, m.offset) {
+                    tracing::warn!(topic = %m.topic, partition = m.partition, offset = m.offset, error = %e, "storing the offset failed");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(topic = %m.topic, partition = m.partition, offset = m.offset, error = %e, "message not stored; it will be read again");
+                failed.insert(key, m.offset);
+            }
+            Err(_) => {
+                tracing::warn!(topic = %m.topic, partition = m.partition, offset = m.offset, "writer gone before answering; the message will be read again");
+                failed.insert(key, m.offset);
+            }
+        }
+    }
+    for ((topic, partition), offset) in failed {
+        if let Err(e) = consumer.seek(
+            &topic,
+            partition,
+            rdkafka::Offset::Offset(offset),
+            Duration::from_secs(5),
+        ) {
+            tracing::error!(topic = %topic, partition, offset, error = %e, "seeking back to a failed message failed");
+        }
+    }
+}
+
+async fn forward_dead_letter(producer: &FutureProducer, topic: &str, letter: &DeadLetter) {
+    let body = serde_json::to_vec(letter).unwrap_or_default();
+    let key = format!("{}/{}/{}", letter.topic, letter.partition, letter.offset);
+    let record = FutureRecord::to(topic).payload(&body).key(&key);
+    if let Err((e, _)) = producer.send(record, Duration::from_secs(5)).await {
+        tracing::warn!(topic = %topic, error = %e, "producing a dead letter failed; it is kept in the store");
+    }
+}
