@@ -9,12 +9,10 @@ pub async fn terminated() {
     // Installing handlers only fails when the runtime has no signal driver, a programming error.
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    loop {
-        tokio::select! {
-            // systemd's stop, kill's default: drain, flush, exit 0.
-            _ = term.recv() => { tracing::info!(signal = "SIGTERM", "shutting down"); return; }
-            // Ctrl-C in a terminal: the same.
-            _ = int.recv() => { tracing::info!(signal = "SIGINT", "shutting down"); return; }
-        }
+    tokio::select! {
+        // systemd's stop, kill's default: drain, flush, exit 0.
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        // Ctrl-C in a terminal: the same.
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
     }
 }

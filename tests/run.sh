@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, as the README and CI run it: installs the Debian packages the end-to-end
-# tests drive (the real Prometheus, Alertmanager and amtool) when they are missing, then runs
-# every test. Needs root or sudo only for that install.
+# The whole test suite, as the README and CI run it: installs the Debian packages the build and
+# the end-to-end tests need (the real Prometheus, Alertmanager and amtool; OpenSSL and zlib
+# headers for librdkafka) when they are missing, then runs every test. Needs root or sudo only
+# for that install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,10 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+# Building librdkafka (the rdkafka crate, with TLS) needs a C toolchain, make, OpenSSL and zlib.
+for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -311,13 +311,13 @@ impl Queue {
 
     /// Queue a command without waiting for room: a full queue gives the command back, so the
     /// caller can apply backpressure upstream (the Kafka source pauses) and retry it.
-    pub fn try_send(&self, command: Command) -> Result<(), (SubmitError, Command)> {
+    pub fn try_send(&self, command: Command) -> Result<(), (SubmitError, Box<Command>)> {
         self.metrics.queue_depth.inc();
         self.tx.try_send(command).map_err(|e| {
             self.metrics.queue_depth.dec();
             match e {
-                TrySendError::Full(c) => (SubmitError::Full, c),
-                TrySendError::Disconnected(c) => (SubmitError::Closed, c),
+                TrySendError::Full(c) => (SubmitError::Full, Box::new(c)),
+                TrySendError::Disconnected(c) => (SubmitError::Closed, Box::new(c)),
             }
         })
     }

@@ -213,7 +213,14 @@ impl<'a> Tx<'a> {
 
     /// The writes to commit, the memory to keep once they are durable, the metrics to move,
     /// and the policy in force at the end (a reload may have replaced it).
-    pub(super) fn finish(self) -> (Batch, Memory, Vec<Effect>, Arc<Policy>) {
+    pub(super) fn finish(mut self) -> (Batch, Memory, Vec<Effect>, Arc<Policy>) {
+        // Everything in the overlay was written by this batch (reads do not fill it).
+        for record in self.alerts.values() {
+            self.batch.put_alert(record);
+        }
+        for incident in self.incidents.values() {
+            self.batch.put_incident(incident);
+        }
         (self.batch, self.memory, self.effects, self.policy)
     }
 
@@ -231,8 +238,9 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Alerts and incidents are encoded once, when the batch is finished: a storm that touches
+    /// one incident 500 times writes it once.
     fn put_alert(&mut self, record: AlertRecord) {
-        self.batch.put_alert(&record);
         self.alerts.insert(record.fingerprint, record);
     }
 
@@ -255,7 +263,6 @@ impl<'a> Tx<'a> {
         );
         incident.ack_deadline = ack;
         incident.resolve_deadline = resolve;
-        self.batch.put_incident(&incident);
         self.incidents.insert(incident.id, incident);
     }
 

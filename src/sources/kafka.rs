@@ -325,7 +325,7 @@ async fn process(
                 Ok(()) => break,
                 Err((SubmitError::Closed, _)) => return false,
                 Err((SubmitError::Full, back)) => {
-                    command = back;
+                    command = *back;
                     if !paused {
                         paused = true;
                         metrics.kafka_pauses.inc();
