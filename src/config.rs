@@ -38,6 +38,8 @@ pub struct Config {
     pub flapping: FlappingConfig,
     /// The Kafka source; none by default (the embedded default needs no broker).
     pub kafka: Option<KafkaConfig>,
+    /// Where incident events go; nowhere by default.
+    pub notify: NotifyConfig,
     pub rules: Vec<RuleConfig>,
 }
 
@@ -320,6 +322,139 @@ impl Default for FlappingConfig {
             action: FlapAction::Suppress,
         }
     }
+}
+
+/// `[notify]`: sinks that receive every incident event from the outbox.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    pub webhook: Vec<WebhookSinkConfig>,
+    pub kafka: Option<KafkaSinkConfig>,
+}
+
+impl NotifyConfig {
+    /// The names of the sinks' outbox cursors.
+    pub fn sink_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .webhook
+            .iter()
+            .map(|w| format!("webhook:{}", w.name))
+            .collect();
+        if self.kafka.is_some() {
+            names.push("kafka".into());
+        }
+        names
+    }
+}
+
+/// Which events a sink takes; every list empty or absent means all.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventFilter {
+    pub tiers: Vec<Tier>,
+    /// opened, acknowledged, escalated, de_escalated, assigned, resolved, reopened, flapping,
+    /// auto_handled.
+    pub kinds: Vec<String>,
+    pub min_severity: Option<Severity>,
+    /// Alertmanager matchers on the incident's labels.
+    pub matchers: Vec<String>,
+}
+
+/// The event kinds sinks can be given.
+pub const EVENT_KINDS: [&str; 9] = [
+    "opened",
+    "acknowledged",
+    "escalated",
+    "de_escalated",
+    "assigned",
+    "resolved",
+    "reopened",
+    "flapping",
+    "auto_handled",
+];
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSinkConfig {
+    /// Unique; names the sink's cursor and its metrics.
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: HumanDuration,
+    /// Retries back off exponentially (with jitter) up to this.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: HumanDuration,
+    /// Only events of incidents at these tiers (empty: all).
+    #[serde(default)]
+    pub tiers: Vec<Tier>,
+    /// Only these event kinds (empty: all).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+    /// Alertmanager matchers on the incident's labels.
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    /// File whose content is sent as the `Authorization` header value (e.g. "Bearer abc").
+    pub authorization_file: Option<std::path::PathBuf>,
+    /// File holding the shared secret: the body's HMAC-SHA256 goes in `X-Triaged-Signature:
+    /// sha256=<hex>`.
+    pub hmac_secret_file: Option<std::path::PathBuf>,
+    /// A body template instead of the event JSON: `{{kind}}`, `{{incident.id}}`,
+    /// `{{incident.tier}}`, `{{incident.severity}}`, `{{incident.state}}`, `{{incident.group_key}}`,
+    /// `{{reason}}`, `{{actor}}`, `{{event_id}}` are replaced (JSON-escaped). `"slack"` is a
+    /// built-in Slack-compatible `{"text": ...}`.
+    pub template: Option<String>,
+}
+
+impl WebhookSinkConfig {
+    pub fn filter(&self) -> EventFilter {
+        EventFilter {
+            tiers: self.tiers.clone(),
+            kinds: self.kinds.clone(),
+            min_severity: self.min_severity,
+            matchers: self.matchers.clone(),
+        }
+    }
+}
+
+impl KafkaSinkConfig {
+    pub fn filter(&self) -> EventFilter {
+        EventFilter {
+            tiers: self.tiers.clone(),
+            kinds: self.kinds.clone(),
+            min_severity: self.min_severity,
+            matchers: self.matchers.clone(),
+        }
+    }
+}
+
+fn default_webhook_timeout() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+
+fn default_max_backoff() -> HumanDuration {
+    HumanDuration::secs(300)
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    pub topic: String,
+    /// Defaults to `[kafka].brokers`.
+    pub brokers: Option<String>,
+    /// Only events of incidents at these tiers (empty: all).
+    #[serde(default)]
+    pub tiers: Vec<Tier>,
+    /// Only these event kinds (empty: all).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+    /// Alertmanager matchers on the incident's labels.
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
 }
 
 /// `[kafka]`: consume alert topics as a member of a consumer group.
@@ -664,6 +799,63 @@ impl Config {
                         at(key),
                         "must be greater than 0 (leave it out for none)".to_string(),
                     ));
+                }
+            }
+        }
+        let mut sink_names = std::collections::HashSet::new();
+        for (i, w) in self.notify.webhook.iter().enumerate() {
+            let at = |key: &'static str| {
+                vec![
+                    Seg::Key("notify"),
+                    Seg::Key("webhook"),
+                    Seg::Index(i),
+                    Seg::Key(key),
+                ]
+            };
+            if w.name.trim().is_empty() || !sink_names.insert(w.name.as_str()) {
+                out.push((at("name"), "must be unique and not empty".to_string()));
+            }
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://"))
+                || w.url.parse::<hyper::Uri>().is_err()
+            {
+                out.push((at("url"), format!("{:?} is not an http(s) URL", w.url)));
+            }
+            if w.timeout.0.is_zero() {
+                out.push((at("timeout"), "must be greater than 0".to_string()));
+            }
+            for kind in &w.kinds {
+                if !EVENT_KINDS.contains(&kind.as_str()) {
+                    out.push((
+                        at("kinds"),
+                        format!(
+                            "unknown event kind {kind:?}: expected one of {}",
+                            EVENT_KINDS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            for (j, m) in w.matchers.iter().enumerate() {
+                if let Err(e) = crate::pipeline::classify::Matcher::parse(m) {
+                    let mut path = at("matchers");
+                    path.push(Seg::Index(j));
+                    out.push((path, e));
+                }
+            }
+        }
+        if let Some(k) = &self.notify.kafka {
+            let at = |key: &'static str| vec![Seg::Key("notify"), Seg::Key("kafka"), Seg::Key(key)];
+            if k.topic.trim().is_empty() {
+                out.push((at("topic"), "must not be empty".to_string()));
+            }
+            if k.brokers.is_none() && self.kafka.is_none() {
+                out.push((
+                    at("brokers"),
+                    "needed when there is no [kafka] section to take them from".to_string(),
+                ));
+            }
+            for kind in &k.kinds {
+                if !EVENT_KINDS.contains(&kind.as_str()) {
+                    out.push((at("kinds"), format!("unknown event kind {kind:?}")));
                 }
             }
         }

@@ -201,6 +201,9 @@ pub struct Incident {
     /// A member alert is flapping.
     pub flapping: bool,
     pub timeline: Vec<TimelineEvent>,
+    /// Timeline entries already appended to the outbox.
+    #[serde(default)]
+    pub events_published: usize,
 }
 
 /// Reopen times kept per incident: enough for any sensible `reopen_escalate_after`.
@@ -264,6 +267,7 @@ impl Incident {
             vendor_ref: None,
             resolution_note: None,
             flapping: false,
+            events_published: 0,
             timeline: vec![TimelineEvent {
                 at: now,
                 actor: SYSTEM_ACTOR.into(),

@@ -28,6 +28,8 @@ pub mod config;
 pub mod dead_letter;
 pub mod incident;
 pub mod metrics;
+pub mod notify;
+pub mod outbox;
 pub mod pipeline;
 pub mod reload;
 pub mod shutdown;
@@ -91,6 +93,7 @@ pub async fn run(
             source,
         })?;
     let ready = writer.ready.clone();
+    let outbox_committed = writer.outbox_watch();
     let writer = std::thread::Builder::new()
         .name("triaged-writer".into())
         .spawn(move || writer.run())
@@ -112,6 +115,16 @@ pub async fn run(
     ));
     let hangups = tokio::spawn(reload_on_sighup(reloader.clone()));
     let (stop_kafka, kafka_stopped) = tokio::sync::watch::channel(false);
+    let (stop_sinks, sinks_stopped) = tokio::sync::watch::channel(false);
+    let sinks = notify::spawn_sinks(
+        &reloader.current(),
+        store.clone(),
+        queue.clone(),
+        metrics.clone(),
+        outbox_committed,
+        sinks_stopped,
+    )
+    .map_err(RunError::Rules)?;
     let kafka_config = reloader.current().kafka.clone();
     let kafka_enabled = kafka_config.is_some();
     let kafka = kafka_config.map(|kafka| {
@@ -143,6 +156,10 @@ pub async fn run(
         }
     }
 
+    let _ = stop_sinks.send(true);
+    for sink in sinks {
+        let _ = sink.await;
+    }
     tracing::info!("draining the writer queue");
     let joined = tokio::task::spawn_blocking(move || {
         queue.shutdown();

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub alerts_flapping: IntCounter,
     pub queue_capacity: IntGauge,
     pub rule_matches: IntCounterVec,
+    pub notifications: IntCounterVec,
+    pub outbox_pending: IntGaugeVec,
     pub kafka_messages: IntCounterVec,
     pub kafka_consumer_lag: IntGaugeVec,
     pub kafka_rebalances: IntCounterVec,
@@ -185,6 +187,22 @@ impl Metrics {
                 "1 while the consumer is connected to at least one broker.",
             ))
             .unwrap(),
+            notifications: IntCounterVec::new(
+                opts(
+                    "notifications_total",
+                    "Outbox events per sink, by result (ok, error: retried, filtered: not for this sink).",
+                ),
+                &["sink", "result"],
+            )
+            .unwrap(),
+            outbox_pending: IntGaugeVec::new(
+                opts(
+                    "outbox_pending",
+                    "Outbox events a sink has not passed yet (its backlog).",
+                ),
+                &["sink"],
+            )
+            .unwrap(),
             rule_matches: IntCounterVec::new(
                 opts(
                     "rule_matches_total",
@@ -288,6 +306,8 @@ impl Metrics {
             Box::new(self.alerts_flapping.clone()),
             Box::new(self.queue_capacity.clone()),
             Box::new(self.rule_matches.clone()),
+            Box::new(self.notifications.clone()),
+            Box::new(self.outbox_pending.clone()),
             Box::new(self.kafka_messages.clone()),
             Box::new(self.kafka_consumer_lag.clone()),
             Box::new(self.kafka_rebalances.clone()),

@@ -17,6 +17,8 @@
 //! | `silence/<uuid 16 bytes>` | [`Silence`] |
 //! | `silenced/<uuid 16 bytes><fp u64 BE>` | empty: alerts a silence holds back |
 //! | `deadletter/<id u64 BE>` | [`DeadLetter`]: a message a source could not read |
+//! | `outbox/<seq u64 BE>` | [`OutboxEvent`]: an incident change for the sinks |
+//! | `cursor/<sink name>` | the last outbox seq the sink has passed (u64 BE) |
 //!
 //! Values are a version byte followed by JSON. What to write is decided by the pipeline; this
 //! module only encodes it.
@@ -29,6 +31,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use crate::alert::{AlertRecord, Fingerprint};
 use crate::dead_letter::DeadLetter;
 use crate::incident::{Incident, IncidentId, State, Tier};
+use crate::outbox::OutboxEvent;
 use crate::silence::{Silence, SilenceId};
 
 const SCHEMA_VERSION: &[u8] = b"1";
@@ -45,6 +48,8 @@ const TIMER: &[u8] = b"timer/";
 const SILENCE: &[u8] = b"silence/";
 const SILENCED: &[u8] = b"silenced/";
 const DEAD_LETTER: &[u8] = b"deadletter/";
+const OUTBOX: &[u8] = b"outbox/";
+const CURSOR: &[u8] = b"cursor/";
 
 /// Something due at a time. Each kind's owner records the deadline it expects, so a timer whose
 /// deadline has since moved is recognised as stale and dropped.
@@ -288,6 +293,50 @@ impl Store {
         Ok(out)
     }
 
+    /// The seq the next outbox event gets.
+    pub fn next_outbox_seq(&self) -> Result<u64> {
+        Ok(self
+            .db
+            .scan_prefix(OUTBOX)
+            .keys()
+            .next_back()
+            .transpose()?
+            .map_or(1, |k| be_u64(&k[OUTBOX.len()..]) + 1)
+            .max(self.db.get(b"meta/next_outbox")?.map_or(1, |v| be_u64(&v))))
+    }
+
+    /// Outbox events after `seq`, in order, at most `limit`.
+    pub fn outbox_after(&self, seq: u64, limit: usize) -> Result<Vec<OutboxEvent>> {
+        let start = [OUTBOX, &seq.saturating_add(1).to_be_bytes()].concat();
+        self.db
+            .range(start..prefix_end(OUTBOX))
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Outbox seqs at or below `seq`, at most `limit`: what every sink has passed.
+    pub fn outbox_up_to(&self, seq: u64, limit: usize) -> Result<Vec<u64>> {
+        let end = [OUTBOX, &seq.saturating_add(1).to_be_bytes()].concat();
+        self.db
+            .range(OUTBOX.to_vec()..end)
+            .keys()
+            .take(limit)
+            .map(|k| Ok(be_u64(&k?[OUTBOX.len()..])))
+            .collect()
+    }
+
+    /// The last outbox seq a sink has passed (0: none).
+    pub fn cursor(&self, sink: &str) -> Result<u64> {
+        Ok(self
+            .db
+            .get([CURSOR, sink.as_bytes()].concat())?
+            .map_or(0, |v| be_u64(&v)))
+    }
+
     /// The id the next dead letter gets.
     pub fn next_dead_letter_id(&self) -> Result<u64> {
         Ok(self
@@ -388,6 +437,23 @@ impl Batch {
         } else {
             self.inner.remove(key);
         }
+    }
+
+    pub fn put_outbox(&mut self, event: &OutboxEvent) {
+        let key = [OUTBOX, &event.seq.to_be_bytes()].concat();
+        self.inner.insert(key, encode(event));
+        // Kept so that seqs never repeat once the outbox is trimmed empty.
+        self.inner
+            .insert(&b"meta/next_outbox"[..], &(event.seq + 1).to_be_bytes());
+    }
+
+    pub fn remove_outbox(&mut self, seq: u64) {
+        self.inner.remove([OUTBOX, &seq.to_be_bytes()].concat());
+    }
+
+    pub fn set_cursor(&mut self, sink: &str, seq: u64) {
+        self.inner
+            .insert([CURSOR, sink.as_bytes()].concat(), &seq.to_be_bytes());
     }
 
     pub fn put_dead_letter(&mut self, letter: &DeadLetter) {

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::ProducerContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 const TOPIC: &str = "alerts";
@@ -601,6 +602,43 @@ fn a_full_writer_queue_pauses_and_resumes_the_consumer_without_loss() {
 
 // ---- 5. scale-out -------------------------------------------------------------------------------
 
+/// The offsets `group` has committed on each partition of `alerts` (0 when none), read by a
+/// consumer that does not join the group.
+fn committed(cluster: &Cluster, group: &str, partitions: i32) -> Vec<i64> {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("group.id", group)
+        .create()
+        .expect("create the offset probe");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(TOPIC, p);
+    }
+    let got = probe
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("fetch committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(TOPIC, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => 0,
+        })
+        .collect()
+}
+
+/// The next offset of each partition after the delivered messages in `reports`.
+fn ends(reports: &[(i32, i64)], partitions: i32) -> Vec<i64> {
+    (0..partitions)
+        .map(|p| {
+            reports
+                .iter()
+                .filter(|(part, _)| *part == p)
+                .map(|(_, o)| o + 1)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
 #[test]
 fn two_instances_in_one_group_split_the_partitions_and_the_alerts() {
     const GROUPS: usize = 16;
@@ -618,7 +656,8 @@ fn two_instances_in_one_group_split_the_partitions_and_the_alerts() {
         p.flush()
     };
 
-    // One instance first: it takes every partition and reads a first round.
+    // One instance first: it takes every partition and reads a first round, whose offsets the
+    // auto-commit then commits (stored only once written).
     let a = kafka_daemon(&brokers, "split", "", "");
     poll_until_for("instance A assigned all 4 partitions", KAFKA_WAIT, || {
         let n = assigned(&a);
@@ -628,8 +667,17 @@ fn two_instances_in_one_group_split_the_partitions_and_the_alerts() {
             Err(n)
         }
     });
-    produce_round(&mut p, 0);
+    let reports = produce_round(&mut p, 0);
     wait_messages(&a, "ok", GROUPS);
+    let round0 = ends(&reports, 4);
+    poll_until_for("the first round committed by A", KAFKA_WAIT, || {
+        let c = committed(&cluster, "split", 4);
+        if c == round0 {
+            Ok(())
+        } else {
+            Err((c, round0.clone()))
+        }
+    });
 
     // A second instance joins: the partitions are split.
     let b = kafka_daemon(&brokers, "split", "", "");
@@ -650,8 +698,8 @@ fn two_instances_in_one_group_split_the_partitions_and_the_alerts() {
     );
     assert_eq!(produced.len(), 2 * GROUPS);
 
-    // Every partition got a second-round message after any replay of the first round, so once
-    // all alerts are in, replays (if any) are in too.
+    // Every partition got a second-round message, read after any replay of the first round on
+    // it: once all alerts are in, replays (if any) are in too.
     let (on_a, on_b) = poll_until_for(
         "every alert on one instance or the other",
         KAFKA_WAIT,

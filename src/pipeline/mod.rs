@@ -76,6 +76,8 @@ pub struct Policy {
     pub reopen_escalate_window: Duration,
     pub escalation: EscalationConfig,
     pub flapping: FlappingConfig,
+    /// The sinks reading the outbox; none: nothing is appended to it.
+    pub sinks: Vec<String>,
     pub rules: Rules,
 }
 
@@ -93,6 +95,7 @@ impl Policy {
             reopen_escalate_window: config.dedup.reopen_escalate_window.0,
             escalation: config.escalation.clone(),
             flapping: config.flapping.clone(),
+            sinks: config.notify.sink_names(),
             rules: config.compile_rules()?,
         })
     }
@@ -144,6 +147,8 @@ pub enum Outcome {
     Reloaded,
     /// A dead letter was kept, with this id.
     DeadLettered(u64),
+    /// Done, nothing to report.
+    Done,
 }
 
 /// The answer to an ingest request.
@@ -271,6 +276,12 @@ pub enum Command {
     ExpireSilence { id: SilenceId, reply: Reply },
     /// Decide every later command with this policy (hot reload). Validated before it is sent.
     Reload { policy: Box<Policy>, reply: Reply },
+    /// A sink has passed every outbox event up to `seq`.
+    AdvanceCursor {
+        sink: String,
+        seq: u64,
+        reply: Reply,
+    },
     /// Keep a message a source could not read.
     DeadLetter {
         letter: Box<crate::dead_letter::DeadLetter>,
@@ -370,6 +381,8 @@ pub struct Writer {
     pub ready: Arc<AtomicBool>,
     /// Record a [`Decision`] per alert (the simulator does; the daemon does not).
     trace: bool,
+    /// The last outbox seq committed: sinks wait on it.
+    outbox: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
@@ -393,7 +406,14 @@ impl Writer {
                 }
             }
         }
+        let mut cursors = BTreeMap::new();
+        for sink in &policy.sinks {
+            cursors.insert(sink.clone(), store.cursor(sink)?);
+        }
+        let next_outbox = store.next_outbox_seq()?;
         let mut memory = Memory {
+            next_outbox,
+            cursors,
             next_dead_letter: store.next_dead_letter_id()?,
             next_incident: store.next_incident_number()?,
             open: BTreeMap::new(),
@@ -419,7 +439,13 @@ impl Writer {
             next_deadline,
             ready: Arc::new(AtomicBool::new(false)),
             trace: false,
+            outbox: tokio::sync::watch::channel(next_outbox - 1).0,
         })
+    }
+
+    /// Follows the last committed outbox seq.
+    pub fn outbox_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.outbox.subscribe()
     }
 
     /// The loop: runs on its own thread until [`Command::Shutdown`] or every sender is gone.
@@ -503,6 +529,9 @@ impl Writer {
                     reply,
                     tx.expire_silence(id).map(|()| Outcome::SilenceExpired),
                 ),
+                Command::AdvanceCursor { sink, seq, reply } => {
+                    (reply, tx.advance_cursor(&sink, seq).map(|()| Outcome::Done))
+                }
                 Command::DeadLetter { letter, reply } => {
                     (reply, Ok(Outcome::DeadLettered(tx.dead_letter(*letter))))
                 }
@@ -538,6 +567,10 @@ impl Writer {
             Ok(()) => {
                 self.memory = memory;
                 self.policy = policy;
+                self.outbox.send_if_modified(|seq| {
+                    let committed = self.memory.next_outbox - 1;
+                    std::mem::replace(seq, committed) != committed
+                });
                 for effect in effects {
                     effect.record(&self.metrics);
                 }

@@ -17,6 +17,7 @@ use crate::alert::{
 use crate::config::FlapAction;
 use crate::incident::{group_key, Incident, IncidentId, Tier, SYSTEM_ACTOR};
 use crate::metrics::Metrics;
+use crate::outbox::OutboxEvent;
 use crate::silence::{self, PostableSilence, Silence, SilenceId};
 use crate::store::{Batch, Store, StoreError, Timer};
 
@@ -28,6 +29,9 @@ use super::{escalation, triage, Action, Decision, IngestSummary, PipelineError, 
 /// only when a batch commits.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Memory {
+    pub next_outbox: u64,
+    /// Each sink's outbox cursor: what every sink has passed can be trimmed.
+    pub cursors: BTreeMap<String, u64>,
     pub next_dead_letter: u64,
     pub next_incident: u64,
     pub open: BTreeMap<Tier, i64>,
@@ -263,7 +267,84 @@ impl<'a> Tx<'a> {
         );
         incident.ack_deadline = ack;
         incident.resolve_deadline = resolve;
+        self.publish(&mut incident);
         self.incidents.insert(incident.id, incident);
+    }
+
+    /// Append the incident's new timeline entries to the outbox, in this same batch.
+    fn publish(&mut self, incident: &mut Incident) {
+        let new = incident.events_published..incident.timeline.len();
+        incident.events_published = incident.timeline.len();
+        if self.policy.sinks.is_empty() || new.is_empty() {
+            return;
+        }
+        let snapshot = OutboxEvent::incident_snapshot(incident);
+        for index in new {
+            let entry = &incident.timeline[index];
+            let kind = serde_json::to_value(entry.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let event = OutboxEvent {
+                version: crate::outbox::EVENT_VERSION,
+                seq: self.memory.next_outbox,
+                event_id: format!("{}:{index}", incident.id),
+                kind,
+                at: entry.at,
+                actor: entry.actor.clone(),
+                reason: entry.reason.clone(),
+                from: entry.from,
+                to: entry.to,
+                incident: Some(snapshot.clone()),
+                alert: None,
+                runbook: None,
+            };
+            self.append(event);
+        }
+    }
+
+    fn append(&mut self, event: OutboxEvent) {
+        self.memory.next_outbox += 1;
+        self.batch.put_outbox(&event);
+    }
+
+    /// The L0 automation hook: an auto-handled alert is an outbox event too (with its runbook).
+    fn publish_auto_handled(&mut self, record: &AlertRecord, runbook: Option<String>) {
+        if self.policy.sinks.is_empty() {
+            return;
+        }
+        let event = OutboxEvent {
+            version: crate::outbox::EVENT_VERSION,
+            seq: self.memory.next_outbox,
+            event_id: format!("alert:{}:{}", record.fingerprint, record.count),
+            kind: "auto_handled".into(),
+            at: self.now,
+            actor: SYSTEM_ACTOR.into(),
+            reason: None,
+            from: None,
+            to: Some(Tier::L0),
+            incident: None,
+            alert: Some(record.clone()),
+            runbook,
+        };
+        self.append(event);
+    }
+
+    /// A sink passed everything up to `seq`; what every sink has passed leaves the outbox.
+    pub(super) fn advance_cursor(&mut self, sink: &str, seq: u64) -> Result<(), PipelineError> {
+        self.batch.set_cursor(sink, seq);
+        self.memory.cursors.insert(sink.to_string(), seq);
+        let passed_by_all = self
+            .policy
+            .sinks
+            .iter()
+            .map(|s| self.memory.cursors.get(s).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        for old in self.store.outbox_up_to(passed_by_all, 10_000)? {
+            self.batch.remove_outbox(old);
+        }
+        Ok(())
     }
 
     fn group(&mut self, key: &str) -> Result<Option<IncidentId>, StoreError> {
@@ -439,6 +520,11 @@ impl<'a> Tx<'a> {
         if tier == Tier::L0 {
             self.effects.push(Effect::AutoHandled);
             summary.auto_handled += 1;
+            let runbook = class
+                .runbook
+                .clone()
+                .or_else(|| runbook_annotation(&record.annotations));
+            self.publish_auto_handled(&record, runbook);
             self.decided(
                 summary,
                 &record,

@@ -101,9 +101,15 @@ async fn resolve_target(url: &str) -> Result<Target, String> {
     match uri.scheme_str() {
         Some("http") => {}
         Some(other) => return Err(format!("only http:// is supported, not {other}://")),
-        None => return Err(format!("--url needs a scheme: http://127.0.0.1:PORT/... (got {url:?})")),
+        None => {
+            return Err(format!(
+                "--url needs a scheme: http://127.0.0.1:PORT/... (got {url:?})"
+            ))
+        }
     }
-    let host = uri.host().ok_or_else(|| format!("--url has no host: {url:?}"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("--url has no host: {url:?}"))?;
     let port = uri.port_u16().unwrap_or(80);
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addr = if bare.eq_ignore_ascii_case("localhost") {
@@ -114,8 +120,9 @@ async fn resolve_target(url: &str) -> Result<Target, String> {
         // Only loopback addresses, prefer IPv4 as most servers listen there.
         let mut lo: Vec<SocketAddr> = addrs.into_iter().filter(|a| a.ip().is_loopback()).collect();
         lo.sort_by_key(|a| !a.is_ipv4());
-        *lo.first()
-            .ok_or_else(|| "localhost does not resolve to a loopback address; refusing".to_string())?
+        *lo.first().ok_or_else(|| {
+            "localhost does not resolve to a loopback address; refusing".to_string()
+        })?
     } else {
         let ip: IpAddr = bare.parse().map_err(|_| {
             format!("refusing host {host:?}: only loopback IP addresses (127.0.0.0/8, ::1) or localhost are allowed")
@@ -135,7 +142,11 @@ async fn resolve_target(url: &str) -> Result<Target, String> {
         Some(p) => format!("{host}:{p}"),
         None => host.to_string(),
     };
-    Ok(Target { addr, host_header, path })
+    Ok(Target {
+        addr,
+        host_header,
+        path,
+    })
 }
 
 /// RFC 3339 UTC with milliseconds, as Prometheus writes times.
@@ -208,7 +219,11 @@ fn generate_bodies(batch: usize, pool: usize, max_unique: usize) -> Bodies {
     let ends = rfc3339_millis(now + Duration::from_secs(300));
     let (n_labelsets, nonce) = if pool == 0 {
         // Every alert new: a nonce makes a second run against the same server new too.
-        let nonce = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64 & 0xffff_ffff;
+        let nonce = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64
+            & 0xffff_ffff;
         (max_unique.max(batch), Some(nonce))
     } else {
         (pool, None)
@@ -269,7 +284,9 @@ impl Stats {
         if in_window {
             *self.errors.entry(kind).or_default() += 1;
         }
-        self.error_samples.entry(kind).or_insert_with(|| detail.to_string());
+        self.error_samples
+            .entry(kind)
+            .or_insert_with(|| detail.to_string());
     }
 
     fn merge(&mut self, o: Stats) {
@@ -298,10 +315,13 @@ impl Stats {
 type Sender = http1::SendRequest<Full<Bytes>>;
 
 async fn connect(shared: &Shared) -> Result<Sender, String> {
-    let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(shared.target.addr))
-        .await
-        .map_err(|_| "connect timed out after 5s".to_string())?
-        .map_err(|e| format!("connect {}: {e}", shared.target.addr))?;
+    let stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        TcpStream::connect(shared.target.addr),
+    )
+    .await
+    .map_err(|_| "connect timed out after 5s".to_string())?
+    .map_err(|e| format!("connect {}: {e}", shared.target.addr))?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
@@ -393,7 +413,8 @@ async fn connection_loop(shared: Arc<Shared>) -> Stats {
                     } else {
                         *st.by_status.entry(code).or_default() += 1;
                         st.status_samples.entry(code).or_insert_with(|| {
-                            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+                            let text =
+                                String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
                             text.replace('\n', " ")
                         });
                     }
@@ -414,7 +435,11 @@ async fn connection_loop(shared: Arc<Shared>) -> Stats {
                 if Instant::now() >= hard_end && t0 + shared.timeout > hard_end {
                     st.unfinished += 1;
                 } else {
-                    st.error("timeout", format!("no answer within {:?}", shared.timeout), started_in_window);
+                    st.error(
+                        "timeout",
+                        format!("no answer within {:?}", shared.timeout),
+                        started_in_window,
+                    );
                 }
                 sender = None;
             }
@@ -447,7 +472,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if args.duration + args.warmup > MAX_RUN {
-        eprintln!("loadgen: --warmup + --duration is limited to {}s", MAX_RUN.as_secs());
+        eprintln!(
+            "loadgen: --warmup + --duration is limited to {}s",
+            MAX_RUN.as_secs()
+        );
         return ExitCode::from(2);
     }
     if args.pool > MAX_POOL || (args.pool == 0 && args.max_unique > MAX_POOL) {
@@ -490,7 +518,11 @@ async fn run(args: Args) -> ExitCode {
         bodies.bodies.len(),
         gen_start.elapsed().as_secs_f64(),
         bodies.distinct,
-        if args.pool == 0 { " (pool 0: all new)" } else { "" },
+        if args.pool == 0 {
+            " (pool 0: all new)"
+        } else {
+            ""
+        },
         bodies.bytes as f64 / 1e6
     );
 
@@ -540,10 +572,18 @@ async fn run(args: Args) -> ExitCode {
         st.responses, secs, rps, st.ok, st.sent_total
     );
     println!("alerts/s:     {aps:.1} accepted (2xx x batch {batch})");
-    let statuses: Vec<String> = st.by_status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let statuses: Vec<String> = st
+        .by_status
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
     println!(
         "non-2xx:      {non2xx}{}",
-        if statuses.is_empty() { String::new() } else { format!("  [{}]", statuses.join(", ")) }
+        if statuses.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", statuses.join(", "))
+        }
     );
     for (code, sample) in &st.status_samples {
         println!("  first {code} body: {sample}");
@@ -551,7 +591,11 @@ async fn run(args: Args) -> ExitCode {
     let kinds: Vec<String> = st.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     println!(
         "errors:       {errors}{}",
-        if kinds.is_empty() { String::new() } else { format!("  [{}]", kinds.join(", ")) }
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", kinds.join(", "))
+        }
     );
     for (kind, sample) in &st.error_samples {
         println!("  first {kind} error: {sample}");
