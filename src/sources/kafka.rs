@@ -14,7 +14,8 @@
 //! writer queue is full, the assignment is paused until the queue has room again.
 //!
 //! **Rebalances.** Nothing is in flight when librdkafka calls back (batches are finished before
-//! the consumer is polled again), and stored offsets are committed synchronously on revocation.
+//! the consumer is polled again). Stored offsets are committed asynchronously after every batch,
+//! and synchronously on revocation.
 //!
 //! This module owns the consumer; parsing is `formats`'s, deciding is the pipeline's.
 
@@ -359,6 +360,16 @@ async fn process(
         });
     }
     settle(&mut in_flight, metrics, consumer, producer, config).await;
+    // Commit what this batch stored now rather than at the next auto-commit tick: fewer replays
+    // after a crash, and less for a revocation to commit (which a broker may refuse mid-rebalance).
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+        if !matches!(
+            e.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
+        ) {
+            tracing::debug!(error = %e, "committing offsets after a batch");
+        }
+    }
     true
 }
 
