@@ -108,7 +108,10 @@ impl Receiver {
 
     /// The requests answered 200, in arrival order.
     fn delivered(&self) -> Vec<Received> {
-        self.all().into_iter().filter(|r| r.answered == 200).collect()
+        self.all()
+            .into_iter()
+            .filter(|r| r.answered == 200)
+            .collect()
     }
 
     /// The event_ids of the delivered events, in arrival order (repeats included).
@@ -304,7 +307,10 @@ fn ids(list: &[&str]) -> BTreeSet<String> {
 /// order.
 fn first_occurrences(ids: &[String]) -> Vec<String> {
     let mut seen = BTreeSet::new();
-    ids.iter().filter(|i| seen.insert((*i).clone())).cloned().collect()
+    ids.iter()
+        .filter(|i| seen.insert((*i).clone()))
+        .cloned()
+        .collect()
 }
 
 /// Every delivery of one event_id carries the same seq, distinct event_ids distinct seqs, and
@@ -324,7 +330,11 @@ fn assert_stable_seqs(events: &[Value]) {
         }
     }
     let distinct: BTreeSet<u64> = seq_of.values().copied().collect();
-    assert_eq!(distinct.len(), seq_of.len(), "two events share a seq: {seq_of:?}");
+    assert_eq!(
+        distinct.len(),
+        seq_of.len(),
+        "two events share a seq: {seq_of:?}"
+    );
     assert!(
         order.windows(2).all(|w| w[0] < w[1]),
         "first deliveries out of seq order: {order:?} ({seq_of:?})"
@@ -419,7 +429,10 @@ fn a_receiver_gets_every_event_in_order_signed_and_authorized() {
             body["incident"].get("timeline").is_none(),
             "the incident in an event has no timeline: {body}"
         );
-        assert!(body["alert"].is_null() && body["runbook"].is_null(), "{body}");
+        assert!(
+            body["alert"].is_null() && body["runbook"].is_null(),
+            "{body}"
+        );
         parse_time(&body["at"]);
     }
 
@@ -442,7 +455,10 @@ fn a_receiver_gets_every_event_in_order_signed_and_authorized() {
     assert_eq!(acked["incident"]["state"], "acknowledged", "{acked}");
     let escalated = &by_id["INC-1:2"];
     assert_eq!(escalated["actor"], "alice", "{escalated}");
-    assert_eq!(escalated["reason"], "needs the database team", "{escalated}");
+    assert_eq!(
+        escalated["reason"], "needs the database team",
+        "{escalated}"
+    );
     assert_eq!(escalated["from"], "L1", "{escalated}");
     assert_eq!(escalated["to"], "L2", "{escalated}");
     assert_eq!(escalated["incident"]["tier"], "L2", "{escalated}");
@@ -503,7 +519,11 @@ fn a_receiver_that_is_down_gets_everything_once_it_is_back() {
     ]
     .into_iter()
     .collect();
-    r.wait_for_ids("every event after the receiver came back", LONG_WAIT, &expected);
+    r.wait_for_ids(
+        "every event after the receiver came back",
+        LONG_WAIT,
+        &expected,
+    );
     wait_pending_zero(&d, "webhook:flaky");
 
     let delivered_ids = r.delivered_ids();
@@ -543,12 +563,14 @@ fn undelivered_events_survive_kill9_and_are_delivered_after_restart() {
     let a = open(&d, "PaymentsDown", "critical");
     act(&d, &a, "ack", json!({"actor": "alice"}));
     let b = open(&d, "LatencyHigh", "warning");
-    poll_until_for("a failed delivery before the kill", LONG_WAIT, || {
-        match notifications(&d, "webhook:durable", "error") {
+    poll_until_for(
+        "a failed delivery before the kill",
+        LONG_WAIT,
+        || match notifications(&d, "webhook:durable", "error") {
             n if n >= 1.0 => Ok(()),
             n => Err(n),
-        }
-    });
+        },
+    );
     assert!(r.delivered().is_empty());
 
     d.kill9();
@@ -621,16 +643,24 @@ fn filters_keep_out_what_a_sink_does_not_take() {
             }
         });
         assert_eq!(notifications(&d, sink, "ok"), ok, "{sink} ok");
-        assert_eq!(notifications(&d, sink, "filtered"), filtered, "{sink} filtered");
+        assert_eq!(
+            notifications(&d, sink, "filtered"),
+            filtered,
+            "{sink} filtered"
+        );
         wait_pending_zero(&d, sink);
     }
 
     let got_l3: BTreeSet<String> = l3.delivered_ids().into_iter().collect();
     assert_eq!(
         got_l3,
-        [format!("{crit}:0"), format!("{crit}:1"), format!("{crit}:2")]
-            .into_iter()
-            .collect::<BTreeSet<_>>(),
+        [
+            format!("{crit}:0"),
+            format!("{crit}:1"),
+            format!("{crit}:2")
+        ]
+        .into_iter()
+        .collect::<BTreeSet<_>>(),
         "tiers = [\"L3\"] takes only the L3 incident's events"
     );
     for req in l3.delivered() {
@@ -690,7 +720,10 @@ fn the_slack_template_posts_text_naming_the_incident() {
         assert!(text.contains(&id), "text names {id}: {text:?}");
         assert!(text.contains(kind), "text names {kind}: {text:?}");
         assert!(text.contains("[L2]"), "text names the tier: {text:?}");
-        assert!(text.contains("BackupFailed"), "text names the group: {text:?}");
+        assert!(
+            text.contains("BackupFailed"),
+            "text names the group: {text:?}"
+        );
     }
 }
 
@@ -713,7 +746,10 @@ fn an_l0_alert_with_a_runbook_becomes_an_auto_handled_event() {
         })],
     );
     assert_eq!(resp["auto_handled"], 1, "{resp}");
-    assert!(touched(&resp).is_empty(), "an L0 alert opened an incident: {resp}");
+    assert!(
+        touched(&resp).is_empty(),
+        "an L0 alert opened an incident: {resp}"
+    );
 
     let fp = fingerprint(&l);
     let expected = ids(&[format!("alert:{fp}:1").as_str()]);
@@ -733,7 +769,10 @@ fn an_l0_alert_with_a_runbook_becomes_an_auto_handled_event() {
     assert_eq!(event["to"], "L0", "{event}");
     assert!(event["incident"].is_null(), "{event}");
     assert_eq!(event["alert"]["fingerprint"], fp.as_str(), "{event}");
-    assert_eq!(event["alert"]["labels"]["alertname"], "CacheCold", "{event}");
+    assert_eq!(
+        event["alert"]["labels"]["alertname"], "CacheCold",
+        "{event}"
+    );
     assert_eq!(event["alert"]["tier"], "L0", "{event}");
     assert_eq!(
         delivered[0].header("X-Triaged-Event-Id"),
@@ -787,10 +826,7 @@ fn the_kafka_sink_keys_events_by_incident_in_order() {
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
-        .set(
-            "group.id",
-            format!("notify-test-{}", uuid::Uuid::new_v4()),
-        )
+        .set("group.id", format!("notify-test-{}", uuid::Uuid::new_v4()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
@@ -823,10 +859,8 @@ fn the_kafka_sink_keys_events_by_incident_in_order() {
             Some(Err(e)) => eprintln!("consumer: {e}"),
             Some(Ok(m)) => {
                 let key = String::from_utf8(m.key().expect("a keyed event").to_vec()).unwrap();
-                let event: Value =
-                    serde_json::from_slice(m.payload().expect("a payload")).unwrap_or_else(|e| {
-                        panic!("the event on {EVENTS_TOPIC} is not JSON: {e}")
-                    });
+                let event: Value = serde_json::from_slice(m.payload().expect("a payload"))
+                    .unwrap_or_else(|e| panic!("the event on {EVENTS_TOPIC} is not JSON: {e}"));
                 messages.push((m.partition(), key, event));
             }
         }
@@ -858,7 +892,11 @@ fn the_kafka_sink_keys_events_by_incident_in_order() {
     );
     for (key, events) in &per_key {
         let partitions: BTreeSet<i32> = events.iter().map(|(p, _)| *p).collect();
-        assert_eq!(partitions.len(), 1, "{key} spread over partitions {partitions:?}");
+        assert_eq!(
+            partitions.len(),
+            1,
+            "{key} spread over partitions {partitions:?}"
+        );
         let bodies: Vec<Value> = events.iter().map(|(_, e)| e.clone()).collect();
         assert_stable_seqs(&bodies);
         let order: Vec<String> = first_occurrences(
