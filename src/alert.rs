@@ -352,6 +352,9 @@ pub struct AlertRecord {
     pub state_changes: Vec<DateTime<Utc>>,
     #[serde(default)]
     pub flapping: bool,
+    /// When the stored expiry timer fires: at or before `expires_at` (see `arm_expiry`).
+    #[serde(default)]
+    pub timer_at: Option<DateTime<Utc>>,
 }
 
 /// A label set from pairs: for tests and examples.

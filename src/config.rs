@@ -70,12 +70,15 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub path: PathBuf,
+    /// sled's page cache, in MiB: bounds memory whatever the store holds.
+    pub cache_mb: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: PathBuf::from("data"),
+            cache_mb: 64,
         }
     }
 }

@@ -77,7 +77,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(Store::open(&config.storage.path)?);
+    let store = Arc::new(Store::open_with_cache(
+        &config.storage.path,
+        config.storage.cache_mb.saturating_mul(1024 * 1024),
+    )?);
     let policy = Policy::from_config(&config).map_err(RunError::Rules)?;
     let (queue, writer) = pipeline::channel(
         config.server.queue_capacity,

@@ -35,6 +35,8 @@ use crate::outbox::OutboxEvent;
 use crate::silence::{Silence, SilenceId};
 
 const SCHEMA_VERSION: &[u8] = b"1";
+/// The page cache when none is configured: `storage.cache_mb`'s default.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const VALUE_VERSION: u8 = 1;
 
 const META_SCHEMA: &[u8] = b"meta/schema";
@@ -129,8 +131,15 @@ pub struct IncidentFilter {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Open with sled's page cache bounded to `cache_bytes` (sled's own default is 1 GiB, which
+    /// would make RSS grow with the store).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Store> {
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|source| {

@@ -166,7 +166,7 @@ async fn follow<S: Sink>(
         }
         for event in page {
             if sink.filter().takes(&event) {
-                if !deliver_until_done(&*sink, &event, &metrics, &mut shutdown).await {
+                if !deliver_until_done(&*sink, &event, &metrics, &committed, &mut shutdown).await {
                     return; // shutting down; the cursor stays before this event
                 }
             } else {
@@ -197,10 +197,19 @@ async fn deliver_until_done<S: Sink>(
     sink: &S,
     event: &OutboxEvent,
     metrics: &Metrics,
+    committed: &watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     let mut backoff = Duration::from_millis(100);
     loop {
+        // The backlog keeps counting what is committed while this event is retried.
+        let pending = committed
+            .borrow()
+            .saturating_sub(event.seq.saturating_sub(1));
+        metrics
+            .outbox_pending
+            .with_label_values(&[sink.name()])
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
         match sink.deliver(event).await {
             Ok(()) => {
                 metrics

@@ -54,6 +54,7 @@ mod tests {
             silenced_by: None,
             state_changes: vec![],
             flapping: false,
+            timer_at: None,
         }
     }
 

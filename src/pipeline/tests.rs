@@ -2301,3 +2301,26 @@ fn a_reload_takes_effect_between_two_commands_of_one_batch() {
     let s3 = h.ingest(vec![alert(&[("alertname", "DbLocked")])]);
     assert_eq!(h.incident(s3.incidents[0].0).tier, Tier::L3);
 }
+
+/// A refresh that pushes an alert's expiry later writes no timer: the armed timer fires at the
+/// old time and re-arms itself, so repeats stay cheap. The alert still lives to its new expiry.
+#[test]
+fn a_refresh_moves_no_timer_and_the_old_timer_re_arms() {
+    let mut h = Harness::new(&format!("{RESOLVE_30S}{NO_TIMEOUTS}"));
+    let a = refreshed(&[("alertname", "Pulse")]);
+    h.ingest(vec![a.clone()]);
+    let first = h.store.next_deadline().unwrap();
+    assert_eq!(first, Some(h.now() + secs(30)));
+    h.clock.advance(20);
+    h.ingest(vec![a.clone()]);
+    assert_eq!(h.store.next_deadline().unwrap(), first, "no timer moved");
+    assert_eq!(h.record(&a).expires_at, Some(h.now() + secs(30)));
+    h.clock.advance(15); // +35: the old timer fired and re-armed for +50
+    h.tick();
+    assert_eq!(h.record(&a).status, Status::Firing);
+    assert_eq!(h.store.next_deadline().unwrap(), Some(h.now() + secs(15)));
+    h.clock.advance(16); // +51
+    h.tick();
+    assert_eq!(h.record(&a).status, Status::Resolved);
+    assert_eq!(h.store.next_deadline().unwrap(), None);
+}

@@ -452,10 +452,9 @@ impl<'a> Tx<'a> {
         {
             self.effects.push(Effect::Deduplicated(source));
             summary.deduplicated += 1;
-            self.move_timer(record.expires_at, expires_at, Timer::AlertExpiry(fp));
+            self.arm_expiry(&mut record, expires_at);
             record.count += 1;
             record.last_seen = now;
-            record.expires_at = expires_at;
             record.ends_at = alert.alert.ends_at;
             record.annotations = alert.alert.annotations.clone();
             let raised = severity > record.severity;
@@ -490,7 +489,8 @@ impl<'a> Tx<'a> {
         let mut started_flapping = false;
         match &previous {
             Some(p) => {
-                self.move_timer(p.expires_at, expires_at, Timer::AlertExpiry(fp));
+                record.timer_at = p.timer_at;
+                self.arm_expiry(&mut record, expires_at);
                 record.first_seen = p.first_seen;
                 record.count = p.count + 1;
                 record.incident = p.incident;
@@ -500,7 +500,10 @@ impl<'a> Tx<'a> {
                     started_flapping = self.note_change(&mut record);
                 }
             }
-            None => self.move_timer(None, expires_at, Timer::AlertExpiry(fp)),
+            None => {
+                record.timer_at = None;
+                self.arm_expiry(&mut record, expires_at);
+            }
         }
         self.place(record, &class, summary, started_flapping)
     }
@@ -696,14 +699,9 @@ impl<'a> Tx<'a> {
         record: &mut AlertRecord,
         at: DateTime<Utc>,
     ) -> Result<Option<IncidentId>, PipelineError> {
-        self.move_timer(
-            record.expires_at,
-            None,
-            Timer::AlertExpiry(record.fingerprint),
-        );
+        self.arm_expiry(record, None);
         record.status = Status::Resolved;
         record.ends_at = Some(at);
-        record.expires_at = None;
         if let Some(silence) = record.silenced_by.take() {
             self.batch.set_silenced(silence, record.fingerprint, false);
             return Ok(None);
@@ -850,17 +848,39 @@ impl<'a> Tx<'a> {
         let Some(mut record) = self.alert(fp)? else {
             return Ok(());
         };
-        if record.status != Status::Firing || record.expires_at != Some(at) {
-            return Ok(()); // refreshed or resolved since: a stale deadline
+        if record.timer_at != Some(at) {
+            return Ok(()); // not the timer the record has armed: a stale deadline
         }
-        tracing::debug!(fingerprint = %fp, "alert expired");
-        record.expires_at = None; // its timer is already removed
-        if self.note_change(&mut record) {
-            self.flapping_started(fp, record.incident)?;
+        record.timer_at = None; // its key is already removed
+        match record.expires_at {
+            _ if record.status != Status::Firing => {}
+            // Refreshed since the timer was armed: arm it for the new expiry.
+            Some(later) if later > at => self.arm_expiry(&mut record, Some(later)),
+            _ => {
+                tracing::debug!(fingerprint = %fp, "alert expired");
+                if self.note_change(&mut record) {
+                    self.flapping_started(fp, record.incident)?;
+                }
+                self.resolve_member(&mut record, at)?;
+            }
         }
-        self.resolve_member(&mut record, at)?;
         self.put_alert(record);
         Ok(())
+    }
+
+    /// Set when the alert expires. The stored timer only ever moves earlier: a refresh that
+    /// pushes the expiry later (Prometheus re-sends every minute) writes nothing, and the timer,
+    /// when it fires early, re-arms itself for the later expiry. That spares two writes per
+    /// repeat on the hot path.
+    fn arm_expiry(&mut self, record: &mut AlertRecord, expires_at: Option<DateTime<Utc>>) {
+        record.expires_at = expires_at;
+        match (record.timer_at, expires_at) {
+            (Some(armed), Some(new)) if armed <= new => {}
+            (armed, new) => {
+                self.move_timer(armed, new, Timer::AlertExpiry(record.fingerprint));
+                record.timer_at = new;
+            }
+        }
     }
 
     /// An ack or resolve deadline passed: escalate, if it still stands.
@@ -1136,6 +1156,7 @@ fn new_record(
         silenced_by: None,
         state_changes: Vec::new(),
         flapping: false,
+        timer_at: None,
     }
 }
 
