@@ -2324,3 +2324,52 @@ fn a_refresh_moves_no_timer_and_the_old_timer_re_arms() {
     assert_eq!(h.record(&a).status, Status::Resolved);
     assert_eq!(h.store.next_deadline().unwrap(), None);
 }
+
+/// The outbox gets each incident change in the change's own batch, and loses what every sink
+/// has passed.
+#[test]
+fn outbox_events_are_written_with_their_change_and_trimmed_once_every_sink_passed_them() {
+    let sinks = "[[notify.webhook]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n\
+                 [[notify.webhook]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/\"\n";
+    let mut h = Harness::new(sinks);
+    let s = h.ingest(vec![alert(&[("alertname", "Out")])]);
+    let id = s.incidents[0];
+    h.act(id.0, ack("alice")).unwrap();
+    let events = h.store.outbox_after(0, 100).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["opened", "acknowledged"]);
+    assert_eq!(events[1].event_id, format!("{id}:1"));
+    assert_eq!(
+        events[1].incident.as_ref().unwrap()["state"],
+        "acknowledged"
+    );
+
+    let advance = |h: &mut Harness, sink: &str, seq: u64| {
+        let (reply, answer) = oneshot::channel();
+        h.step(vec![Command::AdvanceCursor {
+            sink: sink.into(),
+            seq,
+            reply,
+        }]);
+        assert!(matches!(answered(answer), Ok(Outcome::Done)));
+    };
+    advance(&mut h, "webhook:a", events[1].seq);
+    assert_eq!(
+        h.store.outbox_after(0, 100).unwrap().len(),
+        2,
+        "b has passed nothing"
+    );
+    advance(&mut h, "webhook:b", events[0].seq);
+    let left = h.store.outbox_after(0, 100).unwrap();
+    assert_eq!(left.len(), 1, "what both passed is trimmed");
+    assert_eq!(left[0].seq, events[1].seq);
+    assert_eq!(h.store.cursor("webhook:b").unwrap(), events[0].seq);
+}
+
+/// Without sinks nothing is appended to the outbox.
+#[test]
+fn without_sinks_there_is_no_outbox() {
+    let mut h = Harness::new("");
+    h.ingest(vec![alert(&[("alertname", "Quiet")])]);
+    assert!(h.store.outbox_after(0, 10).unwrap().is_empty());
+}
