@@ -23,6 +23,25 @@ fn store_error(e: StoreError) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable").detail(e.to_string())
 }
 
+/// `key=value` pairs of a query string (values are not percent-decoded: ours need not be).
+fn query_pairs(uri: &Uri) -> impl Iterator<Item = (&str, &str)> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("limit must be a number from 1 to {MAX_LIMIT}"))
+        })
+}
+
 /// The incident as the API shows it in lists: without its timeline.
 fn summary_json(incident: &Incident) -> Value {
     let mut v = serde_json::to_value(incident).unwrap_or(Value::Null);
@@ -37,27 +56,11 @@ pub fn list_incidents(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
     let mut filter = IncidentFilter::default();
     let mut limit = DEFAULT_LIMIT;
     let mut cursor = None;
-    for (key, value) in uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-    {
+    for (key, value) in query_pairs(uri) {
         match key {
             "state" => filter.state = Some(value.parse::<State>().map_err(ApiError::bad_request)?),
             "tier" => filter.tier = Some(value.parse::<Tier>().map_err(ApiError::bad_request)?),
-            "limit" => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "limit must be a number from 1 to {MAX_LIMIT}"
-                        ))
-                    })?
-            }
+            "limit" => limit = parse_limit(value)?,
             "cursor" => cursor = Some(value.parse::<IncidentId>().map_err(ApiError::bad_request)?),
             other => {
                 return Err(ApiError::bad_request(format!(
@@ -287,25 +290,9 @@ pub fn list_rules(app: &Arc<App>) -> Result<Response, ApiError> {
 /// `GET /api/v1/dead-letters?limit=N`: messages a source could not read, newest first.
 pub fn list_dead_letters(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
     let mut limit = DEFAULT_LIMIT;
-    for (key, value) in uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-    {
+    for (key, value) in query_pairs(uri) {
         match key {
-            "limit" => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "limit must be a number from 1 to {MAX_LIMIT}"
-                        ))
-                    })?
-            }
+            "limit" => limit = parse_limit(value)?,
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter {other:?}: expected limit"
