@@ -2373,3 +2373,56 @@ fn without_sinks_there_is_no_outbox() {
     h.ingest(vec![alert(&[("alertname", "Quiet")])]);
     assert!(h.store.outbox_after(0, 10).unwrap().is_empty());
 }
+
+/// With `flapping.action = "suppress"`, a flapping incident's ups and downs stay out of the
+/// outbox: only that it flaps, and that it resolved, go to the sinks; once the alert calms down,
+/// its events flow again.
+#[test]
+fn a_flapping_incident_holds_back_its_notifications_until_it_calms_down() {
+    let config = format!(
+        "[[notify.webhook]]\nname = \"noc\"\nurl = \"http://127.0.0.1:1/\"\n\
+         [flapping]\nmax_changes = 2\nwindow = \"10m\"\n[dedup]\nreopen_escalate_after = 0\n{NO_TIMEOUTS}"
+    );
+    let mut h = Harness::new(&config);
+    let a = alert(&[("alertname", "Flappy")]);
+    let b = alert(&[("alertname", "Flappy"), ("instance", "steady")]);
+    h.ingest(vec![a.clone(), b.clone()]); // b keeps the incident open
+    h.clock.advance(10);
+    h.ingest(vec![resolved(a.clone())]);
+    h.clock.advance(10);
+    h.ingest(vec![a.clone()]);
+    h.clock.advance(10);
+    h.ingest(vec![resolved(a.clone())]); // third change: flapping
+    assert!(h.incident(1).flapping);
+    h.act(1, ack("alice")).unwrap(); // held back
+    h.act(
+        1,
+        Action::Assign {
+            actor: "alice".into(),
+            assignee: "bob".into(),
+        },
+    )
+    .unwrap(); // held back
+    let kinds = |h: &Harness| -> Vec<String> {
+        h.store
+            .outbox_after(0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    };
+    assert_eq!(kinds(&h), ["opened", "flapping"]);
+    // Quiet for longer than the window, then one more change: no longer flapping.
+    h.clock.advance(3600);
+    h.ingest(vec![a.clone()]);
+    assert!(!h.incident(1).flapping);
+    h.act(
+        1,
+        Action::Assign {
+            actor: "alice".into(),
+            assignee: "carol".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(kinds(&h), ["opened", "flapping", "assigned"]);
+}

@@ -15,7 +15,7 @@ use crate::alert::{
     Alert, AlertRecord, Fingerprint, Labels, NormalizedAlert, Severity, Source, Status,
 };
 use crate::config::FlapAction;
-use crate::incident::{group_key, Incident, IncidentId, Tier, SYSTEM_ACTOR};
+use crate::incident::{group_key, EventKind, Incident, IncidentId, Tier, SYSTEM_ACTOR};
 use crate::metrics::Metrics;
 use crate::outbox::OutboxEvent;
 use crate::silence::{self, PostableSilence, Silence, SilenceId};
@@ -278,9 +278,15 @@ impl<'a> Tx<'a> {
         if self.policy.sinks.is_empty() || new.is_empty() {
             return;
         }
+        // A flapping incident under `flapping.action = "suppress"` says only that it flaps and,
+        // at the end, that it resolved: its ups and downs are held back.
+        let hold_back = incident.flapping && self.policy.flapping.action == FlapAction::Suppress;
         let snapshot = OutboxEvent::incident_snapshot(incident);
         for index in new {
             let entry = &incident.timeline[index];
+            if hold_back && !matches!(entry.kind, EventKind::Flapping | EventKind::Resolved) {
+                continue;
+            }
             let kind = serde_json::to_value(entry.kind)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -497,7 +503,7 @@ impl<'a> Tx<'a> {
                 record.state_changes = p.state_changes.clone();
                 record.flapping = p.flapping;
                 if p.status == Status::Resolved {
-                    started_flapping = self.note_change(&mut record);
+                    started_flapping = self.note_change(&mut record)?;
                 }
             }
             None => {
@@ -679,7 +685,7 @@ impl<'a> Tx<'a> {
         }
         // Flapping is marked (and escalated) before the resolution may auto-resolve the
         // incident: with an even max_changes the change that crosses the limit is a resolution.
-        if self.note_change(&mut record) {
+        if self.note_change(&mut record)? {
             self.flapping_started(record.fingerprint, record.incident)?;
         }
         let touched = self.resolve_member(&mut record, ended)?;
@@ -740,7 +746,7 @@ impl<'a> Tx<'a> {
     }
 
     /// Note a firing/resolved change; true when the alert has just started flapping.
-    fn note_change(&mut self, record: &mut AlertRecord) -> bool {
+    fn note_change(&mut self, record: &mut AlertRecord) -> Result<bool, PipelineError> {
         let flapping = escalation::note_change(
             &mut record.state_changes,
             self.now,
@@ -748,8 +754,23 @@ impl<'a> Tx<'a> {
             self.policy.flapping.max_changes,
         );
         let started = flapping && !record.flapping;
+        let stopped = !flapping && record.flapping;
         record.flapping = flapping;
-        started
+        if stopped {
+            // Calm again: its incident's notifications flow again.
+            if let Some(mut incident) = record
+                .incident
+                .map(|id| self.incident(id))
+                .transpose()?
+                .flatten()
+            {
+                if incident.flapping {
+                    incident.flapping = false;
+                    self.put_incident(incident);
+                }
+            }
+        }
+        Ok(started)
     }
 
     /// An alert started flapping: count it, mark its incident, and escalate it where the policy
@@ -858,7 +879,7 @@ impl<'a> Tx<'a> {
             Some(later) if later > at => self.arm_expiry(&mut record, Some(later)),
             _ => {
                 tracing::debug!(fingerprint = %fp, "alert expired");
-                if self.note_change(&mut record) {
+                if self.note_change(&mut record)? {
                     self.flapping_started(fp, record.incident)?;
                 }
                 self.resolve_member(&mut record, at)?;
