@@ -826,24 +826,7 @@ impl Config {
             if w.timeout.0.is_zero() {
                 out.push((at("timeout"), "must be greater than 0".to_string()));
             }
-            for kind in &w.kinds {
-                if !EVENT_KINDS.contains(&kind.as_str()) {
-                    out.push((
-                        at("kinds"),
-                        format!(
-                            "unknown event kind {kind:?}: expected one of {}",
-                            EVENT_KINDS.join(", ")
-                        ),
-                    ));
-                }
-            }
-            for (j, m) in w.matchers.iter().enumerate() {
-                if let Err(e) = crate::pipeline::classify::Matcher::parse(m) {
-                    let mut path = at("matchers");
-                    path.push(Seg::Index(j));
-                    out.push((path, e));
-                }
-            }
+            filter_problems(&w.filter(), &at, &mut out);
         }
         if let Some(k) = &self.notify.kafka {
             let at = |key: &'static str| vec![Seg::Key("notify"), Seg::Key("kafka"), Seg::Key(key)];
@@ -856,11 +839,7 @@ impl Config {
                     "needed when there is no [kafka] section to take them from".to_string(),
                 ));
             }
-            for kind in &k.kinds {
-                if !EVENT_KINDS.contains(&kind.as_str()) {
-                    out.push((at("kinds"), format!("unknown event kind {kind:?}")));
-                }
-            }
+            filter_problems(&k.filter(), &at, &mut out);
         }
         if let Some(kafka) = &self.kafka {
             let at = |key: &'static str| vec![Seg::Key("kafka"), Seg::Key(key)];
@@ -979,6 +958,32 @@ impl Config {
     /// The compiled rules; only fails on a config that did not come through [`Config::parse`].
     pub fn compile_rules(&self) -> Result<Rules, String> {
         Rules::compile(&self.rules)
+    }
+}
+
+/// What is wrong with a sink's event filter, under the sink's key path.
+fn filter_problems(
+    filter: &EventFilter,
+    at: &dyn Fn(&'static str) -> Vec<Seg>,
+    out: &mut Vec<(Vec<Seg>, String)>,
+) {
+    for kind in &filter.kinds {
+        if !EVENT_KINDS.contains(&kind.as_str()) {
+            out.push((
+                at("kinds"),
+                format!(
+                    "unknown event kind {kind:?}: expected one of {}",
+                    EVENT_KINDS.join(", ")
+                ),
+            ));
+        }
+    }
+    for (j, m) in filter.matchers.iter().enumerate() {
+        if let Err(e) = crate::pipeline::classify::Matcher::parse(m) {
+            let mut path = at("matchers");
+            path.push(Seg::Index(j));
+            out.push((path, e));
+        }
     }
 }
 
@@ -1192,5 +1197,23 @@ matchers = ['service="api"']
         assert!(Config::embedded_default()
             .warnings(DEFAULT_TOML, "default")
             .is_empty());
+    }
+
+    #[test]
+    fn sink_filters_are_checked_for_both_kinds_of_sink() {
+        let text = "[kafka]\nbrokers = \"k:9092\"\ntopics = [{ name = \"a\" }]\n\n\
+                    [[notify.webhook]]\nname = \"w\"\nurl = \"http://x/\"\nkinds = [\"opend\"]\n\n\
+                    [notify.kafka]\ntopic = \"t\"\nmatchers = ['team=~\"(\"']\n";
+        let shown = Config::parse(text, "s.toml").unwrap_err().to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 2, "{shown}");
+        assert!(
+            lines[0].starts_with("s.toml:8: notify.webhook[0].kinds: unknown event kind \"opend\""),
+            "{shown}"
+        );
+        assert!(
+            lines[1].starts_with("s.toml:12: notify.kafka.matchers[0]: "),
+            "{shown}"
+        );
     }
 }
