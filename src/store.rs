@@ -117,6 +117,10 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// Handle on the open store; cheap to share behind an `Arc` (sled is internally synchronized).
 pub struct Store {
     db: sled::Db,
+    /// Readers see a group commit only once it is durable and its metrics are counted: sled
+    /// makes a batch visible when it is applied, before the flush, so the commit holds this
+    /// for writing from apply to the end, and every read holds it for reading.
+    visible: std::sync::RwLock<()>,
     /// sled's log file, kept open so every group commit can fdatasync it: sled 0.34's `flush`
     /// ends in `sync_file_range`, which survives a process crash but not a power cut.
     log: File,
@@ -182,37 +186,55 @@ impl Store {
             path: log_path,
             source,
         })?;
-        Ok(Store { db, log })
+        Ok(Store {
+            db,
+            visible: std::sync::RwLock::new(()),
+            log,
+        })
     }
 
-    /// Apply `batch` atomically and make it durable: one `apply_batch`, one flush, one fdatasync.
+    /// Apply `batch` atomically and make it durable: one `apply_batch`, one flush, one fdatasync;
+    /// then `durable` runs (the writer counts its metrics there) before any reader sees the batch.
     /// Nothing may be acknowledged before this returns `Ok`.
-    pub fn commit(&self, batch: Batch) -> Result<()> {
+    pub fn commit(&self, batch: Batch, durable: impl FnOnce()) -> Result<()> {
+        let _hide = self.visible.write().unwrap_or_else(|e| e.into_inner());
         self.db.apply_batch(batch.inner)?;
         self.db.flush()?;
         self.log.sync_data().map_err(StoreError::Sync)?;
+        durable();
         Ok(())
     }
 
+    /// Hold while reading: see `visible`. Public reads take it once and use unlocked helpers
+    /// inside, so no thread ever takes it twice.
+    fn view(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.visible.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn alert(&self, fp: Fingerprint) -> Result<Option<AlertRecord>> {
+        let _view = self.view();
         self.get(&alert_key(fp))
     }
 
     pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>> {
+        let _view = self.view();
         self.get(&incident_key(id))
     }
 
     /// The active incident of a group, if any.
     pub fn group(&self, key: &str) -> Result<Option<IncidentId>> {
+        let _view = self.view();
         Ok(self.db.get(group_key(key))?.map(|v| IncidentId(be_u64(&v))))
     }
 
     pub fn next_incident_number(&self) -> Result<u64> {
+        let _view = self.view();
         Ok(self.db.get(META_NEXT_INCIDENT)?.map_or(1, |v| be_u64(&v)))
     }
 
     /// Member fingerprints of an incident, in fingerprint order.
     pub fn members(&self, id: IncidentId) -> Result<Vec<Fingerprint>> {
+        let _view = self.view();
         let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
         self.db
             .scan_prefix(&prefix)
@@ -223,10 +245,11 @@ impl Store {
 
     /// Incidents not yet resolved.
     pub fn active_incidents(&self) -> Result<Vec<Incident>> {
+        let _view = self.view();
         let mut out = Vec::new();
         for key in self.db.scan_prefix(OPEN).keys() {
             let id = IncidentId(be_u64(&key?[OPEN.len()..]));
-            if let Some(incident) = self.incident(id)? {
+            if let Some(incident) = self.get(&incident_key(id))? {
                 out.push(incident);
             }
         }
@@ -240,6 +263,7 @@ impl Store {
         before: Option<IncidentId>,
         limit: usize,
     ) -> Result<(Vec<Incident>, Option<IncidentId>)> {
+        let _view = self.view();
         let wants_active = matches!(filter.state, Some(State::Open | State::Acknowledged));
         // Active incidents have their own index, so an "open" query never walks history.
         let index = if wants_active { OPEN } else { INCIDENT };
@@ -250,7 +274,7 @@ impl Store {
         let mut page = Vec::new();
         for key in self.db.range(index.to_vec()..end).keys().rev() {
             let id = IncidentId(be_u64(&key?[index.len()..]));
-            let Some(incident) = self.incident(id)? else {
+            let Some(incident) = self.get::<Incident>(&incident_key(id))? else {
                 continue;
             };
             if filter.state.is_some_and(|s| s != incident.state)
@@ -269,6 +293,7 @@ impl Store {
 
     /// The earliest pending alert expiry.
     pub fn next_deadline(&self) -> Result<Option<DateTime<Utc>>> {
+        let _view = self.view();
         Ok(self
             .db
             .scan_prefix(TIMER)
@@ -284,6 +309,7 @@ impl Store {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(DateTime<Utc>, Timer)>> {
+        let _view = self.view();
         let end = [TIMER, &(millis(now).saturating_add(1)).to_be_bytes()].concat();
         let mut out = Vec::new();
         for key in self.db.range(TIMER.to_vec()..end).keys().take(limit) {
@@ -304,6 +330,7 @@ impl Store {
 
     /// The seq the next outbox event gets.
     pub fn next_outbox_seq(&self) -> Result<u64> {
+        let _view = self.view();
         Ok(self
             .db
             .scan_prefix(OUTBOX)
@@ -316,6 +343,7 @@ impl Store {
 
     /// Outbox events after `seq`, in order, at most `limit`.
     pub fn outbox_after(&self, seq: u64, limit: usize) -> Result<Vec<OutboxEvent>> {
+        let _view = self.view();
         let start = [OUTBOX, &seq.saturating_add(1).to_be_bytes()].concat();
         self.db
             .range(start..prefix_end(OUTBOX))
@@ -329,6 +357,7 @@ impl Store {
 
     /// Outbox seqs at or below `seq`, at most `limit`: what every sink has passed.
     pub fn outbox_up_to(&self, seq: u64, limit: usize) -> Result<Vec<u64>> {
+        let _view = self.view();
         let end = [OUTBOX, &seq.saturating_add(1).to_be_bytes()].concat();
         self.db
             .range(OUTBOX.to_vec()..end)
@@ -340,6 +369,7 @@ impl Store {
 
     /// The last outbox seq a sink has passed (0: none).
     pub fn cursor(&self, sink: &str) -> Result<u64> {
+        let _view = self.view();
         Ok(self
             .db
             .get([CURSOR, sink.as_bytes()].concat())?
@@ -348,6 +378,7 @@ impl Store {
 
     /// The id the next dead letter gets.
     pub fn next_dead_letter_id(&self) -> Result<u64> {
+        let _view = self.view();
         Ok(self
             .db
             .scan_prefix(DEAD_LETTER)
@@ -359,6 +390,7 @@ impl Store {
 
     /// Dead letters, newest first, at most `limit`.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let _view = self.view();
         self.db
             .scan_prefix(DEAD_LETTER)
             .rev()
@@ -371,11 +403,13 @@ impl Store {
     }
 
     pub fn silence(&self, id: SilenceId) -> Result<Option<Silence>> {
+        let _view = self.view();
         self.get(&silence_key(id))
     }
 
     /// Every stored silence, expired ones included.
     pub fn silences(&self) -> Result<Vec<Silence>> {
+        let _view = self.view();
         self.db
             .scan_prefix(SILENCE)
             .map(|kv| {
@@ -387,6 +421,7 @@ impl Store {
 
     /// Alerts a silence holds back.
     pub fn silenced(&self, id: SilenceId) -> Result<Vec<Fingerprint>> {
+        let _view = self.view();
         let prefix = [SILENCED, id.as_bytes()].concat();
         self.db
             .scan_prefix(&prefix)
@@ -588,7 +623,7 @@ mod tests {
             batch.add_member(IncidentId(5), Fingerprint(9));
             batch.add_member(IncidentId(5), Fingerprint(2));
             batch.set_next_incident_number(6);
-            store.commit(batch).unwrap();
+            store.commit(batch, || ()).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.next_incident_number().unwrap(), 6);
@@ -656,7 +691,7 @@ mod tests {
             Timer::SilenceEnd(silence),
             true,
         );
-        store.commit(batch).unwrap();
+        store.commit(batch, || ()).unwrap();
         assert_eq!(
             store.next_deadline().unwrap(),
             Some(t0 + chrono::Duration::seconds(10))
@@ -678,7 +713,7 @@ mod tests {
             Timer::AlertExpiry(Fingerprint(2)),
             false,
         );
-        store.commit(batch).unwrap();
+        store.commit(batch, || ()).unwrap();
         assert_eq!(
             store.next_deadline().unwrap(),
             Some(t0 + chrono::Duration::seconds(20))
@@ -694,5 +729,31 @@ mod tests {
             Ok(_) => panic!("a second open of a locked store succeeded"),
         };
         assert!(err.contains("another triaged"), "{err}");
+    }
+
+    /// Regression (a flaky end-to-end test): a reader saw an escalation before its metric moved,
+    /// because sled shows a batch once applied, before the flush. A read made while a commit is
+    /// under way waits for the whole commit, the `durable` step included.
+    #[test]
+    fn readers_see_a_commit_only_when_it_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        let mut batch = Batch::default();
+        batch.put_incident(&incident(1, Tier::L1));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = store.clone();
+        store
+            .commit(batch, || {
+                std::thread::spawn(move || {
+                    let _ = tx.send(reader.incident(IncidentId(1)).unwrap().is_some());
+                });
+                // The reader is blocked for as long as the commit is not complete.
+                assert!(rx
+                    .recv_timeout(std::time::Duration::from_millis(100))
+                    .is_err());
+            })
+            .unwrap();
+        // Once complete, it sees the incident.
+        assert!(store.incident(IncidentId(1)).unwrap().is_some());
     }
 }

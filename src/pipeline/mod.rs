@@ -556,7 +556,13 @@ impl Writer {
             Some(e) => Err(e),
             None => {
                 let started = Instant::now();
-                let r = self.store.commit(batch);
+                let metrics = &self.metrics;
+                // Metrics move once the batch is durable, before readers can see it.
+                let r = self.store.commit(batch, || {
+                    for effect in effects {
+                        effect.record(metrics);
+                    }
+                });
                 self.metrics
                     .store_flush_seconds
                     .observe(started.elapsed().as_secs_f64());
@@ -571,9 +577,6 @@ impl Writer {
                     let committed = self.memory.next_outbox - 1;
                     std::mem::replace(seq, committed) != committed
                 });
-                for effect in effects {
-                    effect.record(&self.metrics);
-                }
                 for reply in replies {
                     // A sender that gave up (client gone) is no error: the change is durable.
                     let _ = reply.0.send(reply.1);
