@@ -1052,7 +1052,8 @@ fn locate(root: &toml_edit::Item, path: &[Seg]) -> Option<usize> {
     best
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+/// 1-based line of a byte offset in `text`.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

@@ -228,15 +228,6 @@ pub fn run(files: &[PathBuf], out: &mut impl Write) -> Result<bool, ToolError> {
     Ok(failed == 0)
 }
 
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
 /// Read and check one test file; every problem as `file:line: what`.
 fn load(file: &Path, now: DateTime<Utc>) -> Result<Suite, Vec<String>> {
     let origin = file.display().to_string();
@@ -246,13 +237,13 @@ fn load(file: &Path, now: DateTime<Utc>) -> Result<Suite, Vec<String>> {
         vec![match e.span() {
             Some(span) => format!(
                 "{origin}:{}: {}",
-                line_of(&text, span.start),
+                crate::config::line_of(&text, span.start),
                 e.message().trim()
             ),
             None => format!("{origin}: {}", e.message().trim()),
         }]
     })?;
-    let at = |offset: usize| format!("{origin}:{}", line_of(&text, offset));
+    let at = |offset: usize| format!("{origin}:{}", crate::config::line_of(&text, offset));
     let dir = file.parent().unwrap_or(Path::new(""));
     let mut problems = Vec::new();
 
