@@ -136,13 +136,16 @@ pub async fn act(
     id: &str,
     action: &str,
     body: &[u8],
+    principal: Option<&str>,
 ) -> Result<Response, ApiError> {
     let id: IncidentId = id.parse().map_err(ApiError::not_found)?;
     let body: ActionBody = serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    // With authentication, the token's name stands in for an actor the body does not give.
     let actor = body
         .actor
         .filter(|a| !a.trim().is_empty())
+        .or_else(|| principal.map(str::to_string))
         .ok_or_else(|| ApiError::bad_request("`actor` is required: who does this"))?;
     let to = body
         .to

@@ -40,6 +40,8 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     /// Where incident events go; nowhere by default.
     pub notify: NotifyConfig,
+    /// Who may call which route; see [`AuthConfig`].
+    pub auth: AuthConfig,
     pub rules: Vec<RuleConfig>,
 }
 
@@ -50,8 +52,27 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Commands that may wait for the writer; full ⇒ 503 + Retry-After (never unbounded buffering).
     pub queue_capacity: usize,
+    /// A client must send a request's headers within this time of the server starting to wait
+    /// for them; hyper starts waiting as soon as the previous response is written, so this is
+    /// also the idle timeout of a keep-alive connection (slowloris protection either way).
     pub header_read_timeout: HumanDuration,
+    /// A request body must arrive within this time once its headers are in (408 otherwise).
+    pub body_read_timeout: HumanDuration,
+    /// Open connections beyond this are answered 503 and closed at once.
+    pub max_connections: usize,
+    /// Request bodies being read or waiting for the writer, in bytes, across all connections;
+    /// beyond it ingestion is answered 503 + Retry-After. With `queue_capacity`, this is what
+    /// bounds memory whatever the offered load.
+    pub max_inflight_bytes: usize,
+    /// Alerts in one request (or one Kafka message) beyond this are refused whole (413).
+    pub max_alerts_per_request: usize,
+    /// Labels on one alert beyond this are refused (400).
+    pub max_labels_per_alert: usize,
+    /// Bytes in one label name or value beyond this are refused (400).
+    pub max_label_bytes: usize,
     pub shutdown_grace: HumanDuration,
+    /// HTTPS instead of HTTP; none by default.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -61,8 +82,107 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             queue_capacity: 4096,
             header_read_timeout: HumanDuration::secs(10),
+            body_read_timeout: HumanDuration::secs(30),
+            max_connections: 1024,
+            max_inflight_bytes: 128 * 1024 * 1024,
+            max_alerts_per_request: 10_000,
+            max_labels_per_alert: 128,
+            max_label_bytes: 4096,
             shutdown_grace: HumanDuration::secs(10),
+            tls: None,
         }
+    }
+}
+
+/// `[server.tls]`: a PEM certificate chain and its PEM private key. Both files are read again on
+/// reload (SIGHUP), so a renewed certificate needs no restart.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// `[auth]`: bearer tokens (or HTTP basic auth with the token's name as user and the token as
+/// password), each with roles.
+///
+/// Without `enabled`, authentication is on when tokens are configured; with none it is off, which
+/// is allowed only while `server.listen` is a loopback address. `enabled = false` turns it off
+/// anywhere (with a warning at start beyond loopback); `enabled = true` requires tokens.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub enabled: Option<bool>,
+    /// `/metrics` answers without a token.
+    pub metrics_public: bool,
+    /// `/-/healthy` and `/-/ready` answer without a token.
+    pub health_public: bool,
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: None,
+            metrics_public: true,
+            health_public: true,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Whether requests must carry a token, for a daemon listening on `listen`.
+    pub fn required(&self) -> bool {
+        self.enabled.unwrap_or(!self.tokens.is_empty())
+    }
+}
+
+/// What a token may do. `admin` may do everything; `operator` works incidents and silences and
+/// reads the API; `ingest` posts alerts and reads the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Ingest,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// `[[auth.tokens]]`: a named token read from `token_file` (first line, surrounding whitespace
+/// trimmed), or written inline as `token` when `allow_inline = true` says that is deliberate.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub allow_inline: bool,
+    pub roles: Vec<Role>,
+}
+
+/// Never prints an inline token.
+impl fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("name", &self.name)
+            .field("token_file", &self.token_file)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allow_inline", &self.allow_inline)
+            .field("roles", &self.roles)
+            .finish()
     }
 }
 
@@ -741,6 +861,41 @@ impl Config {
                 "must be greater than 0".to_string(),
             ));
         }
+        for (key, n) in [
+            ("max_connections", self.server.max_connections),
+            ("max_inflight_bytes", self.server.max_inflight_bytes),
+            ("max_alerts_per_request", self.server.max_alerts_per_request),
+            ("max_labels_per_alert", self.server.max_labels_per_alert),
+            ("max_label_bytes", self.server.max_label_bytes),
+        ] {
+            if n == 0 {
+                out.push((
+                    vec![Seg::Key("server"), Seg::Key(key)],
+                    "must be greater than 0".to_string(),
+                ));
+            }
+        }
+        if self.server.max_inflight_bytes < self.server.max_body_bytes {
+            out.push((
+                vec![Seg::Key("server"), Seg::Key("max_inflight_bytes")],
+                format!(
+                    "must be at least max_body_bytes ({}), or no body of the largest allowed size could ever be read",
+                    self.server.max_body_bytes
+                ),
+            ));
+        }
+        for (key, d) in [
+            ("header_read_timeout", self.server.header_read_timeout),
+            ("body_read_timeout", self.server.body_read_timeout),
+        ] {
+            if d.0.is_zero() {
+                out.push((
+                    vec![Seg::Key("server"), Seg::Key(key)],
+                    "must be greater than 0".to_string(),
+                ));
+            }
+        }
+        self.auth_problems(&mut out);
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             out.push((
                 vec![Seg::Key("log"), Seg::Key("level")],
@@ -912,6 +1067,85 @@ impl Config {
             }
         }
         out
+    }
+
+    /// Refuses a daemon reachable beyond loopback that was not told how to authenticate: with
+    /// no tokens, only an explicit `[auth] enabled = false` runs it open.
+    pub fn exposure_problem(&self) -> Option<String> {
+        if self.auth.enabled.is_none()
+            && self.auth.tokens.is_empty()
+            && !self.server.listen.ip().is_loopback()
+        {
+            Some(format!(
+                "{} is reachable beyond loopback and no [[auth.tokens]] are configured: add tokens, \
+                 or set `enabled = false` under [auth] to run without authentication on purpose",
+                self.server.listen
+            ))
+        } else {
+            None
+        }
+    }
+
+    fn auth_problems(&self, out: &mut Vec<(Vec<Seg>, String)>) {
+        let auth = &self.auth;
+        if auth.enabled == Some(true) && auth.tokens.is_empty() {
+            out.push((
+                vec![Seg::Key("auth"), Seg::Key("enabled")],
+                "authentication is enabled but no [[auth.tokens]] are configured".to_string(),
+            ));
+        }
+        if let Some(problem) = self.exposure_problem() {
+            out.push((vec![Seg::Key("server"), Seg::Key("listen")], problem));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, token) in auth.tokens.iter().enumerate() {
+            let at = |key: &'static str| {
+                vec![
+                    Seg::Key("auth"),
+                    Seg::Key("tokens"),
+                    Seg::Index(i),
+                    Seg::Key(key),
+                ]
+            };
+            if token.name.trim().is_empty() || token.name.contains(':') {
+                out.push((
+                    at("name"),
+                    "must not be empty nor contain ':' (it is the user name of basic auth)"
+                        .to_string(),
+                ));
+            } else if !names.insert(token.name.as_str()) {
+                out.push((at("name"), format!("duplicate token name {:?}", token.name)));
+            }
+            match (&token.token_file, &token.token) {
+                (Some(_), Some(_)) => out.push((
+                    at("token"),
+                    "give either token_file or token, not both".to_string(),
+                )),
+                (None, None) => out.push((
+                    at("name"),
+                    "needs token_file (the file holding the token)".to_string(),
+                )),
+                (None, Some(inline)) => {
+                    if !token.allow_inline {
+                        out.push((
+                            at("token"),
+                            "inline tokens end up in backups and diffs of the config: put the \
+                             token in a file and name it in token_file, or set allow_inline = true"
+                                .to_string(),
+                        ));
+                    } else if inline.trim().is_empty() {
+                        out.push((at("token"), "must not be empty".to_string()));
+                    }
+                }
+                (Some(_), None) => {}
+            }
+            if token.roles.is_empty() {
+                out.push((
+                    at("roles"),
+                    "must name at least one of \"ingest\", \"operator\", \"admin\"".to_string(),
+                ));
+            }
+        }
     }
 
     /// Things that are valid but almost certainly wrong, each as `origin:line: what`: rules that

@@ -65,6 +65,8 @@ pub enum RunError {
     WriterPanicked,
     #[error(transparent)]
     Kafka(#[from] sources::kafka::SourceError),
+    #[error(transparent)]
+    Secrets(#[from] reload::ReloadError),
 }
 
 /// Run the daemon until `shutdown` resolves; then stop accepting, let in-flight requests finish
@@ -76,6 +78,7 @@ pub async fn run(
     source: reload::ConfigSource,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let (auth, tls) = reload::load_secrets(&config)?;
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(Store::open_with_cache(
         &config.storage.path,
@@ -105,9 +108,17 @@ pub async fn run(
         addr: config.server.listen,
         source,
     })?;
-    tracing::info!(addr = %addr, data_dir = %config.storage.path.display(), "listening");
+    tracing::info!(addr = %addr, data_dir = %config.storage.path.display(), tls = tls.is_some(), "listening");
+    if !auth.required() {
+        if addr.ip().is_loopback() {
+            tracing::info!("authentication is off: listening on loopback only");
+        } else {
+            tracing::warn!(addr = %addr, "authentication is off ([auth] enabled = false) and triaged listens beyond loopback: anyone who reaches it can ingest, act on incidents and reload");
+        }
+    }
 
-    let max_body_bytes = config.server.max_body_bytes;
+    let server_config = config.server.clone();
+    let limits = sources::Limits::from_config(&config.server);
     let header_read_timeout = config.server.header_read_timeout.0;
     let shutdown_grace = config.server.shutdown_grace.0;
     let reloader = Arc::new(reload::Reloader::new(
@@ -115,6 +126,8 @@ pub async fn run(
         queue.clone(),
         metrics.clone(),
         config,
+        auth,
+        tls,
     ));
     let hangups = tokio::spawn(reload_on_sighup(reloader.clone()));
     let (stop_kafka, kafka_stopped) = tokio::sync::watch::channel(false);
@@ -135,18 +148,19 @@ pub async fn run(
             kafka,
             queue.clone(),
             metrics.clone(),
+            limits,
             kafka_stopped,
         ))
     });
-    let app = Arc::new(App {
-        queue: queue.clone(),
+    let app = Arc::new(App::new(
+        queue.clone(),
         store,
         metrics,
         ready,
-        max_body_bytes,
         reloader,
         kafka_enabled,
-    });
+        &server_config,
+    ));
     http::serve(listener, app, header_read_timeout, shutdown_grace, shutdown).await;
     hangups.abort();
     // The consumer finishes its batch (answered by the still-running writer) and commits.

@@ -86,6 +86,15 @@ fn load(source: &ConfigSource) -> Result<Config, ExitCode> {
     }
 }
 
+/// The files a config names (token files, TLS certificate and key) must load too: a daemon that
+/// would refuse every request, or every handshake, is a bad config.
+fn check_secrets(config: &Config) -> Result<(), ExitCode> {
+    triaged::reload::load_secrets(config).map(drop).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
 fn from_file(path: Option<PathBuf>) -> ConfigSource {
     ConfigSource {
         path,
@@ -109,7 +118,9 @@ fn init_logging(config: &Config) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::CheckConfig { file } => match load(&from_file(Some(file.clone()))) {
+        Cmd::CheckConfig { file } => match load(&from_file(Some(file.clone())))
+            .and_then(|config| check_secrets(&config).map(|()| config))
+        {
             Ok(config) => {
                 println!("{}: ok ({} rules)", file.display(), config.rules.len());
                 ExitCode::SUCCESS
@@ -181,7 +192,7 @@ fn main() -> ExitCode {
                 listen,
                 data_dir,
             };
-            let config = match load(&source) {
+            let config = match load(&source).and_then(|c| check_secrets(&c).map(|()| c)) {
                 Ok(config) => config,
                 Err(code) => return code,
             };

@@ -13,12 +13,19 @@ use crate::alert::{Severity, Source};
 use crate::incident::Tier;
 
 /// Reasons an ingest request is refused; the `reason` label of `triaged_alerts_rejected_total`.
-pub const REJECT_REASONS: [&str; 5] = [
+pub const REJECT_REASONS: [&str; 12] = [
     "malformed_json",
     "invalid_alert",
     "unsupported_media_type",
     "body_too_large",
+    "body_timeout",
+    "too_many_alerts",
+    "too_many_labels",
+    "label_too_long",
     "overloaded",
+    "too_many_connections",
+    "unauthorized",
+    "forbidden",
 ];
 
 /// Buckets for MTTA / MTTR: from seconds (automation) to days (vendor tickets).
@@ -58,6 +65,10 @@ pub struct Metrics {
     pub incident_resolve_seconds: HistogramVec,
     pub ingest_duration_seconds: HistogramVec,
     pub queue_depth: IntGauge,
+    pub http_connections_open: IntGauge,
+    pub http_connections_rejected: IntCounter,
+    pub http_auth_failures: IntCounterVec,
+    pub tls_handshake_failures: IntCounter,
     pub store_flush_seconds: Histogram,
     pub build_info: IntGaugeVec,
 }
@@ -264,6 +275,29 @@ impl Metrics {
                 &["source"],
             )
             .unwrap(),
+            http_connections_open: IntGauge::with_opts(opts(
+                "http_connections_open",
+                "HTTP connections open now.",
+            ))
+            .unwrap(),
+            http_connections_rejected: IntCounter::with_opts(opts(
+                "http_connections_rejected_total",
+                "Connections refused (503, then closed) beyond server.max_connections.",
+            ))
+            .unwrap(),
+            http_auth_failures: IntCounterVec::new(
+                opts(
+                    "http_auth_failures_total",
+                    "Requests refused by authentication: missing or invalid credentials (401), or a token without the role (403).",
+                ),
+                &["reason"],
+            )
+            .unwrap(),
+            tls_handshake_failures: IntCounter::with_opts(opts(
+                "tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out.",
+            ))
+            .unwrap(),
             queue_depth: IntGauge::with_opts(opts(
                 "queue_depth",
                 "Commands waiting for the writer.",
@@ -321,6 +355,10 @@ impl Metrics {
             Box::new(self.incident_resolve_seconds.clone()),
             Box::new(self.ingest_duration_seconds.clone()),
             Box::new(self.queue_depth.clone()),
+            Box::new(self.http_connections_open.clone()),
+            Box::new(self.http_connections_rejected.clone()),
+            Box::new(self.http_auth_failures.clone()),
+            Box::new(self.tls_handshake_failures.clone()),
             Box::new(self.store_flush_seconds.clone()),
             Box::new(self.build_info.clone()),
         ];
@@ -337,6 +375,9 @@ impl Metrics {
             for reason in REJECT_REASONS {
                 self.alerts_rejected.with_label_values(&[source, reason]);
             }
+        }
+        for reason in ["missing", "invalid", "forbidden"] {
+            self.http_auth_failures.with_label_values(&[reason]);
         }
         for reason in ["drop", "silence"] {
             self.alerts_suppressed.with_label_values(&[reason]);

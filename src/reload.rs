@@ -13,6 +13,8 @@ use std::sync::{Arc, RwLock};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::pipeline::{Command, PipelineError, Policy, Queue, SubmitError};
+use crate::sources::auth::{Auth, AuthError};
+use crate::sources::tls::{self, TlsError};
 
 /// How to (re)load the configuration: a file or the embedded default, and the command-line
 /// overrides that stay in force across reloads.
@@ -56,6 +58,16 @@ impl ConfigSource {
         };
         if let Some(listen) = self.listen {
             config.server.listen = listen;
+            if let Some(problem) = config.exposure_problem() {
+                return Err(LoadError::Invalid(ConfigError {
+                    origin: "--listen".to_string(),
+                    problems: vec![crate::config::Problem {
+                        line: None,
+                        key: String::new(),
+                        message: problem,
+                    }],
+                }));
+            }
         }
         if let Some(dir) = &self.data_dir {
             config.storage.path = dir.clone();
@@ -71,6 +83,10 @@ pub enum ReloadError {
     #[error("invalid rules: {0}")]
     Rules(String),
     #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
     Submit(#[from] SubmitError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
@@ -82,19 +98,50 @@ pub struct Reloader {
     queue: Queue,
     metrics: Arc<Metrics>,
     current: RwLock<Arc<Config>>,
+    auth: RwLock<Arc<Auth>>,
+    tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
     serial: tokio::sync::Mutex<()>,
 }
 
+/// Read what `config` names outside itself: token files and the TLS certificate and key.
+pub fn load_secrets(
+    config: &Config,
+) -> Result<(Auth, Option<Arc<rustls::ServerConfig>>), ReloadError> {
+    let auth = Auth::load(&config.auth)?;
+    let tls = config.server.tls.as_ref().map(tls::load).transpose()?;
+    Ok((auth, tls))
+}
+
 impl Reloader {
-    pub fn new(source: ConfigSource, queue: Queue, metrics: Arc<Metrics>, config: Config) -> Self {
+    /// `auth` and `tls` are what [`load_secrets`] read from `config` at start.
+    pub fn new(
+        source: ConfigSource,
+        queue: Queue,
+        metrics: Arc<Metrics>,
+        config: Config,
+        auth: Auth,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         metrics.config_loaded(&config.rules);
         Reloader {
             source,
             queue,
             metrics,
             current: RwLock::new(Arc::new(config)),
+            auth: RwLock::new(Arc::new(auth)),
+            tls: RwLock::new(tls),
             serial: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The tokens in force.
+    pub fn auth(&self) -> Arc<Auth> {
+        self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The TLS configuration in force; `None` serves plain HTTP.
+    pub fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The configuration in force.
@@ -127,13 +174,32 @@ impl Reloader {
         }
         let policy = Policy::from_config(&config).map_err(ReloadError::Rules)?;
         let old = self.current();
-        if old.server != config.server || old.storage != config.storage || old.log != config.log {
+        // TLS certificates are re-read from the new paths; turning TLS on or off needs a restart.
+        let tls_switched = old.server.tls.is_some() != config.server.tls.is_some();
+        let tls_paths = if tls_switched {
+            old.server.tls.clone()
+        } else {
+            config.server.tls.clone()
+        };
+        let process = |server: &crate::config::ServerConfig| crate::config::ServerConfig {
+            tls: None,
+            ..server.clone()
+        };
+        if process(&old.server) != process(&config.server)
+            || tls_switched
+            || old.storage != config.storage
+            || old.log != config.log
+        {
             tracing::warn!(
-                "changes to [server], [storage] and [log] take effect at the next restart"
+                "changes to [server] (but TLS certificate renewals), [storage] and [log] take effect at the next restart"
             );
         }
+        config.server.tls = tls_paths;
+        let (auth, tls) = load_secrets(&config)?;
         // What is in force: the new decisions, the old process settings.
+        let tls_paths = config.server.tls.clone();
         config.server = old.server.clone();
+        config.server.tls = tls_paths;
         config.storage = old.storage.clone();
         config.log = old.log.clone();
         self.queue
@@ -143,6 +209,13 @@ impl Reloader {
             })
             .await??;
         self.metrics.config_loaded(&config.rules);
+        if auth.required() != self.auth().required() {
+            tracing::warn!(required = auth.required(), "authentication switched by reload");
+        }
+        *self.auth.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(auth);
+        if tls.is_some() {
+            *self.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;
+        }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
         Ok(())
     }

@@ -2,33 +2,46 @@
 //! types, and the one conversion of errors into JSON responses. Ingest endpoints live here;
 //! the NOC incident API is `api.rs`.
 //!
-//! Limits, each with its own answer: a body over `server.max_body_bytes` is 413; a content type
-//! other than JSON is 415; a client that does not finish its headers within
-//! `server.header_read_timeout` is disconnected (slowloris); a full writer queue is 503 with
-//! `Retry-After`.
+//! Every route first passes [`auth`](super::auth): 401 with `WWW-Authenticate` without a valid
+//! token, 403 without the role the route needs.
+//!
+//! Limits, each with its own answer and `reason`: a body over `server.max_body_bytes` is 413; a
+//! content type other than JSON is 415; a client that does not finish its headers within
+//! `server.header_read_timeout` (also the keep-alive idle timeout) is disconnected (slowloris), one
+//! that does not finish its body within `server.body_read_timeout` gets 408; connections beyond
+//! `server.max_connections` get 503 and are closed; more alerts, labels or label bytes than
+//! allowed are 413/400; a full writer queue, or more request bytes in flight than
+//! `server.max_inflight_bytes`, is 503 with `Retry-After`.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{
+    HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::alert::{Alert, Fingerprint, Source};
 use crate::metrics::Metrics;
 use crate::pipeline::{Command, IngestSummary, Outcome, PipelineError, Queue, SubmitError};
+use crate::config::{Role, ServerConfig};
+use crate::sources::auth::{Access, Denied};
 use crate::sources::formats::{self, pagerduty, ParseError};
+use crate::sources::{Breach, Limits};
 use crate::store::Store;
 
 pub type Response = hyper::Response<Full<Bytes>>;
@@ -44,6 +57,45 @@ pub struct App {
     pub reloader: Arc<crate::reload::Reloader>,
     /// With a Kafka source, ready also means connected to a broker.
     pub kafka_enabled: bool,
+    pub limits: Limits,
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
+    /// Request bytes admitted and not yet answered, in KiB permits (`server.max_inflight_bytes`).
+    pub inflight: Arc<Semaphore>,
+    /// Open connections.
+    pub connections: AtomicUsize,
+}
+
+impl App {
+    pub fn new(
+        queue: Queue,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        ready: Arc<AtomicBool>,
+        reloader: Arc<crate::reload::Reloader>,
+        kafka_enabled: bool,
+        server: &ServerConfig,
+    ) -> App {
+        App {
+            queue,
+            store,
+            metrics,
+            ready,
+            max_body_bytes: server.max_body_bytes,
+            reloader,
+            kafka_enabled,
+            limits: Limits::from_config(server),
+            body_read_timeout: server.body_read_timeout.0,
+            max_connections: server.max_connections,
+            inflight: Arc::new(Semaphore::new(kib(server.max_inflight_bytes))),
+            connections: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Bytes as KiB permits, rounded up; at least one.
+fn kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024).max(1)
 }
 
 /// An error answer: status, a short `error`, and optional `detail`. Client errors (4xx) are not
@@ -57,6 +109,8 @@ pub struct ApiError {
     pub reject_reason: Option<&'static str>,
     pub retry_after: Option<u64>,
     pub allow: Option<&'static str>,
+    /// 401: ask for credentials with `WWW-Authenticate`.
+    pub challenge: bool,
 }
 
 impl ApiError {
@@ -68,6 +122,7 @@ impl ApiError {
             reject_reason: None,
             retry_after: None,
             allow: None,
+            challenge: false,
         }
     }
 
@@ -118,6 +173,17 @@ impl ApiError {
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
         }
+        if self.challenge {
+            let headers = response.headers_mut();
+            headers.append(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"triaged\""),
+            );
+            headers.append(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"triaged\", charset=\"UTF-8\""),
+            );
+        }
         response
     }
 }
@@ -135,6 +201,19 @@ impl From<ParseError> for ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, error)
             .detail(detail)
             .rejects(e.reason())
+    }
+}
+
+impl From<Breach> for ApiError {
+    fn from(b: Breach) -> ApiError {
+        let status = if b.reason == "too_many_alerts" {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, "limit exceeded")
+            .detail(b.detail)
+            .rejects(b.reason)
     }
 }
 
@@ -191,6 +270,8 @@ fn text_response(status: StatusCode, content_type: &'static str, body: String) -
 }
 
 /// Accept connections until `shutdown` resolves, then give in-flight requests `grace` to finish.
+/// With `[server.tls]`, each connection first completes a TLS handshake (within
+/// `header_read_timeout`), using the certificate in force when it was accepted.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -205,18 +286,34 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let open = OpenConnection::new(app.clone());
                     let app = app.clone();
-                    let service = service_fn(move |req| handle(app.clone(), req));
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
+                    let tls = app.reloader.tls();
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                        let Some(tls) = tls else {
+                            return serve_connection(stream, peer, open, &builder, watcher).await;
+                        };
+                        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                        match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                serve_connection(stream, peer, open, &builder, watcher).await
+                            }
+                            Ok(Err(e)) => {
+                                open.app.metrics.tls_handshake_failures.inc();
+                                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                open.app.metrics.tls_handshake_failures.inc();
+                                tracing::debug!(peer = %peer, "TLS handshake timed out");
+                            }
                         }
                     });
                 }
@@ -233,6 +330,160 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!(grace = ?grace, "shutdown grace expired with connections still open"),
+    }
+}
+
+/// Counts a connection as open from accept until it ends.
+struct OpenConnection {
+    app: Arc<App>,
+    /// Beyond `server.max_connections`: every request on it is refused.
+    over_limit: bool,
+}
+
+impl OpenConnection {
+    fn new(app: Arc<App>) -> OpenConnection {
+        let open = app.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        app.metrics.http_connections_open.set(open as i64);
+        OpenConnection {
+            over_limit: open > app.max_connections,
+            app,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let open = self.app.connections.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.app.metrics.http_connections_open.set(open as i64);
+    }
+}
+
+async fn serve_connection<IO>(
+    io: IO,
+    peer: std::net::SocketAddr,
+    open: OpenConnection,
+    builder: &http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let app = open.app.clone();
+    let result = if open.over_limit {
+        app.metrics.http_connections_rejected.inc();
+        let service = service_fn(move |req| refuse_connection(app.clone(), req));
+        let mut once = builder.clone();
+        once.keep_alive(false);
+        watcher
+            .watch(once.serve_connection(TokioIo::new(io), service))
+            .await
+    } else {
+        let service = service_fn(move |req| handle(app.clone(), req));
+        watcher
+            .watch(builder.serve_connection(TokioIo::new(io), service))
+            .await
+    };
+    if let Err(e) = result {
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+    drop(open);
+}
+
+/// The one answer of a connection over `server.max_connections`.
+async fn refuse_connection(app: Arc<App>, req: Request<Incoming>) -> Result<Response, Infallible> {
+    if let Some(source) = ingest_source(req.uri().path()) {
+        app.metrics
+            .alerts_rejected
+            .with_label_values(&[source.as_str(), "too_many_connections"])
+            .inc();
+    }
+    let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many connections").detail(
+        format!(
+            "triaged holds server.max_connections ({}) connections; retry after the given delay",
+            app.max_connections
+        ),
+    );
+    e.retry_after = Some(1);
+    let mut response = e.into_response();
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    Ok(response)
+}
+
+/// The source an ingest path feeds, for counting refusals.
+fn ingest_source(path: &str) -> Option<Source> {
+    match path.trim_end_matches('/') {
+        "/api/v2/alerts" => Some(Source::Alertmanager),
+        "/api/v1/webhook/alertmanager" => Some(Source::Webhook),
+        "/api/v1/alerts" => Some(Source::Native),
+        "/api/v1/events/pagerduty" => Some(Source::Pagerduty),
+        _ => None,
+    }
+}
+
+/// What a route asks of the caller; see the README's auth table.
+fn access_for(method: &Method, segments: &[&str]) -> Access {
+    let post = method == Method::POST;
+    let delete = method == Method::DELETE;
+    match segments {
+        ["metrics"] => Access::Metrics,
+        ["-", "healthy"] | ["-", "ready"] => Access::Health,
+        ["-", "reload"] => Access::Role(Role::Admin),
+        ["api", "v2", "alerts"]
+        | ["api", "v1", "webhook", "alertmanager"]
+        | ["api", "v1", "alerts"]
+        | ["api", "v1", "events", "pagerduty"]
+            if post =>
+        {
+            Access::Role(Role::Ingest)
+        }
+        ["api", "v1", "incidents", _, _] if post => Access::Role(Role::Operator),
+        ["api", "v2", "silences"] if post => Access::Role(Role::Operator),
+        ["api", "v2", "silence", _] if delete => Access::Role(Role::Operator),
+        // Raw payloads of refused messages may hold anything.
+        ["api", "v1", "dead-letters"] => Access::Role(Role::Operator),
+        ["api", ..] => Access::Read,
+        _ => Access::Public,
+    }
+}
+
+/// The answer to a refused credential, counted.
+fn denied(app: &App, denied: Denied, method: &Method, path: &str) -> ApiError {
+    app.metrics
+        .http_auth_failures
+        .with_label_values(&[denied.reason()])
+        .inc();
+    if let Some(source) = ingest_source(path) {
+        let reason = match denied {
+            Denied::Forbidden { .. } => "forbidden",
+            _ => "unauthorized",
+        };
+        app.metrics
+            .alerts_rejected
+            .with_label_values(&[source.as_str(), reason])
+            .inc();
+    }
+    match denied {
+        Denied::Missing => {
+            let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized").detail(
+                "send a token: Authorization: Bearer <token>, or basic auth with the token's name and the token",
+            );
+            e.challenge = true;
+            e
+        }
+        Denied::Invalid => {
+            let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized")
+                .detail("the credentials match no configured token");
+            e.challenge = true;
+            e
+        }
+        Denied::Forbidden { name, need } => {
+            tracing::info!(token = %name, method = %method, path = %path, need = need.as_str(), "token lacks the role");
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden").detail(format!(
+                "token {name:?} lacks the role {:?} that {method} {path} needs",
+                need.as_str()
+            ))
+        }
     }
 }
 
@@ -253,6 +504,11 @@ async fn route(
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let is_get = method == Method::GET || method == Method::HEAD;
     let is_post = method == Method::POST;
+    let principal = app
+        .reloader
+        .auth()
+        .check(req.headers(), access_for(method, &segments))
+        .map_err(|d| denied(app, d, method, path))?;
     match segments.as_slice() {
         ["api", "v2", "alerts"] if is_post => {
             ingest(app, req, Source::Alertmanager, formats::alertmanager::parse).await
@@ -268,7 +524,7 @@ async fn route(
         ["api", "v1", "incidents", id] if is_get => crate::api::get_incident(app, id),
         ["api", "v1", "incidents", id, action] if is_post => {
             let body = read_json_body(app, req).await?;
-            crate::api::act(app, id, action, &body).await
+            crate::api::act(app, id, action, &body, principal.as_deref()).await
         }
         ["api", "v1", "alerts", fp] if is_get => crate::api::get_alert(app, fp),
         ["api", "v2", "silences"] if is_get => crate::api::list_silences(app),
@@ -379,7 +635,11 @@ fn check_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
 }
 
 /// Read the whole body, refusing more than `max` bytes (early, from Content-Length, when given).
-async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body too large")
             .detail(format!(
@@ -395,10 +655,16 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request(format!(
+    let collect = Limited::new(req.into_body(), max).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Err(_) => Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "request timeout")
+            .detail(format!(
+                "the body did not arrive within server.body_read_timeout ({timeout:?})"
+            ))
+            .rejects("body_timeout")),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(ApiError::bad_request(format!(
             "could not read the body: {e}"
         ))),
     }
@@ -406,7 +672,28 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError
 
 async fn read_json_body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     check_content_type(&req)?;
-    read_body(req, app.max_body_bytes).await
+    read_body(req, app.max_body_bytes, app.body_read_timeout).await
+}
+
+/// Reserve room for this request's body among all the request bytes in flight (its declared
+/// length, or the largest allowed body when it declares none), or refuse it at once: under any
+/// offered load, memory stays bounded. Held until the request is answered.
+fn admit(app: &App, req: &Request<Incoming>) -> Result<OwnedSemaphorePermit, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(app.max_body_bytes)
+        .min(app.max_body_bytes);
+    let permits = u32::try_from(kib(declared)).unwrap_or(u32::MAX);
+    app.inflight.clone().try_acquire_many_owned(permits).map_err(|_| {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded")
+            .detail("too many request bytes in flight (server.max_inflight_bytes); retry after the given delay")
+            .rejects("overloaded");
+        e.retry_after = Some(1);
+        e
+    })
 }
 
 /// Answer an ingest request: parse, queue, wait for durability, report. Refusals are counted.
@@ -418,8 +705,11 @@ async fn ingest(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let result = async {
+        let _room = admit(app, &req)?;
         let body = read_json_body(app, req).await?;
         let alerts = parse(&body)?;
+        drop(body);
+        app.limits.check(&alerts)?;
         submit_alerts(app, source, alerts).await
     }
     .await;
@@ -501,8 +791,10 @@ async fn ingest_pagerduty(app: &App, req: Request<Incoming>) -> Result<Response,
     let started = Instant::now();
     let source = Source::Pagerduty;
     let result = async {
+        let _room = admit(app, &req)?;
         let body = read_json_body(app, req).await?;
         let event = pagerduty::parse(&body, chrono::Utc::now())?;
+        app.limits.check(std::slice::from_ref(&event.alert))?;
         match event.action {
             pagerduty::Action::Trigger | pagerduty::Action::Resolve => {
                 submit_alerts(app, source, vec![event.alert]).await?;
@@ -575,16 +867,18 @@ mod tests {
             queue.clone(),
             metrics.clone(),
             Config::default(),
+            crate::sources::auth::Auth::off(),
+            None,
         ));
-        let app = Arc::new(App {
+        let app = Arc::new(App::new(
             queue,
             store,
-            metrics: metrics.clone(),
-            ready: Arc::new(AtomicBool::new(true)),
-            max_body_bytes: 1024,
+            metrics.clone(),
+            Arc::new(AtomicBool::new(true)),
             reloader,
-            kafka_enabled: false,
-        });
+            false,
+            &Config::default().server,
+        ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(serve(

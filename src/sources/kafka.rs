@@ -37,6 +37,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::KafkaConfig;
 use crate::dead_letter::DeadLetter;
+use crate::sources::Limits;
 use crate::metrics::Metrics;
 use crate::pipeline::{Command, Outcome, PipelineError, Queue, SubmitError};
 use crate::sources::formats::{self, Format};
@@ -151,11 +152,18 @@ struct InFlight {
     dead: Option<DeadLetter>,
 }
 
+/// How to read a message: its topic's wire format, and the shape limits.
+struct Reading {
+    formats: HashMap<String, Option<Format>>,
+    limits: Limits,
+}
+
 /// Consume until `shutdown` turns true; then commit what is stored and return.
 pub async fn run(
     config: KafkaConfig,
     queue: Queue,
     metrics: Arc<Metrics>,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SourceError> {
     let mut client = ClientConfig::new();
@@ -184,11 +192,14 @@ pub async fn run(
             topics: topics.clone(),
             source,
         })?;
-    let formats: HashMap<String, Option<Format>> = config
-        .topics
-        .iter()
-        .map(|t| (t.name.clone(), t.format.format()))
-        .collect();
+    let reading = Reading {
+        formats: config
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), t.format.format()))
+            .collect(),
+        limits,
+    };
     let producer: Option<FutureProducer> = match &config.dead_letter_topic {
         None => None,
         Some(_) => {
@@ -233,7 +244,7 @@ pub async fn run(
             }
         }
         if !process(
-            batch, &config, &formats, &queue, &metrics, &consumer, &producer,
+            batch, &config, &reading, &queue, &metrics, &consumer, &producer,
         )
         .await
         {
@@ -263,7 +274,7 @@ fn owned(m: &rdkafka::message::BorrowedMessage<'_>) -> Received {
 async fn process(
     batch: Vec<Received>,
     config: &KafkaConfig,
-    formats: &HashMap<String, Option<Format>>,
+    reading: &Reading,
     queue: &Queue,
     metrics: &Metrics,
     consumer: &StreamConsumer<Context>,
@@ -273,7 +284,8 @@ async fn process(
     let mut in_flight = Vec::with_capacity(batch.len());
     for m in batch {
         let (reply, answer) = oneshot::channel();
-        let format = formats.get(&m.topic).copied().flatten();
+        let format = reading.formats.get(&m.topic).copied().flatten();
+        let limits = reading.limits;
         let read = if m.payload.len() > config.max_message_bytes {
             Err(format!(
                 "message of {} bytes exceeds kafka.max_message_bytes ({})",
@@ -284,6 +296,10 @@ async fn process(
             formats::parse(format, &m.payload, now)
                 .map(formats::Parsed::into_alerts)
                 .map_err(|e| e.to_string())
+                .and_then(|(source, alerts)| match limits.check(&alerts) {
+                    Ok(()) => Ok((source, alerts)),
+                    Err(breach) => Err(breach.detail),
+                })
         };
         let (command, dead) = match read {
             Ok((source, alerts)) => {
