@@ -89,10 +89,12 @@ fn load(source: &ConfigSource) -> Result<Config, ExitCode> {
 /// The files a config names (token files, TLS certificate and key) must load too: a daemon that
 /// would refuse every request, or every handshake, is a bad config.
 fn check_secrets(config: &Config) -> Result<(), ExitCode> {
-    triaged::reload::load_secrets(config).map(drop).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(EXIT_CONFIG)
-    })
+    triaged::reload::load_secrets(config)
+        .map(drop)
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        })
 }
 
 fn from_file(path: Option<PathBuf>) -> ConfigSource {

@@ -210,7 +210,10 @@ impl Reloader {
             .await??;
         self.metrics.config_loaded(&config.rules);
         if auth.required() != self.auth().required() {
-            tracing::warn!(required = auth.required(), "authentication switched by reload");
+            tracing::warn!(
+                required = auth.required(),
+                "authentication switched by reload"
+            );
         }
         *self.auth.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(auth);
         if tls.is_some() {

@@ -36,9 +36,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::alert::{Alert, Fingerprint, Source};
+use crate::config::{Role, ServerConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::{Command, IngestSummary, Outcome, PipelineError, Queue, SubmitError};
-use crate::config::{Role, ServerConfig};
 use crate::sources::auth::{Access, Denied};
 use crate::sources::formats::{self, pagerduty, ParseError};
 use crate::sources::{Breach, Limits};
@@ -396,12 +396,11 @@ async fn refuse_connection(app: Arc<App>, req: Request<Incoming>) -> Result<Resp
             .with_label_values(&[source.as_str(), "too_many_connections"])
             .inc();
     }
-    let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many connections").detail(
-        format!(
+    let mut e =
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many connections").detail(format!(
             "triaged holds server.max_connections ({}) connections; retry after the given delay",
             app.max_connections
-        ),
-    );
+        ));
     e.retry_after = Some(1);
     let mut response = e.into_response();
     response
@@ -657,11 +656,13 @@ async fn read_body(
     }
     let collect = Limited::new(req.into_body(), max).collect();
     match tokio::time::timeout(timeout, collect).await {
-        Err(_) => Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "request timeout")
-            .detail(format!(
-                "the body did not arrive within server.body_read_timeout ({timeout:?})"
-            ))
-            .rejects("body_timeout")),
+        Err(_) => Err(
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "request timeout")
+                .detail(format!(
+                    "the body did not arrive within server.body_read_timeout ({timeout:?})"
+                ))
+                .rejects("body_timeout"),
+        ),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(e)) => Err(ApiError::bad_request(format!(

@@ -37,10 +37,10 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::KafkaConfig;
 use crate::dead_letter::DeadLetter;
-use crate::sources::Limits;
 use crate::metrics::Metrics;
 use crate::pipeline::{Command, Outcome, PipelineError, Queue, SubmitError};
 use crate::sources::formats::{self, Format};
+use crate::sources::Limits;
 
 /// How long a full writer queue is waited on between retries while the assignment is paused.
 const FULL_QUEUE_BACKOFF: Duration = Duration::from_millis(10);

@@ -3,10 +3,10 @@
 //! before it acknowledges anything (a 2xx, later a Kafka offset). Sources never touch the store
 //! for writing; deciding is the pipeline's job.
 
+pub mod auth;
 pub mod formats;
 pub mod http;
 pub mod kafka;
-pub mod auth;
 pub mod tls;
 
 use crate::alert::Alert;
@@ -118,17 +118,29 @@ mod tests {
         let ok = alert(&[("alertname", "A"), ("sev", "x")]);
         assert_eq!(limits.check(&[ok.clone(), ok.clone()]), Ok(()));
         let reason = |alerts: &[Alert]| limits.check(alerts).unwrap_err().reason;
-        assert_eq!(reason(&[ok.clone(), ok.clone(), ok.clone()]), "too_many_alerts");
+        assert_eq!(
+            reason(&[ok.clone(), ok.clone(), ok.clone()]),
+            "too_many_alerts"
+        );
         assert_eq!(
             reason(&[ok.clone(), alert(&[("a", "1"), ("b", "2"), ("c", "3")])]),
             "too_many_labels"
         );
-        assert_eq!(reason(&[alert(&[("alertname", "1234567890")])]), "label_too_long");
-        assert_eq!(reason(&[alert(&[("a_very_long_name", "1")])]), "label_too_long");
+        assert_eq!(
+            reason(&[alert(&[("alertname", "1234567890")])]),
+            "label_too_long"
+        );
+        assert_eq!(
+            reason(&[alert(&[("a_very_long_name", "1")])]),
+            "label_too_long"
+        );
         let detail = limits
             .check(&[ok.clone(), alert(&[("a", "1234567890")])])
             .unwrap_err()
             .detail;
-        assert!(detail.contains("alert 1") && detail.contains("\"a\""), "{detail}");
+        assert!(
+            detail.contains("alert 1") && detail.contains("\"a\""),
+            "{detail}"
+        );
     }
 }
