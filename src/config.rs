@@ -1310,6 +1310,44 @@ mod tests {
     }
 
     #[test]
+    fn auth_is_off_on_loopback_without_tokens_and_must_be_said_off_beyond_it() {
+        let c = Config::parse("", "t").unwrap();
+        assert!(!c.auth.required());
+        let e = Config::parse("[server]\nlisten = \"0.0.0.0:9595\"\n", "t").unwrap_err();
+        assert_eq!(e.problems[0].line, Some(2), "{e}");
+        assert!(e.to_string().contains("enabled = false"), "{e}");
+        let off = Config::parse(
+            "[server]\nlisten = \"0.0.0.0:9595\"\n[auth]\nenabled = false\n",
+            "t",
+        )
+        .unwrap();
+        assert!(!off.auth.required());
+        let on = Config::parse(
+            "[server]\nlisten = \"0.0.0.0:9595\"\n[[auth.tokens]]\nname = \"p\"\ntoken_file = \"/x\"\nroles = [\"ingest\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert!(on.auth.required());
+    }
+
+    #[test]
+    fn token_problems_name_their_line_and_never_print_the_token() {
+        let text = "[[auth.tokens]]\nname = \"a:b\"\ntoken_file = \"/x\"\nroles = []\n\n[[auth.tokens]]\nname = \"c\"\ntoken = \"s3cret-inline\"\nroles = [\"admin\"]\n";
+        let e = Config::parse(text, "t").unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("t:2: auth.tokens[0].name"), "{shown}");
+        assert!(shown.contains("t:4: auth.tokens[0].roles"), "{shown}");
+        assert!(shown.contains("t:8: auth.tokens[1].token"), "{shown}");
+        assert!(!shown.contains("s3cret-inline"), "{shown}");
+        let c = Config::parse(
+            "[[auth.tokens]]\nname = \"c\"\ntoken = \"s3cret-inline\"\nallow_inline = true\nroles = [\"admin\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cret-inline"));
+    }
+
+    #[test]
     fn durations_read_like_prometheus() {
         let d = |s: &str| s.parse::<HumanDuration>().map(|d| d.0);
         assert_eq!(d("15m"), Ok(Duration::from_secs(900)));
