@@ -76,6 +76,7 @@ pub async fn run(
     source: reload::ConfigSource,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let started_at = chrono::Utc::now();
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(Store::open_with_cache(
         &config.storage.path,
@@ -146,6 +147,7 @@ pub async fn run(
         max_body_bytes,
         reloader,
         kafka_enabled,
+        started_at,
     });
     http::serve(listener, app, header_read_timeout, shutdown_grace, shutdown).await;
     hangups.abort();

@@ -44,6 +44,8 @@ pub struct App {
     pub reloader: Arc<crate::reload::Reloader>,
     /// With a Kafka source, ready also means connected to a broker.
     pub kafka_enabled: bool,
+    /// When this process started: the uptime of `GET /api/v2/status`.
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// An error answer: status, a short `error`, and optional `detail`. Client errors (4xx) are not
@@ -271,6 +273,8 @@ async fn route(
             crate::api::act(app, id, action, &body).await
         }
         ["api", "v1", "alerts", fp] if is_get => crate::api::get_alert(app, fp),
+        ["api", "v2", "alerts"] if is_get => crate::api::list_alerts(app, req.uri()),
+        ["api", "v2", "status"] if is_get => crate::api::status(app),
         ["api", "v2", "silences"] if is_get => crate::api::list_silences(app),
         ["api", "v2", "silences"] if is_post => {
             let body = read_json_body(app, req).await?;
@@ -321,10 +325,9 @@ async fn route(
         }
         other => {
             let allow = match other {
-                ["api", "v2", "silences"] => Some("GET, HEAD, POST"),
+                ["api", "v2", "silences"] | ["api", "v2", "alerts"] => Some("GET, HEAD, POST"),
                 ["api", "v2", "silence", _] => Some("GET, HEAD, DELETE"),
-                ["api", "v2", "alerts"]
-                | ["api", "v1", "webhook", "alertmanager"]
+                ["api", "v1", "webhook", "alertmanager"]
                 | ["api", "v1", "alerts"]
                 | ["api", "v1", "events", "pagerduty"]
                 | ["api", "v1", "incidents", _, _] => Some("POST"),
@@ -335,7 +338,8 @@ async fn route(
                 | ["-", "healthy"]
                 | ["-", "ready"]
                 | ["api", "v1", "rules"]
-                | ["api", "v1", "dead-letters"] => Some("GET, HEAD"),
+                | ["api", "v1", "dead-letters"]
+                | ["api", "v2", "status"] => Some("GET, HEAD"),
                 ["-", "reload"] => Some("POST"),
                 _ => None,
             };
@@ -584,6 +588,7 @@ mod tests {
             max_body_bytes: 1024,
             reloader,
             kafka_enabled: false,
+            started_at: chrono::Utc::now(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
