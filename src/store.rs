@@ -239,17 +239,35 @@ impl Store {
     }
 
     /// Alerts whose status is firing, in fingerprint order: read through the `firing/` index,
-    /// so resolved history is never walked.
+    /// so resolved history is never walked. Read in chunks, each under its own view, so that a
+    /// long list never holds a group commit back for long; an alert that changes meanwhile is
+    /// seen before or after its change, as a later read would see it.
     pub fn firing_alerts(&self) -> Result<Vec<AlertRecord>> {
-        let _view = self.view();
+        const CHUNK: usize = 512;
         let mut out = Vec::new();
-        for key in self.db.scan_prefix(FIRING).keys() {
-            let fp = Fingerprint(be_u64(&key?[FIRING.len()..]));
-            if let Some(record) = self.get::<AlertRecord>(&alert_key(fp))? {
-                out.push(record);
+        let mut start = FIRING.to_vec();
+        loop {
+            let _view = self.view();
+            let mut keys = 0;
+            for key in self
+                .db
+                .range(start.clone()..prefix_end(FIRING))
+                .keys()
+                .take(CHUNK)
+            {
+                let key = key?;
+                keys += 1;
+                let fp = Fingerprint(be_u64(&key[FIRING.len()..]));
+                if let Some(record) = self.get::<AlertRecord>(&alert_key(fp))? {
+                    out.push(record);
+                }
+                // The next chunk starts just after this key.
+                start = [key.as_ref(), &[0]].concat();
+            }
+            if keys < CHUNK {
+                return Ok(out);
             }
         }
-        Ok(out)
     }
 
     /// Member fingerprints of an incident, in fingerprint order.
@@ -769,6 +787,14 @@ mod tests {
         batch.put_alert(&alert(2, Status::Firing));
         store.commit(batch, || ()).unwrap();
         assert_eq!(firing(&store), [2, 3]);
+        // More than one chunk's worth, every one read once.
+        let mut batch = Batch::default();
+        for fp in 10..1300 {
+            batch.put_alert(&alert(fp, Status::Firing));
+        }
+        store.commit(batch, || ()).unwrap();
+        let expected: Vec<u64> = [2, 3].into_iter().chain(10..1300).collect();
+        assert_eq!(firing(&store), expected);
     }
 
     /// A store written before the index existed gets it built when opened.
