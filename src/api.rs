@@ -1,15 +1,19 @@
-//! The NOC API: incidents and alerts as JSON. Reads go straight to the store; operator actions
-//! (ack, resolve, escalate, assign) are commands for the writer, answered once durable.
-//! Routing and error rendering are `sources::http`'s.
+//! The NOC API: incidents and alerts as JSON, and the read side of Alertmanager's API v2
+//! (firing alerts, status, silences) for amtool, Grafana and other Alertmanager clients. Reads go
+//! straight to the store; operator actions (ack, resolve, escalate, assign) are commands for the
+//! writer, answered once durable. Routing and error rendering are `sources::http`'s.
 
 use std::sync::Arc;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use hyper::{StatusCode, Uri};
-use serde::Deserialize;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::alert::Fingerprint;
+use crate::alert::{AlertRecord, Fingerprint, Labels};
 use crate::incident::{Incident, IncidentId, State, Tier};
+use crate::pipeline::classify::Matcher;
 use crate::pipeline::{Action, Command, Outcome};
 use crate::silence::{PostableSilence, SilenceId};
 use crate::sources::http::{json_response, ApiError, App, Response};
@@ -308,4 +312,375 @@ pub fn list_dead_letters(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError
         StatusCode::OK,
         &serde_json::json!({ "dead_letters": letters }),
     ))
+}
+
+/// The one receiver triaged is, to Alertmanager clients: every alert is "routed" to it.
+pub const RECEIVER: &str = "triaged";
+
+/// What `GET /api/v2/status` shows as the configuration: an Alertmanager configuration that
+/// says what triaged is to its clients, one receiver taking every alert. `amtool config show`
+/// prints it and `amtool config routes` draws it; triaged's own configuration is TOML.
+const STATUS_CONFIG: &str =
+    "# triaged answers as an Alertmanager with one receiver that takes every alert;\n\
+# its own configuration is TOML: see `triaged check-config`.\n\
+route:\n  receiver: triaged\nreceivers:\n  - name: triaged\n";
+
+/// Alertmanager writes "no end" as Go's zero time.
+const ZERO_TIME: &str = "0001-01-01T00:00:00.000Z";
+
+/// Decode `%XX` escapes and `+` (a space, in a query string, as Go's clients encode it).
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("{text:?} has a bad %-escape at byte {i}"))?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{text:?} does not decode to UTF-8"))
+}
+
+/// The parameters of `GET /api/v2/alerts`, read as Alertmanager reads them: `active`,
+/// `silenced`, `inhibited` and `unprocessed` (booleans, default true) say which states to show;
+/// `filter` (repeatable) is one matcher each, all of which must match; `receiver` is an
+/// anchored regex on the receiver's name, which is always [`RECEIVER`].
+#[derive(Debug)]
+pub struct AlertQuery {
+    pub active: bool,
+    pub silenced: bool,
+    pub inhibited: bool,
+    pub unprocessed: bool,
+    pub filter: Vec<Matcher>,
+    pub receiver: Option<Regex>,
+}
+
+impl Default for AlertQuery {
+    fn default() -> Self {
+        AlertQuery {
+            active: true,
+            silenced: true,
+            inhibited: true,
+            unprocessed: true,
+            filter: Vec::new(),
+            receiver: None,
+        }
+    }
+}
+
+impl AlertQuery {
+    /// Parse a raw (percent-encoded) query string.
+    pub fn parse(query: &str) -> Result<AlertQuery, String> {
+        let mut q = AlertQuery::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = percent_decode(key)?;
+            let value = percent_decode(value)?;
+            let flag = |value: &str| match value {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                other => Err(format!("{key} must be true or false, not {other:?}")),
+            };
+            match key.as_str() {
+                "active" => q.active = flag(&value)?,
+                "silenced" => q.silenced = flag(&value)?,
+                "inhibited" => q.inhibited = flag(&value)?,
+                "unprocessed" => q.unprocessed = flag(&value)?,
+                "filter" => q.filter.push(Matcher::parse(&value).map_err(|e| {
+                    format!("filter: {e} (one matcher per filter parameter, e.g. alertname=\"X\")")
+                })?),
+                // Go's clients leave an empty receiver out; an empty one selects nothing else.
+                "receiver" if value.is_empty() => {}
+                "receiver" => {
+                    q.receiver = Some(
+                        Regex::new(&format!("^(?:{value})$"))
+                            .map_err(|e| format!("receiver {value:?} is not a valid regex: {e}"))?,
+                    )
+                }
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?}: expected active, silenced, inhibited, \
+                         unprocessed, filter or receiver"
+                    ))
+                }
+            }
+        }
+        Ok(q)
+    }
+
+    /// Whether a stored alert is listed: firing (and not past its expiry, which the writer is
+    /// about to turn into a resolution), in a state asked for, matching every filter.
+    pub fn shows(&self, record: &AlertRecord, now: DateTime<Utc>) -> bool {
+        use crate::alert::Status;
+        if record.status != Status::Firing || record.expires_at.is_some_and(|at| at <= now) {
+            return false;
+        }
+        // triaged has no inhibition and processes every alert before it is stored: an alert is
+        // suppressed (held back by a silence) or active.
+        let state_shown = if record.silenced_by.is_some() {
+            self.silenced
+        } else {
+            self.active
+        };
+        state_shown
+            && self.receiver.as_ref().is_none_or(|r| r.is_match(RECEIVER))
+            && self.filter.iter().all(|m| m.matches_record(record))
+    }
+}
+
+fn am_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[derive(Serialize)]
+struct NamedReceiver {
+    name: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertStatus {
+    state: &'static str,
+    silenced_by: Vec<String>,
+    inhibited_by: Vec<String>,
+}
+
+/// An alert in Alertmanager API v2's `gettableAlert` shape.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GettableAlert<'a> {
+    labels: &'a Labels,
+    annotations: &'a Labels,
+    starts_at: String,
+    /// The expiry (an `endsAt` given, or `dedup.resolve_timeout` after the last refresh); none,
+    /// for alerts whose sender reports the resolution itself: the zero time.
+    ends_at: String,
+    updated_at: String,
+    fingerprint: Fingerprint,
+    receivers: [NamedReceiver; 1],
+    status: AlertStatus,
+    #[serde(rename = "generatorURL")]
+    generator_url: &'a str,
+}
+
+impl<'a> GettableAlert<'a> {
+    fn of(record: &'a AlertRecord) -> GettableAlert<'a> {
+        let silenced_by: Vec<String> = record.silenced_by.iter().map(|id| id.to_string()).collect();
+        GettableAlert {
+            labels: &record.labels,
+            annotations: &record.annotations,
+            starts_at: am_time(record.starts_at),
+            ends_at: record
+                .expires_at
+                .or(record.ends_at)
+                .map_or_else(|| ZERO_TIME.to_string(), am_time),
+            updated_at: am_time(record.last_seen),
+            fingerprint: record.fingerprint,
+            receivers: [NamedReceiver { name: RECEIVER }],
+            status: AlertStatus {
+                state: if silenced_by.is_empty() {
+                    "active"
+                } else {
+                    "suppressed"
+                },
+                silenced_by,
+                inhibited_by: Vec::new(),
+            },
+            generator_url: record.generator_url.as_deref().unwrap_or(""),
+        }
+    }
+}
+
+/// `GET /api/v2/alerts`: the firing alerts, in Alertmanager's form (`amtool alert query`,
+/// Grafana's Alertmanager data source). Read through the index of firing alerts; resolved
+/// history is not walked.
+pub fn list_alerts(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
+    let query = AlertQuery::parse(uri.query().unwrap_or("")).map_err(ApiError::bad_request)?;
+    let now = Utc::now();
+    let records = app.store.firing_alerts().map_err(store_error)?;
+    let shown: Vec<GettableAlert<'_>> = records
+        .iter()
+        .filter(|r| query.shows(r, now))
+        .map(GettableAlert::of)
+        .collect();
+    Ok(json_response(StatusCode::OK, &shown))
+}
+
+/// `GET /api/v2/status`: enough of Alertmanager's status for its clients (`amtool`, Grafana):
+/// a cluster of one, the version, the configuration as clients should see it, and uptime.
+pub fn status(app: &Arc<App>) -> Result<Response, ApiError> {
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "cluster": { "name": RECEIVER, "status": "ready", "peers": [] },
+            "versionInfo": {
+                "version": env!("CARGO_PKG_VERSION"),
+                "revision": "",
+                "branch": "",
+                "buildUser": "",
+                "buildDate": "",
+                "goVersion": "",
+            },
+            "config": { "original": STATUS_CONFIG },
+            "uptime": am_time(app.started_at),
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{labels_from, Severity, Source, Status};
+
+    fn record(labels: &[(&str, &str)]) -> AlertRecord {
+        let now = Utc::now();
+        AlertRecord {
+            fingerprint: Fingerprint::of(&labels_from(labels), &[]),
+            source: Source::Alertmanager,
+            status: Status::Firing,
+            severity: Severity::Warning,
+            labels: labels_from(labels),
+            annotations: labels_from(&[("summary", "disk almost full")]),
+            starts_at: now,
+            ends_at: None,
+            expires_at: None,
+            generator_url: None,
+            first_seen: now,
+            last_seen: now,
+            count: 1,
+            incident: None,
+            tier: Tier::L1,
+            rules: vec![],
+            silenced_by: None,
+            state_changes: vec![],
+            flapping: false,
+            timer_at: None,
+        }
+    }
+
+    fn shown(query: &str, record: &AlertRecord) -> bool {
+        AlertQuery::parse(query)
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+            .shows(record, Utc::now())
+    }
+
+    #[test]
+    fn the_query_amtool_sends_is_read() {
+        // Captured from `amtool alert query 'alertname=~"Disk.*"' severity=critical` (0.25).
+        let q = AlertQuery::parse(
+            "active=true&filter=alertname%3D~%22Disk.%2A%22&filter=severity%3Dcritical\
+             &inhibited=false&silenced=false&unprocessed=false",
+        )
+        .unwrap();
+        assert!(q.active && !q.silenced && !q.inhibited && !q.unprocessed);
+        assert_eq!(q.filter.len(), 2);
+        assert_eq!(q.filter[0].value, "Disk.*");
+        assert_eq!(q.filter[1].value, "critical");
+        let disk = record(&[("alertname", "DiskFull"), ("severity", "critical")]);
+        assert!(q.shows(&disk, Utc::now()));
+        let warn = record(&[("alertname", "DiskFull"), ("severity", "warning")]);
+        assert!(!q.shows(&warn, Utc::now()));
+        let other = record(&[("alertname", "NotDisk"), ("severity", "critical")]);
+        assert!(!q.shows(&other, Utc::now()));
+    }
+
+    #[test]
+    fn every_operator_and_plus_as_space_decode() {
+        let r = record(&[("alertname", "Disk Full"), ("env", "prod")]);
+        assert!(shown("filter=alertname%3D%22Disk+Full%22", &r));
+        assert!(shown("filter=env!%3D%22dev%22", &r));
+        assert!(shown("filter=env%21~%22d.%2A%22", &r));
+        assert!(
+            !shown("filter=env%3D~%22pro%22", &r),
+            "regexes are anchored"
+        );
+        assert!(
+            shown("filter=missing%3D%22%22", &r),
+            "a missing label reads as empty"
+        );
+        assert!(shown(
+            "filter=%40annotation.summary%3D~%22.%2Adisk.%2A%22",
+            &r
+        ));
+        assert!(shown("filter=%40source%3Dalertmanager", &r));
+    }
+
+    #[test]
+    fn states_are_shown_as_alertmanager_shows_them() {
+        let active = record(&[("alertname", "A")]);
+        let mut silenced = record(&[("alertname", "B")]);
+        silenced.silenced_by = Some(uuid::Uuid::from_u128(1));
+        // By default, every firing alert.
+        assert!(shown("", &active) && shown("", &silenced));
+        // amtool's default: active only; `-s`: silenced only.
+        let amtool_default = "active=true&silenced=false&inhibited=false&unprocessed=false";
+        assert!(shown(amtool_default, &active) && !shown(amtool_default, &silenced));
+        let amtool_s = "active=false&silenced=true&inhibited=false&unprocessed=false";
+        assert!(!shown(amtool_s, &active) && shown(amtool_s, &silenced));
+        let json = serde_json::to_value(GettableAlert::of(&silenced)).unwrap();
+        assert_eq!(json["status"]["state"], "suppressed");
+        assert_eq!(
+            json["status"]["silencedBy"][0],
+            "00000000-0000-0000-0000-000000000001"
+        );
+        assert_eq!(json["status"]["inhibitedBy"], serde_json::json!([]));
+        assert_eq!(json["receivers"], serde_json::json!([{"name": "triaged"}]));
+        assert_eq!(json["endsAt"], ZERO_TIME);
+        assert_eq!(json["generatorURL"], "");
+        assert_eq!(json["fingerprint"], silenced.fingerprint.to_string());
+    }
+
+    #[test]
+    fn resolved_and_expired_alerts_are_not_listed() {
+        let mut r = record(&[("alertname", "A")]);
+        r.status = Status::Resolved;
+        assert!(!shown("", &r));
+        let mut r = record(&[("alertname", "A")]);
+        r.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
+        assert!(!shown("", &r), "past its expiry: about to resolve");
+        r.expires_at = Some(Utc::now() + chrono::Duration::seconds(60));
+        assert!(shown("", &r));
+    }
+
+    #[test]
+    fn the_receiver_is_an_anchored_regex_on_triaged() {
+        let r = record(&[("alertname", "A")]);
+        assert!(shown("receiver=triaged", &r));
+        assert!(shown("receiver=tri.%2A", &r));
+        assert!(!shown("receiver=tri", &r));
+        assert!(!shown("receiver=team-x", &r));
+        assert!(shown("receiver=", &r), "empty: not given");
+    }
+
+    #[test]
+    fn bad_queries_say_what_is_wrong() {
+        for (query, says) in [
+            ("active=yes", "active must be true or false"),
+            ("filter=alertname", "no operator"),
+            ("filter=alertname%3D~%22(%22", "invalid regex"),
+            ("receiver=(", "not a valid regex"),
+            ("filter=%ZZ", "bad %-escape"),
+            ("filter=%FF", "UTF-8"),
+            ("limit=3", "unknown parameter \"limit\""),
+        ] {
+            let err = AlertQuery::parse(query).unwrap_err();
+            assert!(err.contains(says), "{query}: {err}");
+        }
+    }
 }

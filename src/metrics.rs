@@ -34,6 +34,16 @@ const INCIDENT_SECONDS_BUCKETS: &[f64] = &[
     259200.0, 604800.0,
 ];
 
+/// Every `reason` of `incidents_escalated_total`.
+pub const ESCALATION_REASONS: [&str; 6] = [
+    "severity",
+    "ack_timeout",
+    "resolve_timeout",
+    "reopened",
+    "flapping",
+    "manual",
+];
+
 pub struct Metrics {
     pub registry: Registry,
     pub alerts_received: IntCounterVec,
@@ -393,6 +403,29 @@ impl Metrics {
             for severity in Severity::ALL {
                 self.incidents_opened
                     .with_label_values(&[tier, severity.as_str()]);
+                self.incident_ack_seconds
+                    .with_label_values(&[tier, severity.as_str()]);
+                self.incident_resolve_seconds
+                    .with_label_values(&[tier, severity.as_str()]);
+            }
+        }
+        // Escalations and de-escalations too, every (from, to) pair: a series that first shows
+        // at 1 has no increase to Prometheus, so the first escalation of each kind would be
+        // missing from the shipped escalation-rate rules (and a first resolution from MTTR).
+        for from in &Tier::ALL[1..] {
+            for to in &Tier::ALL[1..] {
+                if to > from {
+                    for reason in ESCALATION_REASONS {
+                        self.incidents_escalated.with_label_values(&[
+                            from.as_str(),
+                            to.as_str(),
+                            reason,
+                        ]);
+                    }
+                } else if to < from {
+                    self.incidents_deescalated
+                        .with_label_values(&[from.as_str(), to.as_str()]);
+                }
             }
         }
         self.build_info
@@ -447,6 +480,12 @@ mod tests {
             "triaged_incidents_open{tier=\"L2\"} 0",
             "triaged_queue_depth 0",
             "triaged_store_flush_seconds_count 0",
+            "triaged_incidents_escalated_total{from=\"L1\",reason=\"manual\",to=\"L2\"} 0",
+            "triaged_incidents_escalated_total{from=\"L3\",reason=\"severity\",to=\"L4\"} 0",
+            "triaged_incidents_deescalated_total{from=\"L4\",to=\"L1\"} 0",
+            "triaged_incident_resolve_seconds_count{severity=\"warning\",tier=\"L1\"} 0",
+            "triaged_incident_resolve_seconds_sum{severity=\"critical\",tier=\"L4\"} 0",
+            "triaged_incident_ack_seconds_count{severity=\"major\",tier=\"L2\"} 0",
             "triaged_build_info{version=",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");

@@ -9,6 +9,7 @@
 //! | `meta/schema` | schema version |
 //! | `meta/next_incident` | next incident number (u64 BE) |
 //! | `alert/<fp u64 BE>` | [`AlertRecord`] |
+//! | `firing/<fp u64 BE>` | empty: index of alerts whose status is firing |
 //! | `incident/<id u64 BE>` | [`Incident`] |
 //! | `open/<id u64 BE>` | empty: index of incidents not yet resolved |
 //! | `group/<group key>` | id of the active incident of that group (u64 BE) |
@@ -28,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::alert::{AlertRecord, Fingerprint};
+use crate::alert::{AlertRecord, Fingerprint, Status};
 use crate::dead_letter::DeadLetter;
 use crate::incident::{Incident, IncidentId, State, Tier};
 use crate::outbox::OutboxEvent;
@@ -41,7 +42,11 @@ const VALUE_VERSION: u8 = 1;
 
 const META_SCHEMA: &[u8] = b"meta/schema";
 const META_NEXT_INCIDENT: &[u8] = b"meta/next_incident";
+/// Present once the `firing/` index covers every alert (stores written before it existed get it
+/// built once, when opened).
+const META_FIRING_INDEX: &[u8] = b"meta/firing_index";
 const ALERT: &[u8] = b"alert/";
+const FIRING: &[u8] = b"firing/";
 const INCIDENT: &[u8] = b"incident/";
 const OPEN: &[u8] = b"open/";
 const GROUP: &[u8] = b"group/";
@@ -181,6 +186,7 @@ impl Store {
                 })
             }
         }
+        build_firing_index(&db)?;
         let log_path = path.join("db");
         let log = File::open(&log_path).map_err(|source| StoreError::LogFile {
             path: log_path,
@@ -230,6 +236,38 @@ impl Store {
     pub fn next_incident_number(&self) -> Result<u64> {
         let _view = self.view();
         Ok(self.db.get(META_NEXT_INCIDENT)?.map_or(1, |v| be_u64(&v)))
+    }
+
+    /// Alerts whose status is firing, in fingerprint order: read through the `firing/` index,
+    /// so resolved history is never walked. Read in chunks, each under its own view, so that a
+    /// long list never holds a group commit back for long; an alert that changes meanwhile is
+    /// seen before or after its change, as a later read would see it.
+    pub fn firing_alerts(&self) -> Result<Vec<AlertRecord>> {
+        const CHUNK: usize = 512;
+        let mut out = Vec::new();
+        let mut start = FIRING.to_vec();
+        loop {
+            let _view = self.view();
+            let mut keys = 0;
+            for key in self
+                .db
+                .range(start.clone()..prefix_end(FIRING))
+                .keys()
+                .take(CHUNK)
+            {
+                let key = key?;
+                keys += 1;
+                let fp = Fingerprint(be_u64(&key[FIRING.len()..]));
+                if let Some(record) = self.get::<AlertRecord>(&alert_key(fp))? {
+                    out.push(record);
+                }
+                // The next chunk starts just after this key.
+                start = [key.as_ref(), &[0]].concat();
+            }
+            if keys < CHUNK {
+                return Ok(out);
+            }
+        }
     }
 
     /// Member fingerprints of an incident, in fingerprint order.
@@ -445,9 +483,15 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Writes the alert and keeps the index of firing alerts in step.
     pub fn put_alert(&mut self, record: &AlertRecord) {
         self.inner
             .insert(alert_key(record.fingerprint).as_slice(), encode(record));
+        let firing = firing_key(record.fingerprint);
+        match record.status {
+            Status::Firing => self.inner.insert(firing, &[]),
+            Status::Resolved => self.inner.remove(firing),
+        }
     }
 
     /// Writes the incident and keeps the index of active incidents in step.
@@ -526,6 +570,35 @@ impl Batch {
 
 fn alert_key(fp: Fingerprint) -> Vec<u8> {
     [ALERT, &fp.0.to_be_bytes()].concat()
+}
+
+fn firing_key(fp: Fingerprint) -> Vec<u8> {
+    [FIRING, &fp.0.to_be_bytes()].concat()
+}
+
+/// Build the `firing/` index of a store written before it existed: one pass over `alert/`, at
+/// open, committed atomically with the marker that it is done, so it never runs twice.
+fn build_firing_index(db: &sled::Db) -> Result<()> {
+    if db.get(META_FIRING_INDEX)?.is_some() {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    let mut firing = 0u64;
+    for kv in db.scan_prefix(ALERT) {
+        let (key, value) = kv?;
+        let record: AlertRecord = decode(&key, &value)?;
+        if record.status == Status::Firing {
+            batch.insert(firing_key(record.fingerprint), &[]);
+            firing += 1;
+        }
+    }
+    batch.insert(META_FIRING_INDEX, &[]);
+    db.apply_batch(batch)?;
+    db.flush()?;
+    if firing > 0 {
+        tracing::info!(firing, "built the index of firing alerts");
+    }
+    Ok(())
 }
 
 fn incident_key(id: IncidentId) -> Vec<u8> {
@@ -662,6 +735,89 @@ mod tests {
         };
         let (page, _) = store.list_incidents(&resolved, None, 10).unwrap();
         assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [3]);
+    }
+
+    fn alert(fp: u64, status: Status) -> AlertRecord {
+        let now = Utc::now();
+        AlertRecord {
+            fingerprint: Fingerprint(fp),
+            source: crate::alert::Source::Alertmanager,
+            status,
+            severity: Severity::Warning,
+            labels: crate::alert::labels_from(&[("alertname", "A")]),
+            annotations: Default::default(),
+            starts_at: now,
+            ends_at: None,
+            expires_at: None,
+            generator_url: None,
+            first_seen: now,
+            last_seen: now,
+            count: 1,
+            incident: None,
+            tier: Tier::L1,
+            rules: vec![],
+            silenced_by: None,
+            state_changes: vec![],
+            flapping: false,
+            timer_at: None,
+        }
+    }
+
+    fn firing(store: &Store) -> Vec<u64> {
+        store
+            .firing_alerts()
+            .unwrap()
+            .iter()
+            .map(|r| r.fingerprint.0)
+            .collect()
+    }
+
+    #[test]
+    fn the_firing_index_follows_each_alerts_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = Batch::default();
+        batch.put_alert(&alert(3, Status::Firing));
+        batch.put_alert(&alert(1, Status::Firing));
+        batch.put_alert(&alert(2, Status::Resolved));
+        store.commit(batch, || ()).unwrap();
+        assert_eq!(firing(&store), [1, 3]);
+        let mut batch = Batch::default();
+        batch.put_alert(&alert(1, Status::Resolved));
+        batch.put_alert(&alert(2, Status::Firing));
+        store.commit(batch, || ()).unwrap();
+        assert_eq!(firing(&store), [2, 3]);
+        // More than one chunk's worth, every one read once.
+        let mut batch = Batch::default();
+        for fp in 10..1300 {
+            batch.put_alert(&alert(fp, Status::Firing));
+        }
+        store.commit(batch, || ()).unwrap();
+        let expected: Vec<u64> = [2, 3].into_iter().chain(10..1300).collect();
+        assert_eq!(firing(&store), expected);
+    }
+
+    /// A store written before the index existed gets it built when opened.
+    #[test]
+    fn a_store_without_the_firing_index_gets_it_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut batch = Batch::default();
+            batch.put_alert(&alert(5, Status::Firing));
+            batch.put_alert(&alert(6, Status::Resolved));
+            batch.put_alert(&alert(7, Status::Firing));
+            store.commit(batch, || ()).unwrap();
+            // Back to what an older triaged left: no index, no marker.
+            for key in store.db.scan_prefix(FIRING).keys() {
+                store.db.remove(key.unwrap()).unwrap();
+            }
+            store.db.remove(META_FIRING_INDEX).unwrap();
+            store.db.flush().unwrap();
+            assert_eq!(firing(&store), Vec::<u64>::new());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(firing(&store), [5, 7]);
     }
 
     #[test]

@@ -359,3 +359,110 @@ fn paging_is_newest_first_and_filters_work() {
     open_expected.sort_by_key(|id| std::cmp::Reverse(inc_num(id)));
     assert_eq!(f1.into_iter().chain(f2).collect::<Vec<_>>(), open_expected);
 }
+
+/// `GET /api/v2/alerts?...`: the alertnames listed, in order.
+fn am_alertnames(d: &Daemon, query: &str) -> Vec<String> {
+    let (status, body) = d.get_json(&format!("/api/v2/alerts{query}"));
+    assert_eq!(status, 200, "GET /api/v2/alerts{query}: {body}");
+    let mut names: Vec<String> = body
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {body}"))
+        .iter()
+        .map(|a| a["labels"]["alertname"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn alertmanager_v2_alerts_lists_what_fires_from_every_source_across_a_restart() {
+    let mut d = Daemon::with("");
+    // Firing: one per source, an L0 one (auto-handled: no incident, still firing) among them.
+    post_native(
+        &d,
+        vec![
+            native_alert(
+                &[("alertname", "NativeUp"), ("severity", "major")],
+                "firing",
+            ),
+            native_alert(&[("alertname", "InfoOnly"), ("severity", "info")], "firing"),
+            native_alert(&[("alertname", "Gone"), ("severity", "major")], "firing"),
+        ],
+    );
+    ingest_ok(&d.post_json(
+        "/api/v2/alerts",
+        json!([{"labels": {"alertname": "PromUp", "severity": "critical"},
+                "generatorURL": "http://prometheus.example/graph"}]),
+    ));
+    // Resolved: not listed.
+    post_native(
+        &d,
+        vec![native_alert(
+            &[("alertname", "Gone"), ("severity", "major")],
+            "resolved",
+        )],
+    );
+    let all = ["InfoOnly", "NativeUp", "PromUp"];
+    assert_eq!(am_alertnames(&d, ""), all);
+
+    let (_, body) = d.get_json("/api/v2/alerts?filter=alertname%3D%22PromUp%22");
+    let prom = &body[0];
+    assert_eq!(prom["generatorURL"], "http://prometheus.example/graph");
+    assert_eq!(prom["fingerprint"], fingerprint(&prom["labels"]));
+    assert_eq!(prom["status"]["state"], "active");
+    // An expiry for the Alertmanager API's alerts; none (Go's zero time) for the native ones.
+    assert!(
+        parse_time(&prom["endsAt"]) > parse_time(&prom["startsAt"]),
+        "{prom}"
+    );
+    let (_, body) = d.get_json("/api/v2/alerts?filter=alertname%3DNativeUp");
+    assert_eq!(body[0]["endsAt"], "0001-01-01T00:00:00.000Z", "{body}");
+
+    assert_eq!(
+        am_alertnames(&d, "?filter=severity%3D~%22crit.*%7Cinfo%22"),
+        ["InfoOnly", "PromUp"]
+    );
+    assert_eq!(
+        am_alertnames(&d, "?filter=%40source%3Dnative"),
+        ["InfoOnly", "NativeUp"]
+    );
+    assert_eq!(am_alertnames(&d, "?receiver=triaged"), all);
+    assert!(am_alertnames(&d, "?receiver=pager").is_empty());
+    assert!(am_alertnames(&d, "?active=false").is_empty());
+
+    // The index of firing alerts is in the store: a restart lists the same.
+    d.kill9();
+    d.restart();
+    assert_eq!(am_alertnames(&d, ""), all);
+
+    // Bad parameters are refused with what is wrong; other methods are not allowed.
+    let v = assert_error(&d.get("/api/v2/alerts?filter=alertname"), 400);
+    assert!(v["detail"].as_str().unwrap().contains("no operator"), "{v}");
+    let v = assert_error(&d.get("/api/v2/alerts?silenced=maybe"), 400);
+    assert!(
+        v["detail"].as_str().unwrap().contains("true or false"),
+        "{v}"
+    );
+    let resp = request(&d.addr, "PUT", "/api/v2/alerts", &[], b"");
+    assert_error(&resp, 405);
+    assert_eq!(resp.header("allow"), Some("GET, HEAD, POST"));
+}
+
+#[test]
+fn alertmanager_v2_status_says_what_its_clients_need() {
+    let d = Daemon::with("");
+    let before = chrono::Utc::now();
+    let (status, body) = d.get_json("/api/v2/status");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cluster"]["status"], "ready");
+    assert_eq!(body["cluster"]["peers"], json!([]));
+    assert!(body["cluster"]["name"].is_string(), "{body}");
+    assert_eq!(body["versionInfo"]["version"], env!("CARGO_PKG_VERSION"));
+    let original = body["config"]["original"].as_str().unwrap();
+    assert!(original.contains("receiver: triaged"), "{original}");
+    // Uptime is when the process started: before this request.
+    assert!(parse_time(&body["uptime"]) <= before, "{body}");
+    let resp = d.post_json("/api/v2/status", "{}");
+    assert_error(&resp, 405);
+    assert_eq!(resp.header("allow"), Some("GET, HEAD"));
+}

@@ -6,7 +6,7 @@
 
 use regex::Regex;
 
-use crate::alert::{Labels, NormalizedAlert, Severity};
+use crate::alert::{AlertRecord, Labels, NormalizedAlert, Severity};
 use crate::config::{RuleAction, RuleConfig};
 use crate::incident::Tier;
 
@@ -143,6 +143,20 @@ impl Matcher {
             (Op::NotRe, Some(re)) => !re.is_match(value),
             (Op::Re | Op::NotRe, None) => false,
         }
+    }
+
+    /// Match a stored alert: its labels (those rules set included), its source and annotations.
+    pub fn matches_record(&self, record: &AlertRecord) -> bool {
+        let value = match &self.target {
+            Target::Label(name) => record.labels.get(name).map(String::as_str).unwrap_or(""),
+            Target::Source => record.source.as_str(),
+            Target::Annotation(name) => record
+                .annotations
+                .get(name)
+                .map(String::as_str)
+                .unwrap_or(""),
+        };
+        self.test(value)
     }
 
     pub fn matches(&self, labels: &Labels, alert: &NormalizedAlert) -> bool {

@@ -64,6 +64,8 @@ pub struct App {
     pub inflight: Arc<Semaphore>,
     /// Open connections.
     pub connections: AtomicUsize,
+    /// When this process started: the uptime of `GET /api/v2/status`.
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl App {
@@ -89,6 +91,7 @@ impl App {
             max_connections: server.max_connections,
             inflight: Arc::new(Semaphore::new(kib(server.max_inflight_bytes))),
             connections: AtomicUsize::new(0),
+            started_at: chrono::Utc::now(),
         }
     }
 }
@@ -526,6 +529,8 @@ async fn route(
             crate::api::act(app, id, action, &body, principal.as_deref()).await
         }
         ["api", "v1", "alerts", fp] if is_get => crate::api::get_alert(app, fp),
+        ["api", "v2", "alerts"] if is_get => crate::api::list_alerts(app, req.uri()),
+        ["api", "v2", "status"] if is_get => crate::api::status(app),
         ["api", "v2", "silences"] if is_get => crate::api::list_silences(app),
         ["api", "v2", "silences"] if is_post => {
             let body = read_json_body(app, req).await?;
@@ -576,10 +581,9 @@ async fn route(
         }
         other => {
             let allow = match other {
-                ["api", "v2", "silences"] => Some("GET, HEAD, POST"),
+                ["api", "v2", "silences"] | ["api", "v2", "alerts"] => Some("GET, HEAD, POST"),
                 ["api", "v2", "silence", _] => Some("GET, HEAD, DELETE"),
-                ["api", "v2", "alerts"]
-                | ["api", "v1", "webhook", "alertmanager"]
+                ["api", "v1", "webhook", "alertmanager"]
                 | ["api", "v1", "alerts"]
                 | ["api", "v1", "events", "pagerduty"]
                 | ["api", "v1", "incidents", _, _] => Some("POST"),
@@ -590,7 +594,8 @@ async fn route(
                 | ["-", "healthy"]
                 | ["-", "ready"]
                 | ["api", "v1", "rules"]
-                | ["api", "v1", "dead-letters"] => Some("GET, HEAD"),
+                | ["api", "v1", "dead-letters"]
+                | ["api", "v2", "status"] => Some("GET, HEAD"),
                 ["-", "reload"] => Some("POST"),
                 _ => None,
             };
