@@ -131,6 +131,8 @@ pub struct Store {
 pub struct IncidentFilter {
     pub state: Option<State>,
     pub tier: Option<Tier>,
+    /// Only incidents not yet resolved (open or acknowledged): what the NOC board shows.
+    pub active: bool,
 }
 
 impl Store {
@@ -264,7 +266,8 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<Incident>, Option<IncidentId>)> {
         let _view = self.view();
-        let wants_active = matches!(filter.state, Some(State::Open | State::Acknowledged));
+        let wants_active =
+            filter.active || matches!(filter.state, Some(State::Open | State::Acknowledged));
         // Active incidents have their own index, so an "open" query never walks history.
         let index = if wants_active { OPEN } else { INCIDENT };
         let end = match before {
@@ -279,6 +282,7 @@ impl Store {
             };
             if filter.state.is_some_and(|s| s != incident.state)
                 || filter.tier.is_some_and(|t| t != incident.tier)
+                || (filter.active && !incident.is_active())
             {
                 continue;
             }

@@ -293,6 +293,11 @@ async fn route(
         },
         ["api", "v1", "rules"] if is_get => crate::api::list_rules(app),
         ["api", "v1", "dead-letters"] if is_get => crate::api::list_dead_letters(app, req.uri()),
+        ["api", "v1", "summary"] if is_get => crate::api::summary(app),
+        // The NOC board (public: its scripts call the API with the operator's token).
+        [] | ["incident", _] | ["assets", _] if is_get => {
+            crate::web::respond(&segments, req.uri(), req.headers())
+        }
         ["metrics"] if is_get => Ok(text_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
@@ -335,7 +340,11 @@ async fn route(
                 | ["-", "healthy"]
                 | ["-", "ready"]
                 | ["api", "v1", "rules"]
-                | ["api", "v1", "dead-letters"] => Some("GET, HEAD"),
+                | ["api", "v1", "dead-letters"]
+                | ["api", "v1", "summary"]
+                | []
+                | ["incident", _]
+                | ["assets", _] => Some("GET, HEAD"),
                 ["-", "reload"] => Some("POST"),
                 _ => None,
             };
