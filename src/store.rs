@@ -657,15 +657,25 @@ mod tests {
         let open_l1 = IncidentFilter {
             state: Some(State::Open),
             tier: Some(Tier::L1),
+            ..Default::default()
         };
         let (page, _) = store.list_incidents(&open_l1, None, 10).unwrap();
         assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [5, 1]);
         let resolved = IncidentFilter {
             state: Some(State::Resolved),
-            tier: None,
+            ..Default::default()
         };
         let (page, _) = store.list_incidents(&resolved, None, 10).unwrap();
         assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [3]);
+        // Active: open and acknowledged, never resolved; paged like the rest.
+        let active = IncidentFilter {
+            active: true,
+            ..Default::default()
+        };
+        let (page, next) = store.list_incidents(&active, None, 2).unwrap();
+        assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [5, 4]);
+        let (page, _) = store.list_incidents(&active, next, 10).unwrap();
+        assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [2, 1]);
     }
 
     #[test]
