@@ -56,13 +56,22 @@ fn summary_json(incident: &Incident) -> Value {
 }
 
 /// `GET /api/v1/incidents?state=&tier=&limit=&cursor=`: newest first, cursor paging.
+/// `state` is `open`, `acknowledged`, `resolved` or `active` (open and acknowledged).
 pub fn list_incidents(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
     let mut filter = IncidentFilter::default();
     let mut limit = DEFAULT_LIMIT;
     let mut cursor = None;
     for (key, value) in query_pairs(uri) {
         match key {
-            "state" => filter.state = Some(value.parse::<State>().map_err(ApiError::bad_request)?),
+            // `active`: open and acknowledged together, in one consistent page.
+            "state" if value == "active" => filter.active = true,
+            "state" => {
+                filter.state = Some(value.parse::<State>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "unknown state {value:?}: expected open, acknowledged, resolved or active"
+                    ))
+                })?)
+            }
             "tier" => filter.tier = Some(value.parse::<Tier>().map_err(ApiError::bad_request)?),
             "limit" => limit = parse_limit(value)?,
             "cursor" => cursor = Some(value.parse::<IncidentId>().map_err(ApiError::bad_request)?),
@@ -206,6 +215,12 @@ pub async fn act(
             "unexpected outcome of an incident command",
         )),
     }
+}
+
+/// `GET /api/v1/summary`: the NOC board's summary strip (see `summary`).
+pub fn summary(app: &Arc<App>) -> Result<Response, ApiError> {
+    let summary = crate::summary::compute(&app.store, chrono::Utc::now()).map_err(store_error)?;
+    Ok(json_response(StatusCode::OK, &summary))
 }
 
 /// `GET /api/v2/silences`: every silence, in Alertmanager's form.

@@ -10,7 +10,8 @@
 //!  pipeline/ ONE writer thread: normalize ► dedup ► classify ► triage ► incident changes
 //!     │  one sled batch, one flush + fdatasync for every command queued together
 //!     ▼
-//!  store (sled) ──► api (NOC incident API) · metrics (/metrics)
+//!  store (sled) ──► api (NOC incident API, summary) · metrics (/metrics)
+//!                    web (the NOC board: embedded pages that call the api)
 //! ```
 //!
 //! - [`alert`]: the one normalized alert model, fingerprints and severities.
@@ -19,7 +20,8 @@
 //! - [`sources`]: wire formats and the HTTP server.
 //! - [`pipeline`]: the writer loop and the decisions (dedup, classify, triage).
 //! - [`store`]: the only user of sled.
-//! - [`api`], [`metrics`], [`shutdown`]: reading, observing, stopping.
+//! - [`api`], [`summary`], [`metrics`], [`shutdown`]: reading, observing, stopping.
+//! - [`web`]: the NOC board's pages and assets, embedded in the binary.
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -36,7 +38,9 @@ pub mod shutdown;
 pub mod silence;
 pub mod sources;
 pub mod store;
+pub mod summary;
 pub mod tools;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -136,6 +136,8 @@ pub struct Store {
 pub struct IncidentFilter {
     pub state: Option<State>,
     pub tier: Option<Tier>,
+    /// Only incidents not yet resolved (open or acknowledged): what the NOC board shows.
+    pub active: bool,
 }
 
 impl Store {
@@ -302,7 +304,8 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<Incident>, Option<IncidentId>)> {
         let _view = self.view();
-        let wants_active = matches!(filter.state, Some(State::Open | State::Acknowledged));
+        let wants_active =
+            filter.active || matches!(filter.state, Some(State::Open | State::Acknowledged));
         // Active incidents have their own index, so an "open" query never walks history.
         let index = if wants_active { OPEN } else { INCIDENT };
         let end = match before {
@@ -317,6 +320,7 @@ impl Store {
             };
             if filter.state.is_some_and(|s| s != incident.state)
                 || filter.tier.is_some_and(|t| t != incident.tier)
+                || (filter.active && !incident.is_active())
             {
                 continue;
             }
@@ -726,15 +730,25 @@ mod tests {
         let open_l1 = IncidentFilter {
             state: Some(State::Open),
             tier: Some(Tier::L1),
+            ..Default::default()
         };
         let (page, _) = store.list_incidents(&open_l1, None, 10).unwrap();
         assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [5, 1]);
         let resolved = IncidentFilter {
             state: Some(State::Resolved),
-            tier: None,
+            ..Default::default()
         };
         let (page, _) = store.list_incidents(&resolved, None, 10).unwrap();
         assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [3]);
+        // Active: open and acknowledged, never resolved; paged like the rest.
+        let active = IncidentFilter {
+            active: true,
+            ..Default::default()
+        };
+        let (page, next) = store.list_incidents(&active, None, 2).unwrap();
+        assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [5, 4]);
+        let (page, _) = store.list_incidents(&active, next, 10).unwrap();
+        assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [2, 1]);
     }
 
     fn alert(fp: u64, status: Status) -> AlertRecord {

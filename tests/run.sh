@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README and CI run it: installs the Debian packages the build and
 # the end-to-end tests need (the real Prometheus, Alertmanager and amtool; OpenSSL and zlib
-# headers for librdkafka) when they are missing, then runs every test. Needs root or sudo only
-# for that install.
+# headers for librdkafka; Chromium, Node.js and npm for the NOC board's browser test) when they
+# are missing, and the browser test's npm packages (playwright-core, from
+# tests/browser/package-lock.json), then runs every test. Needs root or sudo only for the
+# Debian install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,11 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+# The NOC board's browser test (tests/board.rs): headless Chromium driven from Node.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
 # Building librdkafka (the rdkafka crate, with TLS) needs a C toolchain, make, OpenSSL and zlib.
 for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -22,6 +29,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+fi
+
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "installing the browser test's npm packages (npm ci in tests/browser)" >&2
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 cargo test --release "$@"

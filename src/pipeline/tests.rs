@@ -721,6 +721,7 @@ fn a_more_severe_member_escalates_its_incident() {
     let open_l3 = IncidentFilter {
         state: Some(State::Open),
         tier: Some(Tier::L3),
+        ..Default::default()
     };
     let (page, _) = h.store.list_incidents(&open_l3, None, 10).unwrap();
     assert_eq!(page.len(), 1);

@@ -112,8 +112,17 @@ pub struct ApiError {
     pub reject_reason: Option<&'static str>,
     pub retry_after: Option<u64>,
     pub allow: Option<&'static str>,
-    /// 401: ask for credentials with `WWW-Authenticate`.
-    pub challenge: bool,
+    /// 401: ask for credentials with `WWW-Authenticate`: a Bearer challenge, and a Basic one
+    /// only to a client that tried basic auth (a Basic challenge makes browsers prompt, which
+    /// would stall the board's own API calls).
+    pub challenge: Option<Challenge>,
+}
+
+/// Which `WWW-Authenticate` challenges a 401 carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    Bearer,
+    BearerAndBasic,
 }
 
 impl ApiError {
@@ -125,7 +134,7 @@ impl ApiError {
             reject_reason: None,
             retry_after: None,
             allow: None,
-            challenge: false,
+            challenge: None,
         }
     }
 
@@ -176,16 +185,18 @@ impl ApiError {
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
         }
-        if self.challenge {
+        if let Some(challenge) = self.challenge {
             let headers = response.headers_mut();
             headers.append(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"triaged\""),
             );
-            headers.append(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"triaged\", charset=\"UTF-8\""),
-            );
+            if challenge == Challenge::BearerAndBasic {
+                headers.append(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"triaged\", charset=\"UTF-8\""),
+                );
+            }
         }
         response
     }
@@ -450,7 +461,23 @@ fn access_for(method: &Method, segments: &[&str]) -> Access {
 }
 
 /// The answer to a refused credential, counted.
-fn denied(app: &App, denied: Denied, method: &Method, path: &str) -> ApiError {
+fn denied(
+    app: &App,
+    denied: Denied,
+    method: &Method,
+    path: &str,
+    headers: &hyper::HeaderMap,
+) -> ApiError {
+    let tried_basic = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_whitespace().next())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic"));
+    let challenge = Some(if tried_basic {
+        Challenge::BearerAndBasic
+    } else {
+        Challenge::Bearer
+    });
     app.metrics
         .http_auth_failures
         .with_label_values(&[denied.reason()])
@@ -470,13 +497,13 @@ fn denied(app: &App, denied: Denied, method: &Method, path: &str) -> ApiError {
             let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized").detail(
                 "send a token: Authorization: Bearer <token>, or basic auth with the token's name and the token",
             );
-            e.challenge = true;
+            e.challenge = challenge;
             e
         }
         Denied::Invalid => {
             let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized")
                 .detail("the credentials match no configured token");
-            e.challenge = true;
+            e.challenge = challenge;
             e
         }
         Denied::Forbidden { name, need } => {
@@ -510,7 +537,7 @@ async fn route(
         .reloader
         .auth()
         .check(req.headers(), access_for(method, &segments))
-        .map_err(|d| denied(app, d, method, path))?;
+        .map_err(|d| denied(app, d, method, path, req.headers()))?;
     match segments.as_slice() {
         ["api", "v2", "alerts"] if is_post => {
             ingest(app, req, Source::Alertmanager, formats::alertmanager::parse).await
@@ -553,6 +580,11 @@ async fn route(
         },
         ["api", "v1", "rules"] if is_get => crate::api::list_rules(app),
         ["api", "v1", "dead-letters"] if is_get => crate::api::list_dead_letters(app, req.uri()),
+        ["api", "v1", "summary"] if is_get => crate::api::summary(app),
+        // The NOC board (public: its scripts call the API with the operator's token).
+        [] | ["incident", _] | ["assets", _] if is_get => {
+            crate::web::respond(&segments, req.uri(), req.headers())
+        }
         ["metrics"] if is_get => Ok(text_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
@@ -595,7 +627,11 @@ async fn route(
                 | ["-", "ready"]
                 | ["api", "v1", "rules"]
                 | ["api", "v1", "dead-letters"]
-                | ["api", "v2", "status"] => Some("GET, HEAD"),
+                | ["api", "v2", "status"]
+                | ["api", "v1", "summary"]
+                | []
+                | ["incident", _]
+                | ["assets", _] => Some("GET, HEAD"),
                 ["-", "reload"] => Some("POST"),
                 _ => None,
             };
