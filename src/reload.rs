@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::pipeline::{Command, PipelineError, Policy, Queue, SubmitError};
+use crate::sd_notify::Notifier;
 
 /// How to (re)load the configuration: a file or the embedded default, and the command-line
 /// overrides that stay in force across reloads.
@@ -83,6 +84,8 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     current: RwLock<Arc<Config>>,
     serial: tokio::sync::Mutex<()>,
+    /// Tells systemd a reload is under way (`RELOADING=1`) and over (`READY=1`).
+    notifier: Arc<Notifier>,
 }
 
 impl Reloader {
@@ -94,7 +97,14 @@ impl Reloader {
             metrics,
             current: RwLock::new(Arc::new(config)),
             serial: tokio::sync::Mutex::new(()),
+            notifier: Arc::new(Notifier::disabled()),
         }
+    }
+
+    /// Tell systemd about reloads through `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// The configuration in force.
@@ -107,14 +117,18 @@ impl Reloader {
 
     pub async fn reload(&self) -> Result<(), ReloadError> {
         let _one_at_a_time = self.serial.lock().await;
+        let mut reloading = Reloading::start(&self.notifier);
         match self.try_reload().await {
             Ok(()) => {
                 tracing::info!("configuration reloaded");
+                reloading.status = "configuration reloaded".into();
                 Ok(())
             }
             Err(e) => {
                 self.metrics.config_last_reload_successful.set(0);
                 tracing::error!(error = %e, "configuration reload refused; the running configuration stays");
+                reloading.status =
+                    format!("configuration reload refused, the running configuration stays: {e}");
                 Err(e)
             }
         }
@@ -145,5 +159,29 @@ impl Reloader {
         self.metrics.config_loaded(&config.rules);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
         Ok(())
+    }
+}
+
+/// systemd hears `RELOADING=1` when a reload starts and `READY=1` when it ends, however it ends:
+/// also when the request that asked for it goes away mid-reload (its future is dropped), so the
+/// unit never stays in "reloading".
+struct Reloading<'a> {
+    notifier: &'a Notifier,
+    status: String,
+}
+
+impl<'a> Reloading<'a> {
+    fn start(notifier: &'a Notifier) -> Self {
+        notifier.reloading();
+        Reloading {
+            notifier,
+            status: "reload interrupted".into(),
+        }
+    }
+}
+
+impl Drop for Reloading<'_> {
+    fn drop(&mut self) {
+        self.notifier.ready(&self.status);
     }
 }
