@@ -185,3 +185,39 @@ impl Drop for Reloading<'_> {
         self.notifier.ready(&self.status);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    fn received(socket: &UnixDatagram) -> Vec<String> {
+        let mut buf = [0u8; 4096];
+        let mut out = Vec::new();
+        while let Ok(n) = socket.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+
+    /// The request that asked for a reload may go away mid-reload (its future dropped): systemd
+    /// must still hear the reload end, or the unit stays "reloading".
+    #[test]
+    fn an_abandoned_reload_still_ends_in_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let notifier = Notifier::new(Some(path.as_os_str()));
+
+        let reloading = Reloading::start(&notifier);
+        let sent = received(&socket);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].starts_with("RELOADING=1\n"), "{sent:?}");
+        drop(reloading);
+        let sent = received(&socket);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].starts_with("READY=1\n"), "{sent:?}");
+        assert!(sent[0].ends_with("STATUS=reload interrupted"), "{sent:?}");
+    }
+}

@@ -181,9 +181,8 @@ pub fn monotonic_usec() -> u64 {
 /// `$WATCHDOG_USEC`, when systemd's watchdog is on and meant for this process; otherwise (or when
 /// the variables make no sense, which is logged) `None`.
 pub fn watchdog_from_env() -> Option<Duration> {
-    let var = |name| {
-        std::env::var_os(name).map(|v| v.to_str().map(str::to_owned).unwrap_or_default())
-    };
+    let var =
+        |name| std::env::var_os(name).map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
     let usec = var("WATCHDOG_USEC");
     let pid = var("WATCHDOG_PID");
     match watchdog_interval(usec.as_deref(), pid.as_deref(), std::process::id()) {
@@ -346,12 +345,19 @@ mod tests {
             .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {message:?}"))
             .parse()
             .unwrap();
-        assert!(before <= usec && usec <= after, "{before} <= {usec} <= {after}");
+        assert!(
+            before <= usec && usec <= after,
+            "{before} <= {usec} <= {after}"
+        );
     }
 
     #[test]
     fn an_abstract_name_is_reached() {
-        let name = format!("triaged-test-{}-{}", std::process::id(), uuid::Uuid::new_v4());
+        let name = format!(
+            "triaged-test-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        );
         let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
         let socket = UnixDatagram::bind_addr(&addr).unwrap();
         socket.set_nonblocking(true).unwrap();
@@ -363,7 +369,12 @@ mod tests {
 
     #[test]
     fn unset_empty_or_unsupported_sockets_send_nothing() {
-        for value in [None, Some(""), Some("relative/notify.sock"), Some("vsock:2:9")] {
+        for value in [
+            None,
+            Some(""),
+            Some("relative/notify.sock"),
+            Some("vsock:2:9"),
+        ] {
             let notifier = Notifier::new(value.map(OsStr::new));
             assert!(!notifier.is_enabled(), "{value:?}");
             assert!(!notifier.notify("READY=1"), "{value:?}");
@@ -386,10 +397,7 @@ mod tests {
         let ok = |usec, pid| watchdog_interval(usec, pid, us).unwrap();
         assert_eq!(ok(None, None), None);
         assert_eq!(ok(Some("0"), None), None);
-        assert_eq!(
-            ok(Some("30000000"), None),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(ok(Some("30000000"), None), Some(Duration::from_secs(30)));
         assert_eq!(
             ok(Some("200000"), Some("4242")),
             Some(Duration::from_millis(200))
@@ -416,9 +424,17 @@ mod tests {
         assert_eq!(received(&socket).as_deref(), Some("WATCHDOG=1"));
 
         // The writer stopped beating: no ping, however often we check.
-        for late in [interval / 2 + Duration::from_millis(1), interval, interval * 3] {
+        for late in [
+            interval / 2 + Duration::from_millis(1),
+            interval,
+            interval * 3,
+        ] {
             assert!(!watchdog.check(t0 + late), "{late:?}");
-            assert_eq!(received(&socket), None, "a ping {late:?} after the last beat");
+            assert_eq!(
+                received(&socket),
+                None,
+                "a ping {late:?} after the last beat"
+            );
         }
 
         // It beats again: the pings resume.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README and CI run it: installs the Debian packages the build and
-# the end-to-end tests need (the real Prometheus, Alertmanager and amtool; OpenSSL and zlib
-# headers for librdkafka) when they are missing, then runs every test. Needs root or sudo only
-# for that install.
+# the end-to-end tests need (the real Prometheus, Alertmanager and amtool; systemd-analyze; OpenSSL
+# and zlib headers for librdkafka) when they are missing, then runs every test. Needs root or sudo
+# only for that install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,9 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+# tests/systemd.rs checks the unit with systemd-analyze (verify, security); installing the package
+# in a container only adds the files: nothing starts.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 # Building librdkafka (the rdkafka crate, with TLS) needs a C toolchain, make, OpenSSL and zlib.
 for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

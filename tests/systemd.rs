@@ -362,6 +362,10 @@ fn systemd_analyze_verifies_the_unit_for_the_built_binary() {
     );
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("triaged.service");
-    std::fs::write(&copy, unit.replace(INSTALLED, env!("CARGO_BIN_EXE_triaged"))).unwrap();
+    std::fs::write(
+        &copy,
+        unit.replace(INSTALLED, env!("CARGO_BIN_EXE_triaged")),
+    )
+    .unwrap();
     run_analyze(&analyze, &["verify".as_ref(), copy.as_os_str()]);
 }

@@ -46,7 +46,8 @@ use tx::{Memory, Tx};
 pub const MAX_BATCH: usize = 1024;
 /// Most deadlines handled in one pass, so a backlog after downtime cannot stall ingestion.
 const MAX_TIMERS_PER_PASS: usize = 5000;
-/// The writer wakes at least this often even with no deadline pending.
+/// The writer steps (applies what fell due, commits) at least this often even with no deadline
+/// pending. For systemd's watchdog it may wake more often; those wakes only beat.
 const IDLE_WAKE: Duration = Duration::from_secs(60);
 
 /// The writer's liveness: when it last came round its loop. The loop comes round at least every
@@ -81,10 +82,8 @@ impl Heartbeat {
 
     pub fn beat_at(&self, at: Instant) {
         let micros = at.saturating_duration_since(self.origin).as_micros();
-        self.last.fetch_max(
-            u64::try_from(micros).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.last
+            .fetch_max(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// How long before `now` the last beat was (zero if it was later).
