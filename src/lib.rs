@@ -22,6 +22,7 @@
 //! - [`store`]: the only user of sled.
 //! - [`api`], [`summary`], [`metrics`], [`shutdown`]: reading, observing, stopping.
 //! - [`web`]: the NOC board's pages and assets, embedded in the binary.
+//! - [`sd_notify`]: telling systemd we are ready, reloading, stopping, and alive (watchdog).
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -34,6 +35,7 @@ pub mod notify;
 pub mod outbox;
 pub mod pipeline;
 pub mod reload;
+pub mod sd_notify;
 pub mod shutdown;
 pub mod silence;
 pub mod sources;
@@ -49,6 +51,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{Policy, SystemClock};
+use crate::sd_notify::{Notifier, Watchdog};
 use crate::sources::http::{self, App};
 use crate::store::{Store, StoreError};
 
@@ -77,19 +80,25 @@ pub enum RunError {
 /// (within `server.shutdown_grace`), apply and flush everything queued, and return.
 /// `source` says where the configuration came from, so that SIGHUP and `POST /-/reload` can read
 /// it again.
+///
+/// Under systemd (`$NOTIFY_SOCKET`, read here), it says `READY=1` once the store is open, the
+/// writer runs and the listener is bound; `STOPPING=1` when `shutdown` resolves; and, with
+/// `$WATCHDOG_USEC`, pings the watchdog while the writer makes progress.
 pub async fn run(
     config: Config,
     source: reload::ConfigSource,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let (auth, tls) = reload::load_secrets(&config)?;
+    let notifier = Arc::new(Notifier::from_env());
+    let watchdog_interval = sd_notify::watchdog_from_env().filter(|_| notifier.is_enabled());
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(Store::open_with_cache(
         &config.storage.path,
         config.storage.cache_mb.saturating_mul(1024 * 1024),
     )?);
     let policy = Policy::from_config(&config).map_err(RunError::Rules)?;
-    let (queue, writer) = pipeline::channel(
+    let (queue, mut writer) = pipeline::channel(
         config.server.queue_capacity,
         store.clone(),
         metrics.clone(),
@@ -104,10 +113,17 @@ pub async fn run(
         })?;
     let ready = writer.ready.clone();
     let outbox_committed = writer.outbox_watch();
+    if let Some(interval) = watchdog_interval {
+        writer.beat_at_least_every(Watchdog::beat_every(interval));
+    }
+    let heartbeat = writer.heartbeat();
+    let writer_started = writer.started();
     let writer = std::thread::Builder::new()
         .name("triaged-writer".into())
         .spawn(move || writer.run())
         .map_err(RunError::Thread)?;
+    // Ready means the writer runs (`/-/ready`); if it died instead, the join below reports it.
+    let _ = writer_started.await;
     let addr = listener.local_addr().map_err(|source| RunError::Bind {
         addr: config.server.listen,
         source,
@@ -125,14 +141,10 @@ pub async fn run(
     let limits = sources::Limits::from_config(&config.server);
     let header_read_timeout = config.server.header_read_timeout.0;
     let shutdown_grace = config.server.shutdown_grace.0;
-    let reloader = Arc::new(reload::Reloader::new(
-        source,
-        queue.clone(),
-        metrics.clone(),
-        config,
-        auth,
-        tls,
-    ));
+    let reloader = Arc::new(
+        reload::Reloader::new(source, queue.clone(), metrics.clone(), config, auth, tls)
+            .with_notifier(notifier.clone()),
+    );
     let hangups = tokio::spawn(reload_on_sighup(reloader.clone()));
     let (stop_kafka, kafka_stopped) = tokio::sync::watch::channel(false);
     let (stop_sinks, sinks_stopped) = tokio::sync::watch::channel(false);
@@ -165,6 +177,21 @@ pub async fn run(
         kafka_enabled,
         &server_config,
     ));
+    // Store open, writer running, listener bound (connections queue in its backlog until `serve`
+    // accepts them), Kafka source started (its broker may still be down: /-/ready tells).
+    notifier.ready(&format!("listening on {addr}"));
+    let watchdog = watchdog_interval.map(|interval| {
+        tracing::info!(
+            watchdog_ms = interval.as_millis() as u64,
+            "pinging systemd's watchdog while the writer makes progress"
+        );
+        tokio::spawn(Watchdog::new(notifier.clone(), heartbeat, interval).run())
+    });
+    let stopping = notifier.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.stopping();
+    };
     http::serve(listener, app, header_read_timeout, shutdown_grace, shutdown).await;
     hangups.abort();
     // The consumer finishes its batch (answered by the still-running writer) and commits.
@@ -187,6 +214,10 @@ pub async fn run(
         writer.join()
     })
     .await;
+    // The watchdog pinged through the drain, as long as the writer made progress.
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     match joined {
         Ok(Ok(())) => Ok(kafka_result?),
         _ => Err(RunError::WriterPanicked),

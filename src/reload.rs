@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::pipeline::{Command, PipelineError, Policy, Queue, SubmitError};
+use crate::sd_notify::Notifier;
 use crate::sources::auth::{Auth, AuthError};
 use crate::sources::tls::{self, TlsError};
 
@@ -101,6 +102,8 @@ pub struct Reloader {
     auth: RwLock<Arc<Auth>>,
     tls: RwLock<Option<Arc<rustls::ServerConfig>>>,
     serial: tokio::sync::Mutex<()>,
+    /// Tells systemd a reload is under way (`RELOADING=1`) and over (`READY=1`).
+    notifier: Arc<Notifier>,
 }
 
 /// Read what `config` names outside itself: token files and the TLS certificate and key.
@@ -131,6 +134,7 @@ impl Reloader {
             auth: RwLock::new(Arc::new(auth)),
             tls: RwLock::new(tls),
             serial: tokio::sync::Mutex::new(()),
+            notifier: Arc::new(Notifier::disabled()),
         }
     }
 
@@ -144,6 +148,12 @@ impl Reloader {
         self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Tell systemd about reloads through `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
     /// The configuration in force.
     pub fn current(&self) -> Arc<Config> {
         self.current
@@ -154,14 +164,18 @@ impl Reloader {
 
     pub async fn reload(&self) -> Result<(), ReloadError> {
         let _one_at_a_time = self.serial.lock().await;
+        let mut reloading = Reloading::start(&self.notifier);
         match self.try_reload().await {
             Ok(()) => {
                 tracing::info!("configuration reloaded");
+                reloading.status = "configuration reloaded".into();
                 Ok(())
             }
             Err(e) => {
                 self.metrics.config_last_reload_successful.set(0);
                 tracing::error!(error = %e, "configuration reload refused; the running configuration stays");
+                reloading.status =
+                    format!("configuration reload refused, the running configuration stays: {e}");
                 Err(e)
             }
         }
@@ -221,5 +235,65 @@ impl Reloader {
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
         Ok(())
+    }
+}
+
+/// systemd hears `RELOADING=1` when a reload starts and `READY=1` when it ends, however it ends:
+/// also when the request that asked for it goes away mid-reload (its future is dropped), so the
+/// unit never stays in "reloading".
+struct Reloading<'a> {
+    notifier: &'a Notifier,
+    status: String,
+}
+
+impl<'a> Reloading<'a> {
+    fn start(notifier: &'a Notifier) -> Self {
+        notifier.reloading();
+        Reloading {
+            notifier,
+            status: "reload interrupted".into(),
+        }
+    }
+}
+
+impl Drop for Reloading<'_> {
+    fn drop(&mut self) {
+        self.notifier.ready(&self.status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    fn received(socket: &UnixDatagram) -> Vec<String> {
+        let mut buf = [0u8; 4096];
+        let mut out = Vec::new();
+        while let Ok(n) = socket.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+
+    /// The request that asked for a reload may go away mid-reload (its future dropped): systemd
+    /// must still hear the reload end, or the unit stays "reloading".
+    #[test]
+    fn an_abandoned_reload_still_ends_in_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let notifier = Notifier::new(Some(path.as_os_str()));
+
+        let reloading = Reloading::start(&notifier);
+        let sent = received(&socket);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].starts_with("RELOADING=1\n"), "{sent:?}");
+        drop(reloading);
+        let sent = received(&socket);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].starts_with("READY=1\n"), "{sent:?}");
+        assert!(sent[0].ends_with("STATUS=reload interrupted"), "{sent:?}");
     }
 }

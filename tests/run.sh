@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README and CI run it: installs the Debian packages the build and
 # the end-to-end tests need (the real Prometheus, Alertmanager and amtool; OpenSSL and zlib
-# headers for librdkafka; Chromium, Node.js and npm for the NOC board's browser test) when they
-# are missing, and the browser test's npm packages (playwright-core, from
-# tests/browser/package-lock.json), then runs every test. Needs root or sudo only for the
-# Debian install.
+# headers for librdkafka; Chromium, Node.js and npm for the NOC board's browser test;
+# systemd-analyze for the unit checks) when they are missing, and the browser test's npm packages
+# (playwright-core, from tests/browser/package-lock.json), then runs every test. Needs root or
+# sudo only for the Debian install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,9 @@ command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
+# tests/systemd.rs checks the unit with systemd-analyze (verify, security); installing the package
+# in a container only adds the files: nothing starts.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 # Building librdkafka (the rdkafka crate, with TLS) needs a C toolchain, make, OpenSSL and zlib.
 for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

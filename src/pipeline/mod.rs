@@ -23,7 +23,7 @@ pub mod triage;
 mod tx;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,8 +46,52 @@ use tx::{Memory, Tx};
 pub const MAX_BATCH: usize = 1024;
 /// Most deadlines handled in one pass, so a backlog after downtime cannot stall ingestion.
 const MAX_TIMERS_PER_PASS: usize = 5000;
-/// The writer wakes at least this often even with no deadline pending.
+/// The writer steps (applies what fell due, commits) at least this often even with no deadline
+/// pending. For systemd's watchdog it may wake more often; those wakes only beat.
 const IDLE_WAKE: Duration = Duration::from_secs(60);
+
+/// The writer's liveness: when it last came round its loop. The loop comes round at least every
+/// [`Writer::beat_at_least_every`] even when idle, so a heartbeat that grows old means a writer
+/// stuck in one step (a commit that never returns); systemd's watchdog
+/// ([`crate::sd_notify::Watchdog`]) stops pinging then.
+#[derive(Debug)]
+pub struct Heartbeat {
+    origin: Instant,
+    /// µs from `origin` to the last beat; only grows.
+    last: AtomicU64,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat::new()
+    }
+}
+
+impl Heartbeat {
+    /// A heartbeat that beat just now.
+    pub fn new() -> Heartbeat {
+        Heartbeat {
+            origin: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    pub fn beat(&self) {
+        self.beat_at(Instant::now());
+    }
+
+    pub fn beat_at(&self, at: Instant) {
+        let micros = at.saturating_duration_since(self.origin).as_micros();
+        self.last
+            .fetch_max(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How long before `now` the last beat was (zero if it was later).
+    pub fn age_at(&self, now: Instant) -> Duration {
+        let last = self.origin + Duration::from_micros(self.last.load(Ordering::Relaxed));
+        now.saturating_duration_since(last)
+    }
+}
 
 /// Where time comes from: the system clock in the daemon, a fake one in tests.
 pub trait Clock: Send + Sync {
@@ -383,6 +427,12 @@ pub struct Writer {
     trace: bool,
     /// The last outbox seq committed: sinks wait on it.
     outbox: tokio::sync::watch::Sender<u64>,
+    /// Beats every time round the loop.
+    heartbeat: Arc<Heartbeat>,
+    /// The longest the loop waits for a command: [`IDLE_WAKE`], or less for the watchdog.
+    idle_wake: Duration,
+    /// Told once the loop runs (and `ready` is set).
+    started: Option<oneshot::Sender<()>>,
 }
 
 impl Writer {
@@ -440,7 +490,29 @@ impl Writer {
             ready: Arc::new(AtomicBool::new(false)),
             trace: false,
             outbox: tokio::sync::watch::channel(next_outbox - 1).0,
+            heartbeat: Arc::new(Heartbeat::new()),
+            idle_wake: IDLE_WAKE,
+            started: None,
         })
+    }
+
+    /// The writer's liveness, for systemd's watchdog.
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        Arc::clone(&self.heartbeat)
+    }
+
+    /// Come round the loop (and beat) at least this often, even with nothing to do. A wake with
+    /// nothing queued and nothing due commits nothing: it only beats.
+    pub fn beat_at_least_every(&mut self, every: Duration) {
+        // A floor, so a silly watchdog interval cannot make the loop spin.
+        self.idle_wake = every.clamp(Duration::from_millis(1), IDLE_WAKE);
+    }
+
+    /// Resolves once the loop runs and `/-/ready` says so; fails if the writer never started.
+    pub fn started(&mut self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.started = Some(tx);
+        rx
     }
 
     /// Follows the last committed outbox seq.
@@ -451,14 +523,19 @@ impl Writer {
     /// The loop: runs on its own thread until [`Command::Shutdown`] or every sender is gone.
     pub fn run(mut self) {
         self.ready.store(true, Ordering::SeqCst);
+        if let Some(started) = self.started.take() {
+            let _ = started.send(());
+        }
         tracing::info!(next_incident = self.memory.next_incident, "writer started");
+        let mut last_step = Instant::now();
         loop {
+            self.heartbeat.beat();
             let wait = match self.next_deadline {
                 Some(at) => (at - self.clock.now())
                     .to_std()
                     .unwrap_or(Duration::ZERO)
-                    .min(IDLE_WAKE),
-                None => IDLE_WAKE,
+                    .min(self.idle_wake),
+                None => self.idle_wake,
             };
             let mut commands = Vec::new();
             match self.rx.recv_timeout(wait) {
@@ -472,10 +549,16 @@ impl Writer {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
+            let due = self.next_deadline.is_some_and(|at| at <= self.clock.now());
+            if commands.is_empty() && !due && last_step.elapsed() < IDLE_WAKE {
+                // A wake for the heartbeat only: nothing to apply, so no empty commit.
+                continue;
+            }
             self.metrics.queue_depth.sub(commands.len() as i64);
             if self.step(commands) {
                 break;
             }
+            last_step = Instant::now();
         }
         self.ready.store(false, Ordering::SeqCst);
         tracing::info!("writer stopped");

@@ -2427,3 +2427,40 @@ fn a_flapping_incident_holds_back_its_notifications_until_it_calms_down() {
     .unwrap();
     assert_eq!(kinds(&h), ["opened", "flapping", "assigned"]);
 }
+
+/// The one test that runs the writer's own thread: asked to beat often, an idle writer keeps its
+/// heartbeat fresh (what systemd's watchdog needs) without committing empty batches for it.
+#[test]
+fn an_idle_writer_beats_without_committing() {
+    let Harness {
+        metrics,
+        queue,
+        mut writer,
+        dir: _dir,
+        ..
+    } = Harness::new("");
+    writer.beat_at_least_every(Duration::from_millis(5));
+    let heartbeat = writer.heartbeat();
+    let mut started = writer.started();
+    let thread = std::thread::spawn(move || writer.run());
+    let t1 = Instant::now();
+    let deadline = t1 + Duration::from_secs(15);
+    // Several beats after t1, none of them a commit.
+    let mut beats_seen = 0;
+    let mut last_beat = None;
+    while beats_seen < 5 {
+        assert!(Instant::now() < deadline, "the idle writer stopped beating");
+        let now = Instant::now();
+        let age = heartbeat.age_at(now);
+        let beat_at = now - age;
+        if beat_at > t1 && last_beat.is_none_or(|last: Instant| beat_at > last) {
+            beats_seen += 1;
+            last_beat = Some(beat_at);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(started.try_recv().is_ok(), "the writer said it started");
+    assert_eq!(metrics.store_flush_seconds.get_sample_count(), 0);
+    queue.shutdown();
+    thread.join().unwrap();
+}

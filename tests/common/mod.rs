@@ -46,11 +46,18 @@ pub struct Daemon {
     dir: tempfile::TempDir,
     config_path: PathBuf,
     data_dir: PathBuf,
+    /// Extra environment variables of every run.
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
     /// Write `config_toml` to `<tmp>/triaged.toml` and start the daemon on `127.0.0.1:0`.
     pub fn start(config_toml: &str) -> Daemon {
+        Daemon::start_with_env(config_toml, &[])
+    }
+
+    /// [`Daemon::start`], with extra environment variables (for this run and every restart).
+    pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("triaged-e2e-")
             .tempdir()
@@ -59,7 +66,11 @@ impl Daemon {
         std::fs::write(&config_path, config_toml).expect("write config");
         let data_dir = dir.path().join("data");
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (child, addr) = spawn(&config_path, &data_dir, &stderr);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, addr) = spawn(&config_path, &data_dir, &env, &stderr);
         Daemon {
             child,
             addr,
@@ -67,6 +78,7 @@ impl Daemon {
             dir,
             config_path,
             data_dir,
+            env,
         }
     }
 
@@ -104,7 +116,7 @@ impl Daemon {
             .lock()
             .unwrap()
             .push("----- triaged-e2e: restart -----".to_string());
-        let (child, addr) = spawn(&self.config_path, &self.data_dir, &self.stderr);
+        let (child, addr) = spawn(&self.config_path, &self.data_dir, &self.env, &self.stderr);
         self.child = child;
         self.addr = addr;
     }
@@ -128,13 +140,18 @@ impl Daemon {
         self.signal("INT")
     }
 
-    fn signal(&mut self, sig: &str) -> ExitStatus {
+    /// Send a signal (`"HUP"`, `"TERM"` ...) and return at once.
+    pub fn send_signal(&self, sig: &str) {
         let pid = self.child.id().to_string();
         let st = Command::new("kill")
             .args([&format!("-{sig}"), &pid])
             .status()
             .expect("run kill");
         assert!(st.success(), "kill -{sig} {pid} failed: {st}");
+    }
+
+    fn signal(&mut self, sig: &str) -> ExitStatus {
+        self.send_signal(sig);
         let deadline = Instant::now() + TERM_TIMEOUT;
         loop {
             match self.child.try_wait().expect("try_wait") {
@@ -248,7 +265,12 @@ impl Drop for Daemon {
 }
 
 /// Spawn one daemon process and wait for its "listening" log line.
-fn spawn(config: &Path, data_dir: &Path, lines: &Arc<Mutex<Vec<String>>>) -> (Child, String) {
+fn spawn(
+    config: &Path,
+    data_dir: &Path,
+    env: &[(String, String)],
+    lines: &Arc<Mutex<Vec<String>>>,
+) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_triaged"))
         .arg("run")
         .arg("--config")
@@ -258,6 +280,11 @@ fn spawn(config: &Path, data_dir: &Path, lines: &Arc<Mutex<Vec<String>>>) -> (Ch
         .arg("--listen")
         .arg("127.0.0.1:0")
         .env_remove("RUST_LOG")
+        // Under `systemd-run` or a notify-type unit these would leak in from the test runner.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
