@@ -428,12 +428,9 @@ impl AlertQuery {
                             .map_err(|e| format!("receiver {value:?} is not a valid regex: {e}"))?,
                     )
                 }
-                other => {
-                    return Err(format!(
-                        "unknown parameter {other:?}: expected active, silenced, inhibited, \
-                         unprocessed, filter or receiver"
-                    ))
-                }
+                // As Alertmanager does: other parameters (a client's cache-busters, newer
+                // clients' additions) are ignored rather than refused.
+                _ => {}
             }
         }
         Ok(q)
@@ -692,10 +689,11 @@ mod tests {
             ("receiver=(", "not a valid regex"),
             ("filter=%ZZ", "bad %-escape"),
             ("filter=%FF", "UTF-8"),
-            ("limit=3", "unknown parameter \"limit\""),
         ] {
             let err = AlertQuery::parse(query).unwrap_err();
             assert!(err.contains(says), "{query}: {err}");
         }
+        let ignored = AlertQuery::parse("limit=3&_=1700000000").unwrap();
+        assert!(ignored.active && ignored.silenced && ignored.filter.is_empty());
     }
 }

@@ -471,12 +471,15 @@ fn poison_messages_become_dead_letters_and_do_not_block_the_partition() {
     assert!(big.len() > 1024);
     p.send(&key, &big); // 3
     p.send(&key, br#"{"labels": {}, "status": "firing"}"#); // 4
-    p.send_json(&key, &good("b")); // 5
-    p.send_json(&key, &good("c")); // 6
+    let mut long = good("long");
+    long["labels"]["instance"] = json!("i".repeat(100));
+    p.send_json(&key, &long); // 5: a label over server.max_label_bytes
+    p.send_json(&key, &good("b")); // 6
+    p.send_json(&key, &good("c")); // 7
     let offsets: Vec<i64> = p.flush().iter().map(|(_, o)| *o).collect();
     assert_eq!(
         offsets,
-        (0..7).collect::<Vec<i64>>(),
+        (0..8).collect::<Vec<i64>>(),
         "one partition, in order"
     );
 
@@ -484,13 +487,13 @@ fn poison_messages_become_dead_letters_and_do_not_block_the_partition() {
         &cluster.bootstrap_servers(),
         "poison",
         "max_message_bytes = 1024",
-        "",
+        "[server]\nmax_label_bytes = 64\n",
     );
     wait_messages(&d, "ok", 3);
-    wait_messages(&d, "dead_letter", 4);
+    wait_messages(&d, "dead_letter", 5);
 
     let letters = dead_letters(&d);
-    assert_eq!(letters.len(), 4, "{letters:?}");
+    assert_eq!(letters.len(), 5, "{letters:?}");
     let at: Vec<(i64, i64)> = letters
         .iter()
         .map(|l| {
@@ -500,7 +503,11 @@ fn poison_messages_become_dead_letters_and_do_not_block_the_partition() {
             )
         })
         .collect();
-    assert_eq!(at, vec![(0, 1), (0, 2), (0, 3), (0, 4)], "{letters:?}");
+    assert_eq!(
+        at,
+        vec![(0, 1), (0, 2), (0, 3), (0, 4), (0, 5)],
+        "{letters:?}"
+    );
     let errors: Vec<&str> = letters
         .iter()
         .map(|l| l["error"].as_str().unwrap())
@@ -527,6 +534,11 @@ fn poison_messages_become_dead_letters_and_do_not_block_the_partition() {
         "invalid alert: {}",
         letters[3]
     );
+    assert!(
+        errors[4].contains("max_label_bytes"),
+        "shape limit: {}",
+        letters[4]
+    );
 
     // The good messages after the poison ones went through.
     let inc = only_incident_matching(&d, "PoisonGood");
@@ -548,7 +560,7 @@ fn poison_messages_become_dead_letters_and_do_not_block_the_partition() {
         0.0,
         "dead letters read again after a clean restart"
     );
-    assert_eq!(dead_letters(&d).len(), 4);
+    assert_eq!(dead_letters(&d).len(), 5);
     let inc = d.incident(inc["id"].as_str().unwrap());
     assert_eq!(inc["alert_count"], 4, "{inc}");
     for m in members(&inc) {
