@@ -100,7 +100,12 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// The alerts of group `group`, firing until `ends_at` (in the past: resolved).
-fn group_alerts(group: usize, per_group: usize, now: DateTime<Utc>, ends_at: DateTime<Utc>) -> Vec<Alert> {
+fn group_alerts(
+    group: usize,
+    per_group: usize,
+    now: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+) -> Vec<Alert> {
     let alertname = format!("SeedAlert{:03}", group % NAMES);
     let service = format!("svc-{:04}", group / NAMES);
     let severity = match group % 10 {

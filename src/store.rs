@@ -799,7 +799,11 @@ mod tests {
             .unwrap();
         assert_eq!(store.active_by_tier().unwrap(), counts);
         assert_eq!(
-            store.db.get([OPEN, &1u64.to_be_bytes()].concat()).unwrap().unwrap(),
+            store
+                .db
+                .get([OPEN, &1u64.to_be_bytes()].concat())
+                .unwrap()
+                .unwrap(),
             b"L3"[..]
         );
     }

@@ -411,7 +411,11 @@ impl Rules {
                 lists[which] = &lists[which][1..];
                 next = position + 1;
                 let rule = &self.rules[position];
-                if !rule.matchers.iter().all(|m| m.matches(&class.labels, alert)) {
+                if !rule
+                    .matchers
+                    .iter()
+                    .all(|m| m.matches(&class.labels, alert))
+                {
                     continue;
                 }
                 match apply(rule, &mut class) {
@@ -433,7 +437,11 @@ impl Rules {
             ..Classification::default()
         };
         for rule in &self.rules {
-            if !rule.matchers.iter().all(|m| m.matches(&class.labels, alert)) {
+            if !rule
+                .matchers
+                .iter()
+                .all(|m| m.matches(&class.labels, alert))
+            {
                 continue;
             }
             if let Next::Stop = apply(rule, &mut class) {
@@ -605,7 +613,9 @@ action = "drop"
                 "a_b-c:d/e".to_string()
             ])
         );
-        for re in ["", "a|", "|a", ".*", "Disk.*", "a.b", "(a|b)", "a|b+", r"db-\d", "a b"] {
+        for re in [
+            "", "a|", "|a", ".*", "Disk.*", "a.b", "(a|b)", "a|b+", r"db-\d", "a b",
+        ] {
             assert_eq!(words(re), None, "{re:?}");
         }
     }
@@ -730,9 +740,7 @@ tier = "L3"
         let n = 1 + rng.below(30);
         let configs: Vec<RuleConfig> = (0..n)
             .map(|i| {
-                let matchers = (0..1 + rng.below(3))
-                    .map(|_| random_matcher(rng))
-                    .collect();
+                let matchers = (0..1 + rng.below(3)).map(|_| random_matcher(rng)).collect();
                 let set_labels = (0..rng.below(3))
                     .map(|_| (rng.pick(&NAMES).to_string(), rng.pick(&VALUES).to_string()))
                     .collect();
@@ -743,7 +751,9 @@ tier = "L3"
                     severity: rng
                         .chance(30)
                         .then(|| Severity::ALL[rng.below(Severity::ALL.len())]),
-                    tier: rng.chance(30).then(|| [Tier::L1, Tier::L2, Tier::L3][rng.below(3)]),
+                    tier: rng
+                        .chance(30)
+                        .then(|| [Tier::L1, Tier::L2, Tier::L3][rng.below(3)]),
                     runbook: rng.chance(20).then(|| format!("https://r/{i}")),
                     group_by: rng.chance(10).then(|| vec![rng.pick(&NAMES).to_string()]),
                     action: rng.chance(5).then_some(RuleAction::Drop),
