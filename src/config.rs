@@ -1168,8 +1168,8 @@ impl Config {
                 .unwrap_or_else(|| "?".into())
         };
         let mut out = Vec::new();
-        for (j, later) in rules.rules.iter().enumerate() {
-            let shadow = rules.rules[..j].iter().enumerate().find(|(_, earlier)| {
+        for (j, later) in rules.rules().iter().enumerate() {
+            let shadow = rules.rules()[..j].iter().enumerate().find(|(_, earlier)| {
                 !earlier.config.continue_
                     && earlier
                         .matchers

@@ -11,7 +11,7 @@
 //! | `alert/<fp u64 BE>` | [`AlertRecord`] |
 //! | `firing/<fp u64 BE>` | empty: index of alerts whose status is firing |
 //! | `incident/<id u64 BE>` | [`Incident`] |
-//! | `open/<id u64 BE>` | empty: index of incidents not yet resolved |
+//! | `open/<id u64 BE>` | the incident's tier (`L1`): index of incidents not yet resolved |
 //! | `group/<group key>` | id of the active incident of that group (u64 BE) |
 //! | `member/<id u64 BE><fp u64 BE>` | empty: membership |
 //! | `timer/<deadline ms u64 BE><kind u8><id>` | empty: a deadline ([`Timer`]) due at that time |
@@ -24,6 +24,7 @@
 //! Values are a version byte followed by JSON. What to write is decided by the pipeline; this
 //! module only encodes it.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -296,6 +297,32 @@ impl Store {
         Ok(out)
     }
 
+    /// How many incidents are active, per tier, from the `open/` index alone: its values carry
+    /// the tier, so start-up decodes no incident. An entry without one (written before the
+    /// index carried it) is read from its incident.
+    pub fn active_by_tier(&self) -> Result<BTreeMap<Tier, i64>> {
+        let _view = self.view();
+        let mut counts = BTreeMap::new();
+        for kv in self.db.scan_prefix(OPEN) {
+            let (key, value) = kv?;
+            let indexed = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|t| t.parse::<Tier>().ok());
+            let tier = match indexed {
+                Some(tier) => tier,
+                None => {
+                    let id = IncidentId(be_u64(&key[OPEN.len()..]));
+                    match self.get::<Incident>(&incident_key(id))? {
+                        Some(incident) => incident.tier,
+                        None => continue,
+                    }
+                }
+            };
+            *counts.entry(tier).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
     /// Newest first, starting below `before`; returns the page and the cursor of the next one.
     pub fn list_incidents(
         &self,
@@ -504,7 +531,7 @@ impl Batch {
             .insert(incident_key(incident.id).as_slice(), encode(incident));
         let open = [OPEN, &incident.id.0.to_be_bytes()].concat();
         if incident.is_active() {
-            self.inner.insert(open, &[]);
+            self.inner.insert(open, incident.tier.as_str().as_bytes());
         } else {
             self.inner.remove(open);
         }
@@ -717,6 +744,11 @@ mod tests {
             .collect();
         assert_eq!(active, [1, 2, 4, 5]);
 
+        assert_eq!(
+            store.active_by_tier().unwrap(),
+            BTreeMap::from([(Tier::L1, 2), (Tier::L2, 2)])
+        );
+
         let all = IncidentFilter::default();
         let (page, next) = store.list_incidents(&all, None, 2).unwrap();
         assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [5, 4]);
@@ -749,6 +781,45 @@ mod tests {
         assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [5, 4]);
         let (page, _) = store.list_incidents(&active, next, 10).unwrap();
         assert_eq!(page.iter().map(|i| i.id.0).collect::<Vec<_>>(), [2, 1]);
+    }
+
+    /// The open index carries each incident's tier, following escalations and resolutions; an
+    /// entry an older triaged left without its tier is counted from the incident.
+    #[test]
+    fn active_incidents_are_counted_by_tier_from_the_open_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = Batch::default();
+        for n in 1..=4 {
+            batch.put_incident(&incident(n, Tier::L1));
+        }
+        store.commit(batch, || ()).unwrap();
+        let mut batch = Batch::default();
+        let mut escalated = incident(1, Tier::L1);
+        escalated
+            .escalate("a", Some(Tier::L3), "manual", Utc::now())
+            .unwrap();
+        batch.put_incident(&escalated);
+        let mut resolved = incident(2, Tier::L1);
+        resolved.resolve("a", None, Utc::now()).unwrap();
+        batch.put_incident(&resolved);
+        store.commit(batch, || ()).unwrap();
+        let counts = BTreeMap::from([(Tier::L1, 2), (Tier::L3, 1)]);
+        assert_eq!(store.active_by_tier().unwrap(), counts);
+        // As an older triaged wrote it: no tier in the index.
+        store
+            .db
+            .insert([OPEN, &4u64.to_be_bytes()].concat(), &[])
+            .unwrap();
+        assert_eq!(store.active_by_tier().unwrap(), counts);
+        assert_eq!(
+            store
+                .db
+                .get([OPEN, &1u64.to_be_bytes()].concat())
+                .unwrap()
+                .unwrap(),
+            b"L3"[..]
+        );
     }
 
     fn alert(fp: u64, status: Status) -> AlertRecord {

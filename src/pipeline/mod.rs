@@ -461,17 +461,15 @@ impl Writer {
             cursors.insert(sink.clone(), store.cursor(sink)?);
         }
         let next_outbox = store.next_outbox_seq()?;
-        let mut memory = Memory {
+        let memory = Memory {
             next_outbox,
             cursors,
             next_dead_letter: store.next_dead_letter_id()?,
             next_incident: store.next_incident_number()?,
-            open: BTreeMap::new(),
+            // From the open index alone: no incident is decoded at start-up.
+            open: store.active_by_tier()?,
             silences: Arc::new(silences),
         };
-        for incident in store.active_incidents()? {
-            *memory.open.entry(incident.tier).or_default() += 1;
-        }
         for (tier, n) in &memory.open {
             metrics
                 .incidents_open
