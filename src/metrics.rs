@@ -13,12 +13,13 @@ use crate::alert::{Severity, Source};
 use crate::incident::Tier;
 
 /// Reasons an ingest request is refused; the `reason` label of `triaged_alerts_rejected_total`.
-pub const REJECT_REASONS: [&str; 5] = [
+pub const REJECT_REASONS: [&str; 6] = [
     "malformed_json",
     "invalid_alert",
     "unsupported_media_type",
     "body_too_large",
     "overloaded",
+    "store_unavailable",
 ];
 
 /// Buckets for MTTA / MTTR: from seconds (automation) to days (vendor tickets).
@@ -59,6 +60,9 @@ pub struct Metrics {
     pub ingest_duration_seconds: HistogramVec,
     pub queue_depth: IntGauge,
     pub store_flush_seconds: Histogram,
+    /// 1 while the store takes writes; 0 while it is down (disk full, read-only ...).
+    pub store_writable: IntGauge,
+    pub store_write_failures: IntCounter,
     pub build_info: IntGaugeVec,
 }
 
@@ -278,6 +282,16 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap()),
             )
             .unwrap(),
+            store_writable: IntGauge::with_opts(opts(
+                "store_writable",
+                "1 while the store takes writes; 0 while it is down (disk full, read-only, I/O errors) and changes are answered 503.",
+            ))
+            .unwrap(),
+            store_write_failures: IntCounter::with_opts(opts(
+                "store_write_failures_total",
+                "Group commits that failed; each took the store down until it could be reopened.",
+            ))
+            .unwrap(),
             build_info: IntGaugeVec::new(
                 opts("build_info", "Always 1; the version that runs."),
                 &["version"],
@@ -322,6 +336,8 @@ impl Metrics {
             Box::new(self.ingest_duration_seconds.clone()),
             Box::new(self.queue_depth.clone()),
             Box::new(self.store_flush_seconds.clone()),
+            Box::new(self.store_writable.clone()),
+            Box::new(self.store_write_failures.clone()),
             Box::new(self.build_info.clone()),
         ];
         for c in collectors {
@@ -406,6 +422,8 @@ mod tests {
             "triaged_incidents_open{tier=\"L2\"} 0",
             "triaged_queue_depth 0",
             "triaged_store_flush_seconds_count 0",
+            "triaged_store_write_failures_total 0",
+            "triaged_store_writable 0",
             "triaged_build_info{version=",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");

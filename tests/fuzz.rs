@@ -56,12 +56,15 @@ fn now() -> DateTime<Utc> {
 
 // ---- the wire formats ---------------------------------------------------------------------------
 
+/// A format's `parse`, for the formats whose body is alerts only.
+type AlertParser = fn(&[u8]) -> Result<Vec<Alert>, formats::ParseError>;
+
 /// Every format's parser on `body`: never a panic; a refusal with a message that says what is
 /// wrong (serde_json's with its line and column); alerts that come out obey the label rules.
 /// Parsed alerts are returned for the pipeline.
 fn check_body(body: &[u8]) -> Result<Vec<(Source, Vec<Alert>)>, TestCaseError> {
     let mut parsed = Vec::new();
-    let fixed: [(Source, fn(&[u8]) -> Result<Vec<Alert>, formats::ParseError>); 3] = [
+    let fixed: [(Source, AlertParser); 3] = [
         (Source::Alertmanager, alertmanager::parse),
         (Source::Webhook, webhook::parse),
         (Source::Native, native::parse),

@@ -51,13 +51,19 @@ pub struct Daemon {
 impl Daemon {
     /// Write `config_toml` to `<tmp>/triaged.toml` and start the daemon on `127.0.0.1:0`.
     pub fn start(config_toml: &str) -> Daemon {
+        Daemon::start_in(config_toml, None)
+    }
+
+    /// Like [`Daemon::start`], with the store in `data_dir` (e.g. on a file system the test
+    /// mounted) instead of `<tmp>/data`.
+    pub fn start_in(config_toml: &str, data_dir: Option<&Path>) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("triaged-e2e-")
             .tempdir()
             .expect("create tempdir");
         let config_path = dir.path().join("triaged.toml");
         std::fs::write(&config_path, config_toml).expect("write config");
-        let data_dir = dir.path().join("data");
+        let data_dir = data_dir.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (child, addr) = spawn(&config_path, &data_dir, &stderr);
         Daemon {
