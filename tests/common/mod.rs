@@ -4,6 +4,8 @@
 //! Every test binary compiles this module, and each uses only part of it.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -369,7 +371,8 @@ impl std::fmt::Display for Response {
     }
 }
 
-/// One HTTP/1.1 exchange with `Connection: close`; reads the response until EOF.
+/// One HTTP/1.1 exchange with `Connection: close`; reads the response until EOF. Panics when
+/// the exchange fails (see [`try_request`]).
 pub fn request(
     addr: &str,
     method: &str,
@@ -377,7 +380,19 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    try_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One HTTP/1.1 exchange, or why it failed (cannot connect, connection reset before an answer,
+/// an unparsable answer): for load that runs while the daemon is killed.
+pub fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect to {addr}: {e}"))?;
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -401,15 +416,17 @@ pub fn request(
             // A reset after the server answered early (without reading the whole body): keep what
             // arrived.
             Err(e) if !raw.is_empty() && e.kind() == ErrorKind::ConnectionReset => break,
-            Err(e) => panic!(
-                "{method} {path}: reading the response failed: {e} (write: {write_result:?}, \
-                 got {} bytes)",
-                raw.len()
-            ),
+            Err(e) => {
+                return Err(format!(
+                    "{method} {path}: reading the response failed: {e} (write: {write_result:?}, \
+                     got {} bytes)",
+                    raw.len()
+                ))
+            }
         }
     }
-    parse_response(&raw).unwrap_or_else(|e| {
-        panic!(
+    parse_response(&raw).map_err(|e| {
+        format!(
             "{method} {path}: unparsable response ({e}): {:?}",
             String::from_utf8_lossy(&raw)
         )
