@@ -4,8 +4,14 @@
 //! not write, report not-ready, and take writes again by itself once the disk does, without a
 //! restart; afterwards a `kill -9` and restart find every acknowledged alert.
 //!
-//! Mounting needs root (CAP_SYS_ADMIN). Without it these tests skip, saying so, except under
-//! CI (`CI=true`), where they fail: CI runs as root and must run them.
+//! A file system cannot be remounted read-only under a process that has files open for writing
+//! (the kernel answers "busy"), so the read-only case stops the daemon, remounts, and starts it
+//! on the read-only store; the case of a store made read-only under the running daemon uses the
+//! immutable attribute (`chattr +i`, which takes effect on open files at once).
+//!
+//! Mounting needs root (CAP_SYS_ADMIN), the immutable attribute root and a disk file system
+//! (ext4, xfs ...) under the temporary directory. Without them these tests skip, saying so,
+//! except under CI (`CI=true`), where they fail: CI runs as root and must run them.
 
 mod common;
 
@@ -42,13 +48,9 @@ impl Tmpfs {
             Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
             Err(e) => format!("cannot run mount: {e}"),
         };
-        let message = format!(
+        skip(&format!(
             "this test mounts a tmpfs as the data directory, and mounting failed ({why}); run it as root"
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{message} (CI runs as root and must run it)");
-        }
-        eprintln!("SKIPPED: {message}");
+        ));
         None
     }
 
@@ -92,6 +94,69 @@ impl Tmpfs {
             .status()
             .expect("run mount");
         assert!(st.success(), "mount -o remount,{mode} failed: {st}");
+    }
+}
+
+/// Skip a test that needs privileges this run lacks, loudly; under CI, fail instead.
+fn skip(message: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{message} (CI runs as root and must run it)");
+    }
+    eprintln!("SKIPPED: {message}");
+}
+
+/// The immutable attribute on a directory and every file in it: no write succeeds, not even
+/// root's, nor through a file already open. Cleared when dropped (or the directory could not be
+/// deleted).
+struct Immutable {
+    paths: Vec<PathBuf>,
+}
+
+impl Immutable {
+    /// `None` means skip (not permitted or not supported here, and not CI).
+    fn set(dir: &Path) -> Option<Immutable> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("list the data directory")
+            .map(|e| e.expect("a directory entry").path())
+            .collect();
+        paths.push(dir.to_path_buf());
+        let mut set = Immutable { paths: Vec::new() };
+        for path in paths {
+            let out = Command::new("chattr").arg("+i").arg(&path).output();
+            match out {
+                Ok(o) if o.status.success() => set.paths.push(path),
+                other => {
+                    let why = match other {
+                        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                        Err(e) => format!("cannot run chattr: {e}"),
+                    };
+                    skip(&format!(
+                        "this test makes the store immutable with chattr +i, which failed ({why}); run it as root on a disk file system"
+                    ));
+                    return None;
+                }
+            }
+        }
+        Some(set)
+    }
+
+    fn clear(&mut self) {
+        for path in self.paths.drain(..) {
+            let st = Command::new("chattr").arg("-i").arg(&path).status();
+            assert!(
+                st.is_ok_and(|s| s.success()),
+                "chattr -i {} failed",
+                path.display()
+            );
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for path in &self.paths {
+            let _ = Command::new("chattr").arg("-i").arg(path).status();
+        }
     }
 }
 
@@ -297,5 +362,49 @@ fn a_read_only_store_answers_503_saying_why_and_recovers_when_writable() {
     for l in &acked {
         assert_eq!(d.alert(&fingerprint(l)).0, 200, "{l}");
     }
+    assert_all_present_after_kill9(&mut d, &acked);
+}
+
+#[test]
+fn a_store_made_immutable_under_the_running_daemon_answers_503_and_recovers() {
+    let mut d = Daemon::with("");
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let l = alert_labels("BeforeImmutable", i);
+        let resp = post_alert(&d, &l);
+        assert_eq!(resp.status, 200, "{resp}");
+        acked.push(l);
+    }
+    let data_dir = d.data_dir().to_path_buf();
+    let Some(mut immutable) = Immutable::set(&data_dir) else {
+        return;
+    };
+    // The next write fails, and is not acknowledged (it names a new alert: a repeat of one
+    // already stored would write too, but let there be no doubt).
+    let refused = post_alert(&d, &alert_labels("WhileImmutable", 0));
+    assert_refused_saying(&refused, "Operation not permitted (os error 1)");
+    assert_not_ready_saying(&d, "Operation not permitted (os error 1)");
+    assert_eq!(d.metric("triaged_store_writable", &[]), 0.0);
+    // Still refused a while later: the reopen attempts fail too.
+    let before = d.metric("triaged_store_write_failures_total", &[]);
+    assert!(before >= 1.0);
+    let resp = post_alert(&d, &alert_labels("WhileImmutable", 1));
+    assert_refused_saying(&resp, "Operation not permitted");
+
+    let pid = d.pid();
+    immutable.clear();
+    let back = alert_labels("AfterImmutable", 0);
+    poll_until_for("a write accepted once writable", RECOVERY_WAIT, || {
+        let resp = post_alert(&d, &back);
+        if resp.status == 200 {
+            Ok(())
+        } else {
+            Err(resp.to_string())
+        }
+    });
+    acked.push(back);
+    assert_eq!(d.pid(), pid, "recovered without a restart");
+    assert_eq!(d.get("/-/ready").status, 200);
+    assert_eq!(d.metric("triaged_store_writable", &[]), 1.0);
     assert_all_present_after_kill9(&mut d, &acked);
 }
