@@ -11,6 +11,9 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+# tests/store_full.rs mounts a tmpfs and sets the immutable attribute.
+command -v mount >/dev/null || missing+=(mount)
+command -v chattr >/dev/null || missing+=(e2fsprogs)
 # Building librdkafka (the rdkafka crate, with TLS) needs a C toolchain, make, OpenSSL and zlib.
 for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

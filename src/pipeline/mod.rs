@@ -8,7 +8,10 @@
 //! The writer takes whatever commands are queued together (up to [`MAX_BATCH`]), applies each to
 //! a transaction overlay ([`Tx`]), commits the overlay as one sled batch with one flush and one
 //! fdatasync (group commit), then answers every sender. Only after the commit do metrics move,
-//! so a failed commit neither acknowledges nor counts anything. Alert expiries (an `endsAt`
+//! so a failed commit neither acknowledges nor counts anything. A failed commit takes the store
+//! down (see [`Store`]): the writer then answers every command at once with the reason (disk
+//! full, read-only ...), tries to reopen the store every second, and rebuilds what it
+//! keeps in memory from the disk before it takes commands again. Alert expiries (an `endsAt`
 //! passing, or `dedup.resolve_timeout` without a refresh) are deadlines in the store that the
 //! same loop turns into resolutions.
 //!
