@@ -24,7 +24,10 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
 fn store_error(e: StoreError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable").detail(e.to_string())
+    let mut err =
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable").detail(e.to_string());
+    err.retry_after = Some(5);
+    err
 }
 
 /// `key=value` pairs of a query string (values are not percent-decoded: ours need not be).

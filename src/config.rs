@@ -808,14 +808,26 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|span| line_of(text, span.start));
+            // toml's message repeats the location and quotes the source; keep its first
+            // sentence, the location is ours to print. For some characters (a control
+            // character in a comment) toml says nothing at all: say what it is.
+            let mut message = e.message().trim().to_string();
+            if message.is_empty() {
+                let found = e
+                    .span()
+                    .and_then(|span| text.get(span.start..))
+                    .and_then(|rest| rest.chars().next());
+                message = match found {
+                    Some(c) => format!("{c:?} is not allowed here in TOML"),
+                    None => "the file ends where TOML expects more".to_string(),
+                };
+            }
             ConfigError {
                 origin: origin.to_string(),
                 problems: vec![Problem {
                     line,
                     key: String::new(),
-                    // toml's message repeats the location and quotes the source; keep its first
-                    // sentence, the location is ours to print.
-                    message: e.message().trim().to_string(),
+                    message,
                 }],
             }
         })?;
@@ -1361,6 +1373,19 @@ mod tests {
         assert_eq!(
             HumanDuration(Duration::from_secs(5400)).to_string(),
             "1h30m"
+        );
+    }
+
+    /// Regression (found by the fuzz pass, `tests/fuzz.rs`): toml gives no message for a control
+    /// character in a comment, and the refusal said only "x.toml:2: ".
+    #[test]
+    fn regression_a_control_character_in_a_comment_is_refused_saying_so() {
+        let err = Config::parse("[server]\n#\0\n", "x.toml").unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert_eq!(err.problems[0].line, Some(2));
+        assert_eq!(
+            err.to_string(),
+            "x.toml:2: '\\0' is not allowed here in TOML"
         );
     }
 

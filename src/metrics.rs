@@ -13,7 +13,7 @@ use crate::alert::{Severity, Source};
 use crate::incident::Tier;
 
 /// Reasons an ingest request is refused; the `reason` label of `triaged_alerts_rejected_total`.
-pub const REJECT_REASONS: [&str; 12] = [
+pub const REJECT_REASONS: [&str; 13] = [
     "malformed_json",
     "invalid_alert",
     "unsupported_media_type",
@@ -26,6 +26,7 @@ pub const REJECT_REASONS: [&str; 12] = [
     "too_many_connections",
     "unauthorized",
     "forbidden",
+    "store_unavailable",
 ];
 
 /// Buckets for MTTA / MTTR: from seconds (automation) to days (vendor tickets).
@@ -80,6 +81,9 @@ pub struct Metrics {
     pub http_auth_failures: IntCounterVec,
     pub tls_handshake_failures: IntCounter,
     pub store_flush_seconds: Histogram,
+    /// 1 while the store takes writes; 0 while it is down (disk full, read-only ...).
+    pub store_writable: IntGauge,
+    pub store_write_failures: IntCounter,
     pub build_info: IntGaugeVec,
 }
 
@@ -322,6 +326,16 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap()),
             )
             .unwrap(),
+            store_writable: IntGauge::with_opts(opts(
+                "store_writable",
+                "1 while the store takes writes; 0 while it is down (disk full, read-only, I/O errors) and changes are answered 503.",
+            ))
+            .unwrap(),
+            store_write_failures: IntCounter::with_opts(opts(
+                "store_write_failures_total",
+                "Group commits that failed; each took the store down until it could be reopened.",
+            ))
+            .unwrap(),
             build_info: IntGaugeVec::new(
                 opts("build_info", "Always 1; the version that runs."),
                 &["version"],
@@ -370,6 +384,8 @@ impl Metrics {
             Box::new(self.http_auth_failures.clone()),
             Box::new(self.tls_handshake_failures.clone()),
             Box::new(self.store_flush_seconds.clone()),
+            Box::new(self.store_writable.clone()),
+            Box::new(self.store_write_failures.clone()),
             Box::new(self.build_info.clone()),
         ];
         for c in collectors {
@@ -486,6 +502,8 @@ mod tests {
             "triaged_incident_resolve_seconds_count{severity=\"warning\",tier=\"L1\"} 0",
             "triaged_incident_resolve_seconds_sum{severity=\"critical\",tier=\"L4\"} 0",
             "triaged_incident_ack_seconds_count{severity=\"major\",tier=\"L2\"} 0",
+            "triaged_store_write_failures_total 0",
+            "triaged_store_writable 0",
             "triaged_build_info{version=",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");

@@ -27,6 +27,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -116,20 +117,107 @@ pub enum StoreError {
     Sync(#[source] std::io::Error),
     #[error("corrupt value under {key}: {why}")]
     Corrupt { key: String, why: String },
+    /// The store is down: a write failed (disk full, read-only, I/O error) and it has not been
+    /// reopened yet. Nothing is read or written until it is.
+    #[error("store not writable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Why, in few words, for a client and for `/-/ready`: the operating system's words for an
+    /// I/O failure ("No space left on device (os error 28)"), else the whole message.
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Open {
+                source: sled::Error::Io(e),
+                ..
+            }
+            | StoreError::Sled(sled::Error::Io(e))
+            | StoreError::Sync(e)
+            | StoreError::LogFile { source: e, .. } => os_words(e),
+            StoreError::Unavailable(reason) => reason.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The disk refuses writes (full, over quota, read-only): a state that an operator fixes
+    /// while triaged waits, unlike a damaged or locked store.
+    pub fn is_disk_refusing_writes(&self) -> bool {
+        let io = match self {
+            StoreError::Open {
+                source: sled::Error::Io(e),
+                ..
+            }
+            | StoreError::Sled(sled::Error::Io(e))
+            | StoreError::Sync(e)
+            | StoreError::LogFile { source: e, .. } => e,
+            StoreError::Unavailable(_) => return true,
+            _ => return false,
+        };
+        use std::io::ErrorKind::{QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+        matches!(io.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem)
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Handle on the open store; cheap to share behind an `Arc` (sled is internally synchronized).
+/// The operating system's words for an I/O error: "No space left on device (os error 28)".
+/// sled copies the I/O errors it keeps, and its copy carries only the `Debug` text of the
+/// original (`Os { code: 28, kind: StorageFull, message: "..." }`): read the code back.
+fn os_words(e: &std::io::Error) -> String {
+    if e.raw_os_error().is_some() {
+        return e.to_string();
+    }
+    let text = e.to_string();
+    let code = text
+        .split_once("code: ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse::<i32>().ok());
+    match code {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => text,
+    }
+}
+
+/// Handle on the store; cheap to share behind an `Arc` (sled is internally synchronized).
+///
+/// The store can go down: when a group commit fails (disk full, file system read-only, an I/O
+/// error), sled has already applied the batch in memory, so readers would see what is not on
+/// disk, and sled refuses every later write anyway (its I/O error is sticky). So the failed
+/// commit closes the database at once, under the lock no reader holds, and every read and write
+/// answers [`StoreError::Unavailable`] until the writer [reopens](Store::reopen) it from disk,
+/// which shows exactly what was durable. Nothing is reset, nothing half-written is ever shown.
 pub struct Store {
+    path: PathBuf,
+    cache_bytes: u64,
+    /// The open database, or why there is none. Also what makes commits visible at once:
+    /// readers see a group commit only once it is durable and its metrics are counted (sled
+    /// makes a batch visible when it is applied, before the flush), so the commit holds this for
+    /// writing from apply to the end, and every read holds it for reading.
+    state: RwLock<std::result::Result<Handle, String>>,
+}
+
+/// The open sled database.
+struct Handle {
     db: sled::Db,
-    /// Readers see a group commit only once it is durable and its metrics are counted: sled
-    /// makes a batch visible when it is applied, before the flush, so the commit holds this
-    /// for writing from apply to the end, and every read holds it for reading.
-    visible: std::sync::RwLock<()>,
     /// sled's log file, kept open so every group commit can fdatasync it: sled 0.34's `flush`
     /// ends in `sync_file_range`, which survives a process crash but not a power cut.
     log: File,
+}
+
+/// A read of the open store: holds the state lock for reading (see `Store::state`).
+struct View<'a>(RwLockReadGuard<'a, std::result::Result<Handle, String>>);
+
+impl std::ops::Deref for View<'_> {
+    type Target = Handle;
+
+    fn deref(&self) -> &Handle {
+        match &*self.0 {
+            Ok(handle) => handle,
+            // `Store::view` hands out views of an open store only.
+            Err(_) => unreachable!("a view of a closed store"),
+        }
+    }
 }
 
 /// Filters of the incident list.
@@ -149,6 +237,386 @@ impl Store {
     /// Open with sled's page cache bounded to `cache_bytes` (sled's own default is 1 GiB, which
     /// would make RSS grow with the store).
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Store> {
+        let handle = Handle::open(path, cache_bytes)?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            cache_bytes,
+            state: RwLock::new(Ok(handle)),
+        })
+    }
+
+    /// A store that could not be opened because its disk refuses writes
+    /// ([`StoreError::is_disk_refusing_writes`]): it starts down, saying `reason`, and the
+    /// writer [reopens](Store::reopen) it once the disk takes writes again.
+    pub fn down(path: &Path, cache_bytes: u64, reason: String) -> Store {
+        Store {
+            path: path.to_path_buf(),
+            cache_bytes,
+            state: RwLock::new(Err(reason)),
+        }
+    }
+
+    /// Why the store is down, if it is.
+    pub fn down_reason(&self) -> Option<String> {
+        match &*self.state.read().unwrap_or_else(|e| e.into_inner()) {
+            Ok(_) => None,
+            Err(reason) => Some(reason.clone()),
+        }
+    }
+
+    /// Close the store, if open, and answer [`StoreError::Unavailable`] with `reason` until
+    /// [`Store::reopen`].
+    pub fn close(&self, reason: String) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        // Dropping the database flushes what sled can and releases the directory's lock.
+        *state = Err(reason);
+    }
+
+    /// Open a store that is down again, from what is on disk, and prove that it takes a durable
+    /// write. Ok at once if it is open.
+    pub fn reopen(&self) -> Result<()> {
+        if self.down_reason().is_none() {
+            return Ok(());
+        }
+        // Only the writer reopens, so nothing opens it meanwhile; readers are answered
+        // Unavailable at once rather than wait for sled's recovery.
+        let opened = Handle::open(&self.path, self.cache_bytes).and_then(|handle| {
+            handle.db.insert(META_SCHEMA, SCHEMA_VERSION)?;
+            handle.db.flush()?;
+            handle.log.sync_data().map_err(StoreError::Sync)?;
+            Ok(handle)
+        });
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        match opened {
+            Ok(handle) => {
+                *state = Ok(handle);
+                Ok(())
+            }
+            Err(e) => {
+                *state = Err(e.reason());
+                Err(e)
+            }
+        }
+    }
+
+    /// Apply `batch` atomically and make it durable: one `apply_batch`, one flush, one fdatasync;
+    /// then `durable` runs (the writer counts its metrics there) before any reader sees the batch.
+    /// Nothing may be acknowledged before this returns `Ok`. When it fails, the store is down
+    /// (see [`Store`]) until [`Store::reopen`].
+    pub fn commit(&self, batch: Batch, durable: impl FnOnce()) -> Result<()> {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let handle = match &*state {
+            Ok(handle) => handle,
+            Err(reason) => return Err(StoreError::Unavailable(reason.clone())),
+        };
+        let written = (|| {
+            handle.db.apply_batch(batch.inner)?;
+            handle.db.flush()?;
+            handle.log.sync_data().map_err(StoreError::Sync)
+        })();
+        if let Err(e) = written {
+            // The batch is in sled's memory but maybe not on disk: close before any reader
+            // sees it. What sled manages to write while closing is at worst a batch stored but
+            // not acknowledged, which the client's retry finds deduplicated.
+            *state = Err(e.reason());
+            return Err(e);
+        }
+        durable();
+        Ok(())
+    }
+
+    /// Hold while reading: see `state`. Public reads take it once and use unlocked helpers
+    /// inside, so no thread ever takes it twice.
+    fn view(&self) -> Result<View<'_>> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        if let Err(reason) = &*state {
+            return Err(StoreError::Unavailable(reason.clone()));
+        }
+        Ok(View(state))
+    }
+
+    pub fn alert(&self, fp: Fingerprint) -> Result<Option<AlertRecord>> {
+        let view = self.view()?;
+        view.get(&alert_key(fp))
+    }
+
+    pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>> {
+        let view = self.view()?;
+        view.get(&incident_key(id))
+    }
+
+    /// The active incident of a group, if any.
+    pub fn group(&self, key: &str) -> Result<Option<IncidentId>> {
+        let view = self.view()?;
+        Ok(view.db.get(group_key(key))?.map(|v| IncidentId(be_u64(&v))))
+    }
+
+    pub fn next_incident_number(&self) -> Result<u64> {
+        let view = self.view()?;
+        Ok(view.db.get(META_NEXT_INCIDENT)?.map_or(1, |v| be_u64(&v)))
+    }
+
+    /// Alerts whose status is firing, in fingerprint order: read through the `firing/` index,
+    /// so resolved history is never walked. Read in chunks, each under its own view, so that a
+    /// long list never holds a group commit back for long; an alert that changes meanwhile is
+    /// seen before or after its change, as a later read would see it.
+    pub fn firing_alerts(&self) -> Result<Vec<AlertRecord>> {
+        const CHUNK: usize = 512;
+        let mut out = Vec::new();
+        let mut start = FIRING.to_vec();
+        loop {
+            let view = self.view()?;
+            let mut keys = 0;
+            for key in view
+                .db
+                .range(start.clone()..prefix_end(FIRING))
+                .keys()
+                .take(CHUNK)
+            {
+                let key = key?;
+                keys += 1;
+                let fp = Fingerprint(be_u64(&key[FIRING.len()..]));
+                if let Some(record) = view.get::<AlertRecord>(&alert_key(fp))? {
+                    out.push(record);
+                }
+                // The next chunk starts just after this key.
+                start = [key.as_ref(), &[0]].concat();
+            }
+            if keys < CHUNK {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Member fingerprints of an incident, in fingerprint order.
+    pub fn members(&self, id: IncidentId) -> Result<Vec<Fingerprint>> {
+        let view = self.view()?;
+        let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
+        view.db
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| Ok(Fingerprint(be_u64(&k?[prefix.len()..]))))
+            .collect()
+    }
+
+    /// Incidents not yet resolved.
+    pub fn active_incidents(&self) -> Result<Vec<Incident>> {
+        let view = self.view()?;
+        let mut out = Vec::new();
+        for key in view.db.scan_prefix(OPEN).keys() {
+            let id = IncidentId(be_u64(&key?[OPEN.len()..]));
+            if let Some(incident) = view.get(&incident_key(id))? {
+                out.push(incident);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many incidents are active, per tier, from the `open/` index alone: its values carry
+    /// the tier, so start-up decodes no incident. An entry without one (written before the
+    /// index carried it) is read from its incident.
+    pub fn active_by_tier(&self) -> Result<BTreeMap<Tier, i64>> {
+        let view = self.view()?;
+        let mut counts = BTreeMap::new();
+        for kv in view.db.scan_prefix(OPEN) {
+            let (key, value) = kv?;
+            let indexed = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|t| t.parse::<Tier>().ok());
+            let tier = match indexed {
+                Some(tier) => tier,
+                None => {
+                    let id = IncidentId(be_u64(&key[OPEN.len()..]));
+                    match view.get::<Incident>(&incident_key(id))? {
+                        Some(incident) => incident.tier,
+                        None => continue,
+                    }
+                }
+            };
+            *counts.entry(tier).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Newest first, starting below `before`; returns the page and the cursor of the next one.
+    pub fn list_incidents(
+        &self,
+        filter: &IncidentFilter,
+        before: Option<IncidentId>,
+        limit: usize,
+    ) -> Result<(Vec<Incident>, Option<IncidentId>)> {
+        let view = self.view()?;
+        let wants_active =
+            filter.active || matches!(filter.state, Some(State::Open | State::Acknowledged));
+        // Active incidents have their own index, so an "open" query never walks history.
+        let index = if wants_active { OPEN } else { INCIDENT };
+        let end = match before {
+            Some(id) => [index, &id.0.to_be_bytes()].concat(),
+            None => prefix_end(index),
+        };
+        let mut page = Vec::new();
+        for key in view.db.range(index.to_vec()..end).keys().rev() {
+            let id = IncidentId(be_u64(&key?[index.len()..]));
+            let Some(incident) = view.get::<Incident>(&incident_key(id))? else {
+                continue;
+            };
+            if filter.state.is_some_and(|s| s != incident.state)
+                || filter.tier.is_some_and(|t| t != incident.tier)
+                || (filter.active && !incident.is_active())
+            {
+                continue;
+            }
+            if page.len() == limit {
+                let last = page.last().map(|i: &Incident| i.id);
+                return Ok((page, last));
+            }
+            page.push(incident);
+        }
+        Ok((page, None))
+    }
+
+    /// The earliest pending alert expiry.
+    pub fn next_deadline(&self) -> Result<Option<DateTime<Utc>>> {
+        let view = self.view()?;
+        Ok(view
+            .db
+            .scan_prefix(TIMER)
+            .keys()
+            .next()
+            .transpose()?
+            .map(|k| from_millis(be_u64(&k[TIMER.len()..]))))
+    }
+
+    /// Deadlines due at or before `now`, earliest first, at most `limit`.
+    pub fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(DateTime<Utc>, Timer)>> {
+        let view = self.view()?;
+        let end = [TIMER, &(millis(now).saturating_add(1)).to_be_bytes()].concat();
+        let mut out = Vec::new();
+        for key in view.db.range(TIMER.to_vec()..end).keys().take(limit) {
+            let key = key?;
+            let at = from_millis(be_u64(&key[TIMER.len()..TIMER.len() + 8]));
+            match Timer::decode(&key[TIMER.len() + 8..]) {
+                Some(timer) => out.push((at, timer)),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&key).into_owned(),
+                        why: "unknown timer kind".into(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The seq the next outbox event gets.
+    pub fn next_outbox_seq(&self) -> Result<u64> {
+        let view = self.view()?;
+        Ok(view
+            .db
+            .scan_prefix(OUTBOX)
+            .keys()
+            .next_back()
+            .transpose()?
+            .map_or(1, |k| be_u64(&k[OUTBOX.len()..]) + 1)
+            .max(view.db.get(b"meta/next_outbox")?.map_or(1, |v| be_u64(&v))))
+    }
+
+    /// Outbox events after `seq`, in order, at most `limit`.
+    pub fn outbox_after(&self, seq: u64, limit: usize) -> Result<Vec<OutboxEvent>> {
+        let view = self.view()?;
+        let start = [OUTBOX, &seq.saturating_add(1).to_be_bytes()].concat();
+        view.db
+            .range(start..prefix_end(OUTBOX))
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Outbox seqs at or below `seq`, at most `limit`: what every sink has passed.
+    pub fn outbox_up_to(&self, seq: u64, limit: usize) -> Result<Vec<u64>> {
+        let view = self.view()?;
+        let end = [OUTBOX, &seq.saturating_add(1).to_be_bytes()].concat();
+        view.db
+            .range(OUTBOX.to_vec()..end)
+            .keys()
+            .take(limit)
+            .map(|k| Ok(be_u64(&k?[OUTBOX.len()..])))
+            .collect()
+    }
+
+    /// The last outbox seq a sink has passed (0: none).
+    pub fn cursor(&self, sink: &str) -> Result<u64> {
+        let view = self.view()?;
+        Ok(view
+            .db
+            .get([CURSOR, sink.as_bytes()].concat())?
+            .map_or(0, |v| be_u64(&v)))
+    }
+
+    /// The id the next dead letter gets.
+    pub fn next_dead_letter_id(&self) -> Result<u64> {
+        let view = self.view()?;
+        Ok(view
+            .db
+            .scan_prefix(DEAD_LETTER)
+            .keys()
+            .next_back()
+            .transpose()?
+            .map_or(1, |k| be_u64(&k[DEAD_LETTER.len()..]) + 1))
+    }
+
+    /// Dead letters, newest first, at most `limit`.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let view = self.view()?;
+        view.db
+            .scan_prefix(DEAD_LETTER)
+            .rev()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    pub fn silence(&self, id: SilenceId) -> Result<Option<Silence>> {
+        let view = self.view()?;
+        view.get(&silence_key(id))
+    }
+
+    /// Every stored silence, expired ones included.
+    pub fn silences(&self) -> Result<Vec<Silence>> {
+        let view = self.view()?;
+        view.db
+            .scan_prefix(SILENCE)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Alerts a silence holds back.
+    pub fn silenced(&self, id: SilenceId) -> Result<Vec<Fingerprint>> {
+        let view = self.view()?;
+        let prefix = [SILENCED, id.as_bytes()].concat();
+        view.db
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| Ok(Fingerprint(be_u64(&k?[prefix.len()..]))))
+            .collect()
+    }
+}
+
+impl Handle {
+    fn open(path: &Path, cache_bytes: u64) -> Result<Handle> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -195,308 +663,7 @@ impl Store {
             path: log_path,
             source,
         })?;
-        Ok(Store {
-            db,
-            visible: std::sync::RwLock::new(()),
-            log,
-        })
-    }
-
-    /// Apply `batch` atomically and make it durable: one `apply_batch`, one flush, one fdatasync;
-    /// then `durable` runs (the writer counts its metrics there) before any reader sees the batch.
-    /// Nothing may be acknowledged before this returns `Ok`.
-    pub fn commit(&self, batch: Batch, durable: impl FnOnce()) -> Result<()> {
-        let _hide = self.visible.write().unwrap_or_else(|e| e.into_inner());
-        self.db.apply_batch(batch.inner)?;
-        self.db.flush()?;
-        self.log.sync_data().map_err(StoreError::Sync)?;
-        durable();
-        Ok(())
-    }
-
-    /// Hold while reading: see `visible`. Public reads take it once and use unlocked helpers
-    /// inside, so no thread ever takes it twice.
-    fn view(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.visible.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn alert(&self, fp: Fingerprint) -> Result<Option<AlertRecord>> {
-        let _view = self.view();
-        self.get(&alert_key(fp))
-    }
-
-    pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>> {
-        let _view = self.view();
-        self.get(&incident_key(id))
-    }
-
-    /// The active incident of a group, if any.
-    pub fn group(&self, key: &str) -> Result<Option<IncidentId>> {
-        let _view = self.view();
-        Ok(self.db.get(group_key(key))?.map(|v| IncidentId(be_u64(&v))))
-    }
-
-    pub fn next_incident_number(&self) -> Result<u64> {
-        let _view = self.view();
-        Ok(self.db.get(META_NEXT_INCIDENT)?.map_or(1, |v| be_u64(&v)))
-    }
-
-    /// Alerts whose status is firing, in fingerprint order: read through the `firing/` index,
-    /// so resolved history is never walked. Read in chunks, each under its own view, so that a
-    /// long list never holds a group commit back for long; an alert that changes meanwhile is
-    /// seen before or after its change, as a later read would see it.
-    pub fn firing_alerts(&self) -> Result<Vec<AlertRecord>> {
-        const CHUNK: usize = 512;
-        let mut out = Vec::new();
-        let mut start = FIRING.to_vec();
-        loop {
-            let _view = self.view();
-            let mut keys = 0;
-            for key in self
-                .db
-                .range(start.clone()..prefix_end(FIRING))
-                .keys()
-                .take(CHUNK)
-            {
-                let key = key?;
-                keys += 1;
-                let fp = Fingerprint(be_u64(&key[FIRING.len()..]));
-                if let Some(record) = self.get::<AlertRecord>(&alert_key(fp))? {
-                    out.push(record);
-                }
-                // The next chunk starts just after this key.
-                start = [key.as_ref(), &[0]].concat();
-            }
-            if keys < CHUNK {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// Member fingerprints of an incident, in fingerprint order.
-    pub fn members(&self, id: IncidentId) -> Result<Vec<Fingerprint>> {
-        let _view = self.view();
-        let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
-        self.db
-            .scan_prefix(&prefix)
-            .keys()
-            .map(|k| Ok(Fingerprint(be_u64(&k?[prefix.len()..]))))
-            .collect()
-    }
-
-    /// Incidents not yet resolved.
-    pub fn active_incidents(&self) -> Result<Vec<Incident>> {
-        let _view = self.view();
-        let mut out = Vec::new();
-        for key in self.db.scan_prefix(OPEN).keys() {
-            let id = IncidentId(be_u64(&key?[OPEN.len()..]));
-            if let Some(incident) = self.get(&incident_key(id))? {
-                out.push(incident);
-            }
-        }
-        Ok(out)
-    }
-
-    /// How many incidents are active, per tier, from the `open/` index alone: its values carry
-    /// the tier, so start-up decodes no incident. An entry without one (written before the
-    /// index carried it) is read from its incident.
-    pub fn active_by_tier(&self) -> Result<BTreeMap<Tier, i64>> {
-        let _view = self.view();
-        let mut counts = BTreeMap::new();
-        for kv in self.db.scan_prefix(OPEN) {
-            let (key, value) = kv?;
-            let indexed = std::str::from_utf8(&value)
-                .ok()
-                .and_then(|t| t.parse::<Tier>().ok());
-            let tier = match indexed {
-                Some(tier) => tier,
-                None => {
-                    let id = IncidentId(be_u64(&key[OPEN.len()..]));
-                    match self.get::<Incident>(&incident_key(id))? {
-                        Some(incident) => incident.tier,
-                        None => continue,
-                    }
-                }
-            };
-            *counts.entry(tier).or_default() += 1;
-        }
-        Ok(counts)
-    }
-
-    /// Newest first, starting below `before`; returns the page and the cursor of the next one.
-    pub fn list_incidents(
-        &self,
-        filter: &IncidentFilter,
-        before: Option<IncidentId>,
-        limit: usize,
-    ) -> Result<(Vec<Incident>, Option<IncidentId>)> {
-        let _view = self.view();
-        let wants_active =
-            filter.active || matches!(filter.state, Some(State::Open | State::Acknowledged));
-        // Active incidents have their own index, so an "open" query never walks history.
-        let index = if wants_active { OPEN } else { INCIDENT };
-        let end = match before {
-            Some(id) => [index, &id.0.to_be_bytes()].concat(),
-            None => prefix_end(index),
-        };
-        let mut page = Vec::new();
-        for key in self.db.range(index.to_vec()..end).keys().rev() {
-            let id = IncidentId(be_u64(&key?[index.len()..]));
-            let Some(incident) = self.get::<Incident>(&incident_key(id))? else {
-                continue;
-            };
-            if filter.state.is_some_and(|s| s != incident.state)
-                || filter.tier.is_some_and(|t| t != incident.tier)
-                || (filter.active && !incident.is_active())
-            {
-                continue;
-            }
-            if page.len() == limit {
-                let last = page.last().map(|i: &Incident| i.id);
-                return Ok((page, last));
-            }
-            page.push(incident);
-        }
-        Ok((page, None))
-    }
-
-    /// The earliest pending alert expiry.
-    pub fn next_deadline(&self) -> Result<Option<DateTime<Utc>>> {
-        let _view = self.view();
-        Ok(self
-            .db
-            .scan_prefix(TIMER)
-            .keys()
-            .next()
-            .transpose()?
-            .map(|k| from_millis(be_u64(&k[TIMER.len()..]))))
-    }
-
-    /// Deadlines due at or before `now`, earliest first, at most `limit`.
-    pub fn due_timers(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<(DateTime<Utc>, Timer)>> {
-        let _view = self.view();
-        let end = [TIMER, &(millis(now).saturating_add(1)).to_be_bytes()].concat();
-        let mut out = Vec::new();
-        for key in self.db.range(TIMER.to_vec()..end).keys().take(limit) {
-            let key = key?;
-            let at = from_millis(be_u64(&key[TIMER.len()..TIMER.len() + 8]));
-            match Timer::decode(&key[TIMER.len() + 8..]) {
-                Some(timer) => out.push((at, timer)),
-                None => {
-                    return Err(StoreError::Corrupt {
-                        key: String::from_utf8_lossy(&key).into_owned(),
-                        why: "unknown timer kind".into(),
-                    })
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The seq the next outbox event gets.
-    pub fn next_outbox_seq(&self) -> Result<u64> {
-        let _view = self.view();
-        Ok(self
-            .db
-            .scan_prefix(OUTBOX)
-            .keys()
-            .next_back()
-            .transpose()?
-            .map_or(1, |k| be_u64(&k[OUTBOX.len()..]) + 1)
-            .max(self.db.get(b"meta/next_outbox")?.map_or(1, |v| be_u64(&v))))
-    }
-
-    /// Outbox events after `seq`, in order, at most `limit`.
-    pub fn outbox_after(&self, seq: u64, limit: usize) -> Result<Vec<OutboxEvent>> {
-        let _view = self.view();
-        let start = [OUTBOX, &seq.saturating_add(1).to_be_bytes()].concat();
-        self.db
-            .range(start..prefix_end(OUTBOX))
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
-            .collect()
-    }
-
-    /// Outbox seqs at or below `seq`, at most `limit`: what every sink has passed.
-    pub fn outbox_up_to(&self, seq: u64, limit: usize) -> Result<Vec<u64>> {
-        let _view = self.view();
-        let end = [OUTBOX, &seq.saturating_add(1).to_be_bytes()].concat();
-        self.db
-            .range(OUTBOX.to_vec()..end)
-            .keys()
-            .take(limit)
-            .map(|k| Ok(be_u64(&k?[OUTBOX.len()..])))
-            .collect()
-    }
-
-    /// The last outbox seq a sink has passed (0: none).
-    pub fn cursor(&self, sink: &str) -> Result<u64> {
-        let _view = self.view();
-        Ok(self
-            .db
-            .get([CURSOR, sink.as_bytes()].concat())?
-            .map_or(0, |v| be_u64(&v)))
-    }
-
-    /// The id the next dead letter gets.
-    pub fn next_dead_letter_id(&self) -> Result<u64> {
-        let _view = self.view();
-        Ok(self
-            .db
-            .scan_prefix(DEAD_LETTER)
-            .keys()
-            .next_back()
-            .transpose()?
-            .map_or(1, |k| be_u64(&k[DEAD_LETTER.len()..]) + 1))
-    }
-
-    /// Dead letters, newest first, at most `limit`.
-    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
-        let _view = self.view();
-        self.db
-            .scan_prefix(DEAD_LETTER)
-            .rev()
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
-            .collect()
-    }
-
-    pub fn silence(&self, id: SilenceId) -> Result<Option<Silence>> {
-        let _view = self.view();
-        self.get(&silence_key(id))
-    }
-
-    /// Every stored silence, expired ones included.
-    pub fn silences(&self) -> Result<Vec<Silence>> {
-        let _view = self.view();
-        self.db
-            .scan_prefix(SILENCE)
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
-            .collect()
-    }
-
-    /// Alerts a silence holds back.
-    pub fn silenced(&self, id: SilenceId) -> Result<Vec<Fingerprint>> {
-        let _view = self.view();
-        let prefix = [SILENCED, id.as_bytes()].concat();
-        self.db
-            .scan_prefix(&prefix)
-            .keys()
-            .map(|k| Ok(Fingerprint(be_u64(&k?[prefix.len()..]))))
-            .collect()
+        Ok(Handle { db, log })
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
@@ -808,12 +975,16 @@ mod tests {
         assert_eq!(store.active_by_tier().unwrap(), counts);
         // As an older triaged wrote it: no tier in the index.
         store
+            .view()
+            .unwrap()
             .db
             .insert([OPEN, &4u64.to_be_bytes()].concat(), &[])
             .unwrap();
         assert_eq!(store.active_by_tier().unwrap(), counts);
         assert_eq!(
             store
+                .view()
+                .unwrap()
                 .db
                 .get([OPEN, &1u64.to_be_bytes()].concat())
                 .unwrap()
@@ -894,15 +1065,32 @@ mod tests {
             batch.put_alert(&alert(7, Status::Firing));
             store.commit(batch, || ()).unwrap();
             // Back to what an older triaged left: no index, no marker.
-            for key in store.db.scan_prefix(FIRING).keys() {
-                store.db.remove(key.unwrap()).unwrap();
+            for key in store.view().unwrap().db.scan_prefix(FIRING).keys() {
+                store.view().unwrap().db.remove(key.unwrap()).unwrap();
             }
-            store.db.remove(META_FIRING_INDEX).unwrap();
-            store.db.flush().unwrap();
+            store.view().unwrap().db.remove(META_FIRING_INDEX).unwrap();
+            store.view().unwrap().db.flush().unwrap();
             assert_eq!(firing(&store), Vec::<u64>::new());
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(firing(&store), [5, 7]);
+    }
+
+    #[test]
+    fn a_refusing_disk_is_told_in_the_operating_systems_words() {
+        let full = std::io::Error::from_raw_os_error(28);
+        let as_sled_keeps_it = std::io::Error::new(full.kind(), format!("{full:?}"));
+        for e in [full, as_sled_keeps_it] {
+            let err = StoreError::Sled(sled::Error::Io(e));
+            assert_eq!(err.reason(), "No space left on device (os error 28)");
+            assert!(err.is_disk_refusing_writes());
+        }
+        let other = StoreError::Corrupt {
+            key: "k".into(),
+            why: "w".into(),
+        };
+        assert!(!other.is_disk_refusing_writes());
+        assert_eq!(other.reason(), "corrupt value under k: w");
     }
 
     #[test]

@@ -21,6 +21,9 @@ dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
 # tests/systemd.rs checks the unit with systemd-analyze (verify, security); installing the package
 # in a container only adds the files: nothing starts.
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# tests/store_full.rs mounts a tmpfs and sets the immutable attribute.
+command -v mount >/dev/null || missing+=(mount)
+command -v chattr >/dev/null || missing+=(e2fsprogs)
 # Building librdkafka (the rdkafka crate, with TLS) needs a C toolchain, make, OpenSSL and zlib.
 for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -131,11 +131,17 @@ async fn follow<S: Sink>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = sink.name().to_string();
-    let mut cursor = match store.cursor(&name) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(sink = %name, error = %e, "cannot read the sink's cursor; sink stopped");
-            return;
+    // The store may be down (disk full) when the daemon starts: wait for it.
+    let mut cursor = loop {
+        match store.cursor(&name) {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(sink = %name, error = %e, "cannot read the sink's cursor yet; retrying");
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
         }
     };
     tracing::info!(sink = %name, cursor, "sink started");

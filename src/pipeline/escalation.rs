@@ -41,7 +41,12 @@ pub fn reopens_call_for_escalation(
     window: Duration,
     now: DateTime<Utc>,
 ) -> bool {
-    let since = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    // A window reaching back past the calendar's start (a config may say "300000000d") counts
+    // every reopen; `now - window` would panic there.
+    let since = chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|w| now.checked_sub_signed(w))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let n = incident.reopens_since(since);
     after > 0 && n > 0 && n % after as usize == 0
 }
@@ -119,5 +124,20 @@ mod tests {
         // Long quiet: the old changes leave the window.
         assert!(!note_change(&mut changes, at(2000), window, 2));
         assert!(changes.len() <= 3);
+    }
+
+    /// Regression (found by the fuzz pass, `tests/fuzz.rs`): `dedup.reopen_escalate_window =
+    /// "300000000d"` is a valid config, and the first reopen panicked the writer thread
+    /// (`DateTime - TimeDelta` overflowed). A window longer than the calendar counts every reopen.
+    #[test]
+    fn regression_a_reopen_window_beyond_the_calendar_does_not_panic() {
+        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut inc = incident(Tier::L1, t0);
+        inc.resolve("a", None, t0).unwrap();
+        inc.reopen("again", t0 + chrono::Duration::seconds(1))
+            .unwrap();
+        for window in [Duration::from_secs(300_000_000 * 86_400), Duration::MAX] {
+            assert!(reopens_call_for_escalation(&inc, 1, window, t0));
+        }
     }
 }

@@ -8,7 +8,10 @@
 //! The writer takes whatever commands are queued together (up to [`MAX_BATCH`]), applies each to
 //! a transaction overlay ([`Tx`]), commits the overlay as one sled batch with one flush and one
 //! fdatasync (group commit), then answers every sender. Only after the commit do metrics move,
-//! so a failed commit neither acknowledges nor counts anything. Alert expiries (an `endsAt`
+//! so a failed commit neither acknowledges nor counts anything. A failed commit takes the store
+//! down (see [`Store`]): the writer then answers every command at once with the reason (disk
+//! full, read-only ...), tries to reopen the store every second, and rebuilds what it
+//! keeps in memory from the disk before it takes commands again. Alert expiries (an `endsAt`
 //! passing, or `dedup.resolve_timeout` without a refresh) are deadlines in the store that the
 //! same loop turns into resolutions.
 //!
@@ -49,6 +52,8 @@ const MAX_TIMERS_PER_PASS: usize = 5000;
 /// The writer steps (applies what fell due, commits) at least this often even with no deadline
 /// pending. For systemd's watchdog it may wake more often; those wakes only beat.
 const IDLE_WAKE: Duration = Duration::from_secs(60);
+/// While the store is down, how often the writer tries to reopen it.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 /// The writer's liveness: when it last came round its loop. The loop comes round at least every
 /// [`Writer::beat_at_least_every`] even when idle, so a heartbeat that grows old means a writer
@@ -290,6 +295,10 @@ pub enum PipelineError {
     /// The batch this command was in could not be committed; nothing of it is durable.
     #[error("the change could not be stored: {0}")]
     Commit(String),
+    /// The store takes no writes (disk full, read-only ...): nothing of this command was
+    /// stored; the writer reopens the store by itself once it can.
+    #[error("store not writable: {0}")]
+    Unavailable(String),
 }
 
 pub type Reply = oneshot::Sender<Result<Outcome, PipelineError>>;
@@ -333,6 +342,23 @@ pub enum Command {
     },
     /// Apply everything queued before, commit, and stop.
     Shutdown,
+}
+
+impl Command {
+    /// The handle its sender waits on (none for [`Command::Shutdown`]).
+    fn into_reply(self) -> Option<Reply> {
+        match self {
+            Command::Ingest { reply, .. }
+            | Command::AcknowledgeAlert { reply, .. }
+            | Command::Incident { reply, .. }
+            | Command::PutSilence { reply, .. }
+            | Command::ExpireSilence { reply, .. }
+            | Command::Reload { reply, .. }
+            | Command::AdvanceCursor { reply, .. }
+            | Command::DeadLetter { reply, .. } => Some(reply),
+            Command::Shutdown => None,
+        }
+    }
 }
 
 /// Why a command could not be queued.
@@ -421,7 +447,12 @@ pub struct Writer {
     clock: Arc<dyn Clock>,
     memory: Memory,
     next_deadline: Option<DateTime<Utc>>,
-    /// Set once recovery is done and the loop runs: `/-/ready`.
+    /// Why the store is down, while it is: every command is answered with this at once, and the
+    /// store is reopened every [`REOPEN_EVERY`].
+    down: Option<String>,
+    /// When the store was last tried (a failed commit, or an attempt to reopen it).
+    tried: Instant,
+    /// Set while the loop runs with a writable store: `/-/ready`.
     pub ready: Arc<AtomicBool>,
     /// Record a [`Decision`] per alert (the simulator does; the daemon does not).
     trace: bool,
@@ -443,41 +474,15 @@ impl Writer {
         policy: Policy,
         clock: Arc<dyn Clock>,
     ) -> Result<Writer, StoreError> {
-        let now = clock.now();
-        let mut silences = Vec::new();
-        for s in store.silences()? {
-            if s.state(now) == SilenceState::Expired {
-                continue;
-            }
-            match silence::Compiled::new(s) {
-                Ok(c) => silences.push(c),
-                Err(e) => {
-                    tracing::error!(error = %e, "a stored silence no longer compiles; ignored")
-                }
-            }
-        }
-        let mut cursors = BTreeMap::new();
-        for sink in &policy.sinks {
-            cursors.insert(sink.clone(), store.cursor(sink)?);
-        }
-        let next_outbox = store.next_outbox_seq()?;
-        let memory = Memory {
-            next_outbox,
-            cursors,
-            next_dead_letter: store.next_dead_letter_id()?,
-            next_incident: store.next_incident_number()?,
-            // From the open index alone: no incident is decoded at start-up.
-            open: store.active_by_tier()?,
-            silences: Arc::new(silences),
+        // A store whose disk refuses writes is not fatal: the writer starts down and opens it
+        // when it can. Anything else (a damaged store) stops the daemon before it starts.
+        let (memory, next_deadline, down) = match load(&store, &policy, clock.now()) {
+            Ok((memory, next_deadline)) => (memory, next_deadline, None),
+            Err(e) if e.is_disk_refusing_writes() => (Memory::default(), None, Some(e.reason())),
+            Err(e) => return Err(e),
         };
-        for (tier, n) in &memory.open {
-            metrics
-                .incidents_open
-                .with_label_values(&[tier.as_str()])
-                .set(*n);
-        }
-        let next_deadline = store.next_deadline()?;
-        Ok(Writer {
+        let committed = memory.next_outbox.saturating_sub(1);
+        let writer = Writer {
             rx,
             store,
             metrics,
@@ -485,13 +490,31 @@ impl Writer {
             clock,
             memory,
             next_deadline,
+            down,
+            tried: Instant::now(),
             ready: Arc::new(AtomicBool::new(false)),
             trace: false,
-            outbox: tokio::sync::watch::channel(next_outbox - 1).0,
+            outbox: tokio::sync::watch::channel(committed).0,
             heartbeat: Arc::new(Heartbeat::new()),
             idle_wake: IDLE_WAKE,
             started: None,
-        })
+        };
+        writer.show_memory();
+        Ok(writer)
+    }
+
+    /// Set the gauges that mirror the writer's memory.
+    fn show_memory(&self) {
+        for tier in &crate::incident::Tier::ALL[1..] {
+            let n = self.memory.open.get(tier).copied().unwrap_or(0);
+            self.metrics
+                .incidents_open
+                .with_label_values(&[tier.as_str()])
+                .set(n);
+        }
+        self.metrics
+            .store_writable
+            .set(i64::from(self.down.is_none()));
     }
 
     /// The writer's liveness, for systemd's watchdog.
@@ -520,20 +543,30 @@ impl Writer {
 
     /// The loop: runs on its own thread until [`Command::Shutdown`] or every sender is gone.
     pub fn run(mut self) {
-        self.ready.store(true, Ordering::SeqCst);
+        self.ready.store(self.down.is_none(), Ordering::SeqCst);
+        // Started even with the store down: the daemon runs and says why it refuses (503).
         if let Some(started) = self.started.take() {
             let _ = started.send(());
         }
-        tracing::info!(next_incident = self.memory.next_incident, "writer started");
+        match &self.down {
+            None => tracing::info!(next_incident = self.memory.next_incident, "writer started"),
+            Some(reason) => tracing::error!(
+                reason = %reason,
+                "writer started with the store down: every change is answered 503 until it can be opened"
+            ),
+        }
         let mut last_step = Instant::now();
         loop {
             self.heartbeat.beat();
-            let wait = match self.next_deadline {
-                Some(at) => (at - self.clock.now())
+            let wait = match (&self.down, self.next_deadline) {
+                (Some(_), _) => REOPEN_EVERY
+                    .saturating_sub(self.tried.elapsed())
+                    .min(self.idle_wake),
+                (None, Some(at)) => (at - self.clock.now())
                     .to_std()
                     .unwrap_or(Duration::ZERO)
                     .min(self.idle_wake),
-                None => self.idle_wake,
+                (None, None) => self.idle_wake,
             };
             let mut commands = Vec::new();
             match self.rx.recv_timeout(wait) {
@@ -548,18 +581,86 @@ impl Writer {
                 }
             }
             let due = self.next_deadline.is_some_and(|at| at <= self.clock.now());
-            if commands.is_empty() && !due && last_step.elapsed() < IDLE_WAKE {
+            if self.down.is_none() && commands.is_empty() && !due && last_step.elapsed() < IDLE_WAKE
+            {
                 // A wake for the heartbeat only: nothing to apply, so no empty commit.
                 continue;
             }
             self.metrics.queue_depth.sub(commands.len() as i64);
-            if self.step(commands) {
+            let stop = if self.down.is_some() {
+                self.refuse(commands)
+            } else {
+                self.step(commands)
+            };
+            if stop {
                 break;
             }
             last_step = Instant::now();
         }
         self.ready.store(false, Ordering::SeqCst);
         tracing::info!("writer stopped");
+    }
+
+    /// The store is down: answer every command at once, saying why (a reload needs no store and
+    /// is taken), and try to reopen the store every [`REOPEN_EVERY`]. Returns true when asked
+    /// to stop.
+    fn refuse(&mut self, commands: Vec<Command>) -> bool {
+        let reason = self.down.clone().unwrap_or_default();
+        let mut stop = false;
+        for command in commands {
+            match command {
+                Command::Shutdown => stop = true,
+                Command::Reload { policy, reply } => {
+                    self.policy = Arc::new(*policy);
+                    let _ = reply.send(Ok(Outcome::Reloaded));
+                }
+                other => {
+                    if let Some(reply) = other.into_reply() {
+                        let _ = reply.send(Err(PipelineError::Unavailable(reason.clone())));
+                    }
+                }
+            }
+        }
+        if !stop && self.tried.elapsed() >= REOPEN_EVERY {
+            self.recover();
+        }
+        stop
+    }
+
+    /// Reopen the store and rebuild the writer's memory from what is on disk: a batch that
+    /// failed may or may not have reached it, and only the disk says which.
+    fn recover(&mut self) {
+        self.tried = Instant::now();
+        let loaded = self
+            .store
+            .reopen()
+            .and_then(|()| load(&self.store, &self.policy, self.clock.now()));
+        match loaded {
+            Ok((memory, next_deadline)) => {
+                self.memory = memory;
+                self.next_deadline = next_deadline;
+                self.down = None;
+                self.outbox
+                    .send_replace(self.memory.next_outbox.saturating_sub(1));
+                self.show_memory();
+                self.ready.store(true, Ordering::SeqCst);
+                tracing::warn!(
+                    next_incident = self.memory.next_incident,
+                    "the store is writable again; taking changes"
+                );
+            }
+            Err(e) => {
+                let reason = e.reason();
+                if self.store.down_reason().is_none() {
+                    // Opened, but reading it back failed: keep it closed.
+                    self.store.close(reason.clone());
+                }
+                if self.down.as_deref() != Some(reason.as_str()) {
+                    tracing::error!(reason = %reason, "the store is still not writable");
+                }
+                self.down = Some(reason);
+            }
+        }
     }
 
     /// Apply one batch of commands and due expiries; returns true when asked to stop.
@@ -664,9 +765,25 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "group commit failed; nothing of this batch is acknowledged");
-                for (reply, _) in replies {
-                    let _ = reply.send(Err(PipelineError::Commit(e.to_string())));
+                self.metrics.store_write_failures.inc();
+                match self.store.down_reason() {
+                    Some(reason) => {
+                        tracing::error!(error = %e, reason = %reason, "group commit failed: the store is down; nothing of this batch is acknowledged, and changes are refused until it is writable again");
+                        self.down = Some(reason.clone());
+                        self.tried = Instant::now();
+                        self.ready.store(false, Ordering::SeqCst);
+                        self.metrics.store_writable.set(0);
+                        for (reply, _) in replies {
+                            let _ = reply.send(Err(PipelineError::Unavailable(reason.clone())));
+                        }
+                        return stop;
+                    }
+                    None => {
+                        tracing::error!(error = %e, "group commit failed; nothing of this batch is acknowledged");
+                        for (reply, _) in replies {
+                            let _ = reply.send(Err(PipelineError::Commit(e.to_string())));
+                        }
+                    }
                 }
             }
         }
@@ -679,6 +796,41 @@ impl Writer {
         }
         stop
     }
+}
+
+/// What the writer keeps in memory, read from the store: at start, and after the store was
+/// down. Also the next deadline.
+fn load(
+    store: &Store,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Result<(Memory, Option<DateTime<Utc>>), StoreError> {
+    let mut silences = Vec::new();
+    for s in store.silences()? {
+        if s.state(now) == SilenceState::Expired {
+            continue;
+        }
+        match silence::Compiled::new(s) {
+            Ok(c) => silences.push(c),
+            Err(e) => {
+                tracing::error!(error = %e, "a stored silence no longer compiles; ignored")
+            }
+        }
+    }
+    let mut cursors = BTreeMap::new();
+    for sink in &policy.sinks {
+        cursors.insert(sink.clone(), store.cursor(sink)?);
+    }
+    let memory = Memory {
+        next_outbox: store.next_outbox_seq()?,
+        cursors,
+        next_dead_letter: store.next_dead_letter_id()?,
+        next_incident: store.next_incident_number()?,
+        // From the open index alone: no incident is decoded at start-up.
+        open: store.active_by_tier()?,
+        silences: Arc::new(silences),
+    };
+    Ok((memory, store.next_deadline()?))
 }
 
 /// A clock that moves only when told: for the simulator and tests.

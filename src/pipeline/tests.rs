@@ -2464,3 +2464,56 @@ fn an_idle_writer_beats_without_committing() {
     queue.shutdown();
     thread.join().unwrap();
 }
+
+/// The store went down (a write failed: disk full): the command that hit it and every one after
+/// is answered at once with the reason, nothing is counted, and the writer reopens the store,
+/// reloads what is on disk, and takes commands again.
+#[test]
+fn a_down_store_refuses_every_command_saying_why_until_it_is_reopened() {
+    let mut h = Harness::new("");
+    let first = h.ingest(vec![alert(&[("alertname", "A"), ("service", "db")])]);
+    assert_eq!(first.incidents, [IncidentId(1)]);
+    let full = "No space left on device (os error 28)";
+    h.store.close(full.to_string());
+
+    let (command, answer) = ingest_command(
+        Source::Alertmanager,
+        vec![alert(&[("alertname", "B"), ("service", "db")])],
+    );
+    h.step(vec![command]);
+    match answered(answer) {
+        Err(e @ PipelineError::Unavailable(_)) => {
+            assert_eq!(e.to_string(), format!("store not writable: {full}"))
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert_eq!(h.writer.down.as_deref(), Some(full));
+    assert!(!h.writer.ready.load(Ordering::SeqCst));
+    assert_eq!(h.metrics.store_writable.get(), 0);
+    assert_eq!(h.metrics.store_write_failures.get(), 1);
+
+    // While down: answered at once, without touching the store.
+    let (command, answer) = incident_command(
+        1,
+        Action::Acknowledge {
+            actor: "alice".into(),
+            reason: None,
+        },
+    );
+    assert!(!h.writer.refuse(vec![command]));
+    assert!(matches!(answered(answer), Err(PipelineError::Unavailable(r)) if r == full));
+    assert_eq!(h.opened(Tier::L1, Severity::Warning), 1, "nothing counted");
+
+    // The disk takes writes again: the next attempt reopens the store from disk.
+    h.writer.recover();
+    assert_eq!(h.writer.down, None);
+    assert!(h.writer.ready.load(Ordering::SeqCst));
+    assert_eq!(h.metrics.store_writable.get(), 1);
+    let again = h.ingest(vec![alert(&[("alertname", "B"), ("service", "db")])]);
+    assert_eq!(
+        again.incidents,
+        [IncidentId(2)],
+        "numbers continue from the disk"
+    );
+    assert_eq!(h.incident_ids(), [2, 1]);
+}

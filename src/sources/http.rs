@@ -157,7 +157,10 @@ impl ApiError {
     }
 
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // A refusal with Retry-After (queue full, store down) is a state, counted and logged
+        // once where it arises; logging every refused request would flood the log, which may
+        // well sit on the disk that is full.
+        if self.status.is_server_error() && self.retry_after.is_none() {
             tracing::error!(status = self.status.as_u16(), error = %self.error, detail = ?self.detail, "request failed");
         } else {
             tracing::debug!(status = self.status.as_u16(), error = %self.error, detail = ?self.detail, "request refused");
@@ -252,6 +255,13 @@ impl From<PipelineError> for ApiError {
             PipelineError::Invalid(why) => ApiError::bad_request(why),
             PipelineError::Conflict(t) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict").detail(t.to_string())
+            }
+            PipelineError::Unavailable(_) => {
+                let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+                    .detail(e.to_string())
+                    .rejects("store_unavailable");
+                err.retry_after = Some(5);
+                err
             }
             PipelineError::Store(_) | PipelineError::Commit(_) => {
                 let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
@@ -597,18 +607,25 @@ async fn route(
         )),
         ["-", "ready"] if is_get => {
             let kafka_ok = !app.kafka_enabled || app.metrics.kafka_connected.get() == 1;
-            if app.ready.load(Ordering::SeqCst) && kafka_ok {
-                Ok(text_response(
+            let why_not = match app.store.down_reason() {
+                Some(reason) => Some(format!("store not writable: {reason}")),
+                None if !app.ready.load(Ordering::SeqCst) => {
+                    Some("the writer is not running".to_string())
+                }
+                None if !kafka_ok => Some("no connection to a Kafka broker".to_string()),
+                None => None,
+            };
+            match why_not {
+                None => Ok(text_response(
                     StatusCode::OK,
                     "text/plain",
                     "triaged is ready\n".into(),
-                ))
-            } else {
-                Ok(text_response(
+                )),
+                Some(why) => Ok(text_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
-                    "triaged is not ready\n".into(),
-                ))
+                    format!("triaged is not ready: {why}\n"),
+                )),
             }
         }
         other => {

@@ -375,7 +375,11 @@ async fn process(
             dead,
         });
     }
-    settle(&mut in_flight, metrics, consumer, producer, config).await;
+    if !settle(&mut in_flight, metrics, consumer, producer, config).await {
+        // A write failed (the store may be down: disk full): the messages are read again, but
+        // not in a tight loop.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     // Commit what this batch stored now rather than at the next auto-commit tick: fewer replays
     // after a crash, and less for a revocation to commit (which a broker may refuse mid-rebalance).
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
@@ -391,14 +395,14 @@ async fn process(
 
 /// Await the durable answers, in order, and store the offsets of what is on disk. A message
 /// whose write failed is sought back to, so it is read again (at-least-once); later messages of
-/// its partition are not stored past it.
+/// its partition are not stored past it. False when any write failed.
 async fn settle(
     in_flight: &mut Vec<InFlight>,
     metrics: &Metrics,
     consumer: &StreamConsumer<Context>,
     producer: &Option<FutureProducer>,
     config: &KafkaConfig,
-) {
+) -> bool {
     let mut failed: HashMap<(String, i32), i64> = HashMap::new();
     for m in in_flight.drain(..) {
         let key = (m.topic.clone(), m.partition);
@@ -435,6 +439,7 @@ async fn settle(
             }
         }
     }
+    let all_stored = failed.is_empty();
     for ((topic, partition), offset) in failed {
         if let Err(e) = consumer.seek(
             &topic,
@@ -445,6 +450,7 @@ async fn settle(
             tracing::error!(topic = %topic, partition, offset, error = %e, "seeking back to a failed message failed");
         }
     }
+    all_stored
 }
 
 async fn forward_dead_letter(producer: &FutureProducer, topic: &str, letter: &DeadLetter) {

@@ -4,6 +4,8 @@
 //! Every test binary compiles this module, and each uses only part of it.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -53,18 +55,28 @@ pub struct Daemon {
 impl Daemon {
     /// Write `config_toml` to `<tmp>/triaged.toml` and start the daemon on `127.0.0.1:0`.
     pub fn start(config_toml: &str) -> Daemon {
-        Daemon::start_with_env(config_toml, &[])
+        Daemon::start_full(config_toml, None, &[])
     }
 
     /// [`Daemon::start`], with extra environment variables (for this run and every restart).
     pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_full(config_toml, None, env)
+    }
+
+    /// Like [`Daemon::start`], with the store in `data_dir` (e.g. on a file system the test
+    /// mounted) instead of `<tmp>/data`.
+    pub fn start_in(config_toml: &str, data_dir: Option<&Path>) -> Daemon {
+        Daemon::start_full(config_toml, data_dir, &[])
+    }
+
+    fn start_full(config_toml: &str, data_dir: Option<&Path>, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("triaged-e2e-")
             .tempdir()
             .expect("create tempdir");
         let config_path = dir.path().join("triaged.toml");
         std::fs::write(&config_path, config_toml).expect("write config");
-        let data_dir = dir.path().join("data");
+        let data_dir = data_dir.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let env: Vec<(String, String)> = env
             .iter()
@@ -390,7 +402,8 @@ impl std::fmt::Display for Response {
     }
 }
 
-/// One HTTP/1.1 exchange with `Connection: close`; reads the response until EOF.
+/// One HTTP/1.1 exchange with `Connection: close`; reads the response until EOF. Panics when
+/// the exchange fails (see [`try_request`]).
 pub fn request(
     addr: &str,
     method: &str,
@@ -398,7 +411,19 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    try_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One HTTP/1.1 exchange, or why it failed (cannot connect, connection reset before an answer,
+/// an unparsable answer): for load that runs while the daemon is killed.
+pub fn try_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect to {addr}: {e}"))?;
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -422,15 +447,17 @@ pub fn request(
             // A reset after the server answered early (without reading the whole body): keep what
             // arrived.
             Err(e) if !raw.is_empty() && e.kind() == ErrorKind::ConnectionReset => break,
-            Err(e) => panic!(
-                "{method} {path}: reading the response failed: {e} (write: {write_result:?}, \
-                 got {} bytes)",
-                raw.len()
-            ),
+            Err(e) => {
+                return Err(format!(
+                    "{method} {path}: reading the response failed: {e} (write: {write_result:?}, \
+                     got {} bytes)",
+                    raw.len()
+                ))
+            }
         }
     }
-    parse_response(&raw).unwrap_or_else(|e| {
-        panic!(
+    parse_response(&raw).map_err(|e| {
+        format!(
             "{method} {path}: unparsable response ({e}): {:?}",
             String::from_utf8_lossy(&raw)
         )
