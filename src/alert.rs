@@ -371,6 +371,36 @@ pub fn given_time(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     t.filter(|t| t.timestamp() > 0)
 }
 
+/// A minimal record for tests: a warning at L1 from Alertmanager, seen once, now.
+#[cfg(test)]
+impl AlertRecord {
+    pub(crate) fn sample(fingerprint: Fingerprint, status: Status, labels: Labels) -> AlertRecord {
+        let now = Utc::now();
+        AlertRecord {
+            fingerprint,
+            source: Source::Alertmanager,
+            status,
+            severity: Severity::Warning,
+            labels,
+            annotations: Default::default(),
+            starts_at: now,
+            ends_at: None,
+            expires_at: None,
+            generator_url: None,
+            first_seen: now,
+            last_seen: now,
+            count: 1,
+            incident: None,
+            tier: Tier::L1,
+            rules: vec![],
+            silenced_by: None,
+            state_changes: vec![],
+            flapping: false,
+            timer_at: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -561,31 +561,16 @@ pub fn status(app: &Arc<App>) -> Result<Response, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{labels_from, Severity, Source, Status};
+    use crate::alert::{labels_from, Status};
 
     fn record(labels: &[(&str, &str)]) -> AlertRecord {
-        let now = Utc::now();
         AlertRecord {
-            fingerprint: Fingerprint::of(&labels_from(labels), &[]),
-            source: Source::Alertmanager,
-            status: Status::Firing,
-            severity: Severity::Warning,
-            labels: labels_from(labels),
             annotations: labels_from(&[("summary", "disk almost full")]),
-            starts_at: now,
-            ends_at: None,
-            expires_at: None,
-            generator_url: None,
-            first_seen: now,
-            last_seen: now,
-            count: 1,
-            incident: None,
-            tier: Tier::L1,
-            rules: vec![],
-            silenced_by: None,
-            state_changes: vec![],
-            flapping: false,
-            timer_at: None,
+            ..AlertRecord::sample(
+                Fingerprint::of(&labels_from(labels), &[]),
+                Status::Firing,
+                labels_from(labels),
+            )
         }
     }
 

@@ -994,29 +994,11 @@ mod tests {
     }
 
     fn alert(fp: u64, status: Status) -> AlertRecord {
-        let now = Utc::now();
-        AlertRecord {
-            fingerprint: Fingerprint(fp),
-            source: crate::alert::Source::Alertmanager,
+        AlertRecord::sample(
+            Fingerprint(fp),
             status,
-            severity: Severity::Warning,
-            labels: crate::alert::labels_from(&[("alertname", "A")]),
-            annotations: Default::default(),
-            starts_at: now,
-            ends_at: None,
-            expires_at: None,
-            generator_url: None,
-            first_seen: now,
-            last_seen: now,
-            count: 1,
-            incident: None,
-            tier: Tier::L1,
-            rules: vec![],
-            silenced_by: None,
-            state_changes: vec![],
-            flapping: false,
-            timer_at: None,
-        }
+            crate::alert::labels_from(&[("alertname", "A")]),
+        )
     }
 
     fn firing(store: &Store) -> Vec<u64> {

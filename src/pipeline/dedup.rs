@@ -29,33 +29,10 @@ pub fn observe(previous: Option<&AlertRecord>, status: Status) -> Seen {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Fingerprint, Severity, Source};
-    use crate::incident::Tier;
+    use crate::alert::Fingerprint;
 
     fn record(status: Status) -> AlertRecord {
-        let now = chrono::Utc::now();
-        AlertRecord {
-            fingerprint: Fingerprint(1),
-            source: Source::Alertmanager,
-            status,
-            severity: Severity::Warning,
-            labels: Default::default(),
-            annotations: Default::default(),
-            starts_at: now,
-            ends_at: None,
-            expires_at: None,
-            generator_url: None,
-            first_seen: now,
-            last_seen: now,
-            count: 1,
-            incident: None,
-            tier: Tier::L1,
-            rules: vec![],
-            silenced_by: None,
-            state_changes: vec![],
-            flapping: false,
-            timer_at: None,
-        }
+        AlertRecord::sample(Fingerprint(1), status, Default::default())
     }
 
     #[test]
