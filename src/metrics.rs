@@ -77,6 +77,7 @@ pub struct Metrics {
     pub ingest_duration_seconds: HistogramVec,
     pub queue_depth: IntGauge,
     pub http_connections_open: IntGauge,
+    pub http_inflight_bytes: IntGauge,
     pub http_connections_rejected: IntCounter,
     pub http_auth_failures: IntCounterVec,
     pub tls_handshake_failures: IntCounter,
@@ -294,6 +295,11 @@ impl Metrics {
                 "HTTP connections open now.",
             ))
             .unwrap(),
+            http_inflight_bytes: IntGauge::with_opts(opts(
+                "http_inflight_bytes",
+                "Request bytes admitted against server.max_inflight_bytes and not yet answered (in KiB steps).",
+            ))
+            .unwrap(),
             http_connections_rejected: IntCounter::with_opts(opts(
                 "http_connections_rejected_total",
                 "Connections refused (503, then closed) beyond server.max_connections.",
@@ -380,6 +386,7 @@ impl Metrics {
             Box::new(self.ingest_duration_seconds.clone()),
             Box::new(self.queue_depth.clone()),
             Box::new(self.http_connections_open.clone()),
+            Box::new(self.http_inflight_bytes.clone()),
             Box::new(self.http_connections_rejected.clone()),
             Box::new(self.http_auth_failures.clone()),
             Box::new(self.tls_handshake_failures.clone()),

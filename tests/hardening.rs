@@ -671,7 +671,7 @@ fn connections_beyond_the_limit_get_503_and_are_closed() {
 #[test]
 fn request_bytes_in_flight_beyond_the_budget_get_503_until_room_returns() {
     let d = Daemon::with(
-        "[server]\nmax_body_bytes = 4096\nmax_inflight_bytes = 4096\nbody_read_timeout = \"60s\"\n",
+        "[server]\nmax_body_bytes = 4096\nmax_inflight_bytes = 4096\nbody_read_timeout = \"60s\"\nheader_read_timeout = \"1s\"\n",
     );
     let body = json!([native(json!({"alertname": "Budget", "service": "s"}))]).to_string();
     // A request that declares the whole budget and then stalls holds it.
@@ -679,6 +679,15 @@ fn request_bytes_in_flight_beyond_the_budget_get_503_until_room_returns() {
         &d,
         "POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n",
     );
+    // Once the holder is admitted (it took the whole budget), every other body is refused.
+    poll_until("the holder to take the whole budget", || {
+        let held = d.metric("triaged_http_inflight_bytes", &[]);
+        if held >= 4096.0 {
+            Ok(())
+        } else {
+            Err(held)
+        }
+    });
     let refused = poll_until("a request to be refused for the byte budget", || {
         let r = send(&d, "POST", "/api/v1/alerts", None, body.as_bytes());
         if r.status == 503 {
@@ -698,4 +707,5 @@ fn request_bytes_in_flight_beyond_the_budget_get_503_until_room_returns() {
     let answer = read_all(&mut holder);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     ingest_ok(&send(&d, "POST", "/api/v1/alerts", None, body.as_bytes()));
+    assert_eq!(d.metric("triaged_http_inflight_bytes", &[]), 0.0);
 }

@@ -737,7 +737,7 @@ async fn read_json_body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiE
 /// Reserve room for this request's body among all the request bytes in flight (its declared
 /// length, or the largest allowed body when it declares none), or refuse it at once: under any
 /// offered load, memory stays bounded. Held until the request is answered.
-fn admit(app: &App, req: &Request<Incoming>) -> Result<OwnedSemaphorePermit, ApiError> {
+fn admit(app: &App, req: &Request<Incoming>) -> Result<Room, ApiError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -746,13 +746,38 @@ fn admit(app: &App, req: &Request<Incoming>) -> Result<OwnedSemaphorePermit, Api
         .unwrap_or(app.max_body_bytes)
         .min(app.max_body_bytes);
     let permits = u32::try_from(kib(declared)).unwrap_or(u32::MAX);
-    app.inflight.clone().try_acquire_many_owned(permits).map_err(|_| {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded")
-            .detail("too many request bytes in flight (server.max_inflight_bytes); retry after the given delay")
-            .rejects("overloaded");
-        e.retry_after = Some(1);
-        e
+    let permit = app
+        .inflight
+        .clone()
+        .try_acquire_many_owned(permits)
+        .map_err(|_| {
+            let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded")
+                .detail("too many request bytes in flight (server.max_inflight_bytes); retry after the given delay")
+                .rejects("overloaded");
+            e.retry_after = Some(1);
+            e
+        })?;
+    let bytes = i64::from(permits) * 1024;
+    app.metrics.http_inflight_bytes.add(bytes);
+    Ok(Room {
+        _permit: permit,
+        bytes,
+        metrics: app.metrics.clone(),
     })
+}
+
+/// A request's share of `server.max_inflight_bytes`, shown in `triaged_http_inflight_bytes`
+/// while held; given back when dropped.
+struct Room {
+    _permit: OwnedSemaphorePermit,
+    bytes: i64,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        self.metrics.http_inflight_bytes.sub(self.bytes);
+    }
 }
 
 /// Answer an ingest request: parse, queue, wait for durability, report. Refusals are counted.
