@@ -190,16 +190,11 @@ impl Reloader {
         let old = self.current();
         // TLS certificates are re-read from the new paths; turning TLS on or off needs a restart.
         let tls_switched = old.server.tls.is_some() != config.server.tls.is_some();
-        let tls_paths = if tls_switched {
-            old.server.tls.clone()
-        } else {
-            config.server.tls.clone()
-        };
-        let process = |server: &crate::config::ServerConfig| crate::config::ServerConfig {
+        let without_tls = |server: &crate::config::ServerConfig| crate::config::ServerConfig {
             tls: None,
             ..server.clone()
         };
-        if process(&old.server) != process(&config.server)
+        if without_tls(&old.server) != without_tls(&config.server)
             || tls_switched
             || old.storage != config.storage
             || old.log != config.log
@@ -208,14 +203,19 @@ impl Reloader {
                 "changes to [server] (but TLS certificate renewals), [storage] and [log] take effect at the next restart"
             );
         }
-        config.server.tls = tls_paths;
-        let (auth, tls) = load_secrets(&config)?;
-        // What is in force: the new decisions, the old process settings.
-        let tls_paths = config.server.tls.clone();
-        config.server = old.server.clone();
-        config.server.tls = tls_paths;
+        // What is in force: the new decisions, the old process settings, the new TLS files.
+        let tls_paths = if tls_switched {
+            old.server.tls.clone()
+        } else {
+            config.server.tls.clone()
+        };
+        config.server = crate::config::ServerConfig {
+            tls: tls_paths,
+            ..old.server.clone()
+        };
         config.storage = old.storage.clone();
         config.log = old.log.clone();
+        let (auth, tls) = load_secrets(&config)?;
         self.queue
             .submit(|reply| Command::Reload {
                 policy: Box::new(policy),

@@ -414,7 +414,7 @@ async fn serve_connection<IO>(
 
 /// The one answer of a connection over `server.max_connections`.
 async fn refuse_connection(app: Arc<App>, req: Request<Incoming>) -> Result<Response, Infallible> {
-    if let Some(source) = ingest_source(req.uri().path()) {
+    if let Some(source) = ingest_source(&path_segments(req.uri().path())) {
         app.metrics
             .alerts_rejected
             .with_label_values(&[source.as_str(), "too_many_connections"])
@@ -433,13 +433,19 @@ async fn refuse_connection(app: Arc<App>, req: Request<Incoming>) -> Result<Resp
     Ok(response)
 }
 
-/// The source an ingest path feeds, for counting refusals.
-fn ingest_source(path: &str) -> Option<Source> {
-    match path.trim_end_matches('/') {
-        "/api/v2/alerts" => Some(Source::Alertmanager),
-        "/api/v1/webhook/alertmanager" => Some(Source::Webhook),
-        "/api/v1/alerts" => Some(Source::Native),
-        "/api/v1/events/pagerduty" => Some(Source::Pagerduty),
+/// A path as the segments `route` matches on.
+fn path_segments(path: &str) -> Vec<&str> {
+    path.trim_end_matches('/').split('/').skip(1).collect()
+}
+
+/// The source an ingest path (when POSTed) feeds: what needs the `ingest` role, and the `source`
+/// of refusals.
+fn ingest_source(segments: &[&str]) -> Option<Source> {
+    match segments {
+        ["api", "v2", "alerts"] => Some(Source::Alertmanager),
+        ["api", "v1", "webhook", "alertmanager"] => Some(Source::Webhook),
+        ["api", "v1", "alerts"] => Some(Source::Native),
+        ["api", "v1", "events", "pagerduty"] => Some(Source::Pagerduty),
         _ => None,
     }
 }
@@ -452,14 +458,7 @@ fn access_for(method: &Method, segments: &[&str]) -> Access {
         ["metrics"] => Access::Metrics,
         ["-", "healthy"] | ["-", "ready"] => Access::Health,
         ["-", "reload"] => Access::Role(Role::Admin),
-        ["api", "v2", "alerts"]
-        | ["api", "v1", "webhook", "alertmanager"]
-        | ["api", "v1", "alerts"]
-        | ["api", "v1", "events", "pagerduty"]
-            if post =>
-        {
-            Access::Role(Role::Ingest)
-        }
+        _ if post && ingest_source(segments).is_some() => Access::Role(Role::Ingest),
         ["api", "v1", "incidents", _, _] if post => Access::Role(Role::Operator),
         ["api", "v2", "silences"] if post => Access::Role(Role::Operator),
         ["api", "v2", "silence", _] if delete => Access::Role(Role::Operator),
@@ -492,7 +491,7 @@ fn denied(
         .http_auth_failures
         .with_label_values(&[denied.reason()])
         .inc();
-    if let Some(source) = ingest_source(path) {
+    if let Some(source) = ingest_source(&path_segments(path)) {
         let reason = match denied {
             Denied::Forbidden { .. } => "forbidden",
             _ => "unauthorized",
@@ -540,7 +539,7 @@ async fn route(
     method: &Method,
     path: &str,
 ) -> Result<Response, ApiError> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let segments = path_segments(path);
     let is_get = method == Method::GET || method == Method::HEAD;
     let is_post = method == Method::POST;
     let principal = app
