@@ -20,9 +20,12 @@
 //! | `deadletter/<id u64 BE>` | [`DeadLetter`]: a message a source could not read |
 //! | `outbox/<seq u64 BE>` | [`OutboxEvent`]: an incident change for the sinks |
 //! | `cursor/<sink name>` | the last outbox seq the sink has passed (u64 BE) |
+//! | `refresh/<seq u64 BE>` | the repeats of firing alerts one commit acknowledged ([`refresh`]) |
 //!
-//! Values are a version byte followed by JSON. What to write is decided by the pipeline; this
-//! module only encodes it.
+//! Values are a version byte followed by JSON (the refresh log's entries are fixed-size binary).
+//! What to write is decided by the pipeline; this module only encodes it.
+
+pub mod refresh;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -36,6 +39,8 @@ use crate::dead_letter::DeadLetter;
 use crate::incident::{Incident, IncidentId, State, Tier};
 use crate::outbox::OutboxEvent;
 use crate::silence::{Silence, SilenceId};
+
+pub use refresh::{Digest, Refresh};
 
 const SCHEMA_VERSION: &[u8] = b"1";
 /// The page cache when none is configured: `storage.cache_mb`'s default.
@@ -203,6 +208,8 @@ struct Handle {
     /// sled's log file, kept open so every group commit can fdatasync it: sled 0.34's `flush`
     /// ends in `sync_file_range`, which survives a process crash but not a power cut.
     log: File,
+    /// The refresh log's state, and the digests of firing alerts (see [`refresh`]).
+    refreshes: refresh::Log,
 }
 
 /// A read of the open store: holds the state lock for reading (see `Store::state`).
@@ -305,22 +312,29 @@ impl Store {
     /// (see [`Store`]) until [`Store::reopen`].
     pub fn commit(&self, batch: Batch, durable: impl FnOnce()) -> Result<()> {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let handle = match &*state {
+        let handle = match &mut *state {
             Ok(handle) => handle,
             Err(reason) => return Err(StoreError::Unavailable(reason.clone())),
         };
-        let written = (|| {
-            handle.db.apply_batch(batch.inner)?;
+        let Batch {
+            mut inner,
+            refreshes,
+            written,
+        } = batch;
+        let staged = handle.refreshes.stage(&mut inner, &refreshes);
+        let written_out = (|| {
+            handle.db.apply_batch(inner)?;
             handle.db.flush()?;
             handle.log.sync_data().map_err(StoreError::Sync)
         })();
-        if let Err(e) = written {
+        if let Err(e) = written_out {
             // The batch is in sled's memory but maybe not on disk: close before any reader
             // sees it. What sled manages to write while closing is at worst a batch stored but
             // not acknowledged, which the client's retry finds deduplicated.
             *state = Err(e.reason());
             return Err(e);
         }
+        handle.refreshes.committed(staged, &refreshes, &written);
         durable();
         Ok(())
     }
@@ -335,9 +349,43 @@ impl Store {
         Ok(View(state))
     }
 
+    /// The alert's record, with its latest refresh applied.
     pub fn alert(&self, fp: Fingerprint) -> Result<Option<AlertRecord>> {
         let view = self.view()?;
-        view.get(&alert_key(fp))
+        view.alert(fp)
+    }
+
+    /// What the writer needs to recognise a pure repeat of a firing alert without reading its
+    /// record: the digest of the record it last wrote (none for an alert it has not written
+    /// since start, or one not firing) and the alert's latest refresh.
+    pub fn repeat_view(&self, fp: Fingerprint) -> Result<Option<(Digest, Option<Refresh>)>> {
+        let view = self.view()?;
+        Ok(view
+            .refreshes
+            .digest(fp)
+            .map(|d| (d, view.refreshes.latest(fp))))
+    }
+
+    /// Alerts whose latest refresh should now be folded into their records (at most `limit`):
+    /// those in the oldest log value, once the log is too big or that value too old.
+    pub fn refreshes_due(&self, limit: usize) -> Result<Vec<Fingerprint>> {
+        let view = self.view()?;
+        let Some(seq) = view.refreshes.due(std::time::Instant::now()) else {
+            return Ok(Vec::new());
+        };
+        let key = refresh::key(seq);
+        let Some(bytes) = view.db.get(&key)? else {
+            return Ok(Vec::new());
+        };
+        let mut live = view
+            .refreshes
+            .live_in(seq, &bytes)
+            .map_err(|why| StoreError::Corrupt {
+                key: format!("refresh/{seq}"),
+                why,
+            })?;
+        live.truncate(limit);
+        Ok(live)
     }
 
     pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>> {
@@ -376,7 +424,7 @@ impl Store {
                 let key = key?;
                 keys += 1;
                 let fp = Fingerprint(be_u64(&key[FIRING.len()..]));
-                if let Some(record) = view.get::<AlertRecord>(&alert_key(fp))? {
+                if let Some(record) = view.alert(fp)? {
                     out.push(record);
                 }
                 // The next chunk starts just after this key.
@@ -658,12 +706,21 @@ impl Handle {
             }
         }
         build_firing_index(&db)?;
+        let refreshes = refresh::Log::load(&db)?;
         let log_path = path.join("db");
         let log = File::open(&log_path).map_err(|source| StoreError::LogFile {
             path: log_path,
             source,
         })?;
-        Ok(Handle { db, log })
+        Ok(Handle { db, log, refreshes })
+    }
+
+    fn alert(&self, fp: Fingerprint) -> Result<Option<AlertRecord>> {
+        let mut record: Option<AlertRecord> = self.get(&alert_key(fp))?;
+        if let Some(record) = &mut record {
+            self.refreshes.merge(record);
+        }
+        Ok(record)
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
@@ -678,11 +735,23 @@ impl Handle {
 #[derive(Default)]
 pub struct Batch {
     inner: sled::Batch,
+    /// Repeats of firing alerts, for the refresh log: at most one per alert, and none for an
+    /// alert also written in full.
+    refreshes: Vec<Refresh>,
+    /// Alerts written in full: fingerprint, count and digest.
+    written: Vec<(Fingerprint, u64, Option<Digest>)>,
 }
 
 impl Batch {
+    /// Log a repeat of a firing alert (see [`refresh`]).
+    pub fn refresh(&mut self, refresh: Refresh) {
+        self.refreshes.push(refresh);
+    }
+
     /// Writes the alert and keeps the index of firing alerts in step.
     pub fn put_alert(&mut self, record: &AlertRecord) {
+        self.written
+            .push((record.fingerprint, record.count, Digest::of(record)));
         self.inner
             .insert(alert_key(record.fingerprint).as_slice(), encode(record));
         let firing = firing_key(record.fingerprint);

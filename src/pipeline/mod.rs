@@ -49,6 +49,8 @@ use tx::{Memory, Tx};
 pub const MAX_BATCH: usize = 1024;
 /// Most deadlines handled in one pass, so a backlog after downtime cannot stall ingestion.
 const MAX_TIMERS_PER_PASS: usize = 5000;
+/// Refreshes folded into their records per batch, when the refresh log asks for it.
+const MAX_FOLDS_PER_PASS: usize = 512;
 /// The writer steps (applies what fell due, commits) at least this often even with no deadline
 /// pending. For systemd's watchdog it may wake more often; those wakes only beat.
 const IDLE_WAKE: Duration = Duration::from_secs(60);
@@ -677,7 +679,10 @@ impl Writer {
         let mut stop = false;
         let mut failed: Option<StoreError> = None;
 
-        if let Err(e) = tx.run_timers(MAX_TIMERS_PER_PASS) {
+        if let Err(e) = tx
+            .run_timers(MAX_TIMERS_PER_PASS)
+            .and_then(|()| tx.fold_refreshes(MAX_FOLDS_PER_PASS))
+        {
             failed = Some(e);
         }
         for command in commands {

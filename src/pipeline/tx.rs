@@ -19,7 +19,7 @@ use crate::incident::{group_key, EventKind, Incident, IncidentId, Tier, SYSTEM_A
 use crate::metrics::Metrics;
 use crate::outbox::OutboxEvent;
 use crate::silence::{self, PostableSilence, Silence, SilenceId};
-use crate::store::{Batch, Store, StoreError, Timer};
+use crate::store::{refresh, Batch, Refresh, Store, StoreError, Timer};
 
 use super::classify::Classification;
 use super::dedup::{self, Seen};
@@ -153,6 +153,8 @@ pub(super) struct Tx<'a> {
     policy: Arc<Policy>,
     now: DateTime<Utc>,
     alerts: HashMap<Fingerprint, AlertRecord>,
+    /// Pure repeats of firing alerts not otherwise written by this batch: logged, not rewritten.
+    refreshes: HashMap<Fingerprint, Refresh>,
     incidents: HashMap<IncidentId, Incident>,
     groups: HashMap<String, Option<IncidentId>>,
     /// Alerts silenced in this batch (the store's index does not show them yet).
@@ -177,6 +179,7 @@ impl<'a> Tx<'a> {
             policy,
             now,
             alerts: HashMap::new(),
+            refreshes: HashMap::new(),
             incidents: HashMap::new(),
             groups: HashMap::new(),
             silenced: Vec::new(),
@@ -222,6 +225,9 @@ impl<'a> Tx<'a> {
         for record in self.alerts.values() {
             self.batch.put_alert(record);
         }
+        for refresh in self.refreshes.values() {
+            self.batch.refresh(*refresh);
+        }
         for incident in self.incidents.values() {
             self.batch.put_incident(incident);
         }
@@ -236,16 +242,101 @@ impl<'a> Tx<'a> {
     // ---- the overlay -------------------------------------------------------------------------
 
     fn alert(&mut self, fp: Fingerprint) -> Result<Option<AlertRecord>, StoreError> {
-        match self.alerts.get(&fp) {
-            Some(r) => Ok(Some(r.clone())),
-            None => self.store.alert(fp),
+        if let Some(r) = self.alerts.get(&fp) {
+            return Ok(Some(r.clone()));
         }
+        let mut record = self.store.alert(fp)?;
+        if let (Some(record), Some(refresh)) = (&mut record, self.refreshes.get(&fp)) {
+            refresh.apply(record);
+        }
+        Ok(record)
     }
 
     /// Alerts and incidents are encoded once, when the batch is finished: a storm that touches
-    /// one incident 500 times writes it once.
+    /// one incident 500 times writes it once. A record read through [`Tx::alert`] carries its
+    /// refreshes, so writing it supersedes them.
     fn put_alert(&mut self, record: AlertRecord) {
+        self.refreshes.remove(&record.fingerprint);
         self.alerts.insert(record.fingerprint, record);
+    }
+
+    /// Fold the refreshes the store says are due into their records (see
+    /// [`crate::store::refresh`]): at most `limit` alerts, each written in full once.
+    pub(super) fn fold_refreshes(&mut self, limit: usize) -> Result<(), StoreError> {
+        for fp in self.store.refreshes_due(limit)? {
+            if self.alerts.contains_key(&fp) || self.refreshes.contains_key(&fp) {
+                continue;
+            }
+            if let Some(record) = self.alert(fp)? {
+                self.put_alert(record);
+            }
+        }
+        Ok(())
+    }
+
+    /// A firing alert that only repeats what its stored record says, the way Prometheus and
+    /// Alertmanager re-send: same annotations, no higher severity, placed already, and an
+    /// expiry no earlier than the armed timer. It is logged as a [`Refresh`] and its record is
+    /// neither read nor rewritten. False when it is anything more: the full path decides it.
+    fn refreshed(
+        &mut self,
+        source: Source,
+        alert: &NormalizedAlert,
+        summary: &mut IngestSummary,
+    ) -> Result<bool, PipelineError> {
+        let fp = alert.fingerprint;
+        if self.trace || alert.alert.status != Status::Firing || self.alerts.contains_key(&fp) {
+            return Ok(false);
+        }
+        let Some((digest, logged)) = self.store.repeat_view(fp)? else {
+            return Ok(false);
+        };
+        let policy = Arc::clone(&self.policy);
+        let class = policy.rules.classify(alert);
+        if class.dropped_by.is_some() {
+            return Ok(false);
+        }
+        let severity = triage::severity(alert, &class);
+        let tier = triage::tier(severity, &class, &policy.tiers);
+        let expires_at = triage::expiry(alert, policy.resolve_timeout);
+        let placed = digest.incident.is_some() || digest.silenced || tier == Tier::L0;
+        let timer_stays = match (digest.timer_at, expires_at) {
+            (Some(armed), Some(new)) => armed <= new,
+            (armed, new) => armed == new,
+        };
+        if !placed
+            || severity > digest.severity
+            || !timer_stays
+            || refresh::annotations_hash(&alert.alert.annotations) != digest.annotations
+        {
+            return Ok(false);
+        }
+        let count = [
+            Some(digest.count),
+            logged.map(|r| r.count),
+            self.refreshes.get(&fp).map(|r| r.count),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0)
+            + 1;
+        self.refreshes.insert(
+            fp,
+            Refresh {
+                fingerprint: fp,
+                count,
+                last_seen: self.now,
+                ends_at: alert.alert.ends_at,
+                expires_at,
+            },
+        );
+        if !class.rules.is_empty() {
+            self.effects.push(Effect::RulesMatched(class.rules));
+        }
+        self.effects.push(Effect::Deduplicated(source));
+        summary.deduplicated += 1;
+        Ok(true)
     }
 
     fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
@@ -412,6 +503,9 @@ impl<'a> Tx<'a> {
         let policy = Arc::clone(&self.policy);
         let now = self.now;
         let alert = alert.normalize(&policy.exclude_labels, &policy.severities, now);
+        if self.refreshed(source, &alert, summary)? {
+            return Ok(());
+        }
         let fp = alert.fingerprint;
         let previous = self.alert(fp)?;
         let seen = dedup::observe(previous.as_ref(), alert.alert.status);

@@ -1,0 +1,471 @@
+//! The refresh log: how a re-send of an alert that is already firing is made durable without
+//! rewriting its record.
+//!
+//! Prometheus re-sends every firing alert every minute, and during a storm the same alerts
+//! arrive many times a second. Such a repeat changes only four things of the stored record: the
+//! reception count, the last-seen time, the sender's `endsAt` and the expiry derived from it.
+//! Rewriting the whole record (its labels, annotations and history, as JSON) for each of them
+//! made repeats cost as much as new alerts. Instead, a group commit appends the repeats it
+//! acknowledges to the log as one value, `refresh/<seq u64 BE>`, holding a fixed-size binary
+//! entry per alert (see [`Refresh`]), in the same atomic, fdatasynced batch as everything else;
+//! so a 2xx still means the repeat is on disk.
+//!
+//! Reads see a record with its latest refresh applied ([`Refresh::apply`]). Which one is newer
+//! needs no bookkeeping on disk: every reception increments the record's `count`, so a refresh
+//! applies only when its count is higher than the record's. A record written in full after the
+//! refresh (it resolved, or its annotations changed) has absorbed it and carries at least its
+//! count, so a stale log entry is harmless and its deletion can wait.
+//!
+//! The log stays small: an entry is dead once a later refresh or a full write of its alert
+//! supersedes it, and a log value whose entries are all dead is removed with the next commit.
+//! Alerts that stop being re-sent would keep old values alive, so the writer folds the oldest
+//! value's live entries into their records ([`Log::due`]) when the log grows past
+//! [`MAX_LOGGED`] entries or its oldest value is older than [`FOLD_AFTER`].
+//!
+//! The writer also needs, to recognise a pure repeat without reading and decoding the record,
+//! a small digest of each firing alert it has written since start ([`Digest`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::alert::{AlertRecord, Fingerprint, Labels, Severity, Status};
+use crate::incident::IncidentId;
+
+pub(super) const PREFIX: &[u8] = b"refresh/";
+
+/// Version byte of a log value.
+const LOG_VERSION: u8 = 1;
+/// fingerprint, count, then three times (seconds i64, nanoseconds u32; `u32::MAX` for none).
+const ENTRY_BYTES: usize = 8 + 8 + 3 * TIME_BYTES;
+const TIME_BYTES: usize = 12;
+const NO_TIME: u32 = u32::MAX;
+
+/// Fold when the log holds more entries than this (live or not): about 13 MB on disk.
+pub const MAX_LOGGED: usize = 256 * 1024;
+/// Fold a log value whose entries are still live after this long.
+pub const FOLD_AFTER: Duration = Duration::from_secs(30);
+
+/// A repeat of a firing alert: what it changes of the alert's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refresh {
+    pub fingerprint: Fingerprint,
+    /// The record's reception count with this repeat counted.
+    pub count: u64,
+    pub last_seen: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Refresh {
+    /// Bring `record` up to this refresh, unless the record is at least as new.
+    pub fn apply(&self, record: &mut AlertRecord) {
+        if self.count > record.count && record.status == Status::Firing {
+            record.count = self.count;
+            record.last_seen = self.last_seen;
+            record.ends_at = self.ends_at;
+            record.expires_at = self.expires_at;
+        }
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.fingerprint.0.to_be_bytes());
+        out.extend_from_slice(&self.count.to_be_bytes());
+        for t in [Some(self.last_seen), self.ends_at, self.expires_at] {
+            match t {
+                Some(t) => {
+                    out.extend_from_slice(&t.timestamp().to_be_bytes());
+                    out.extend_from_slice(&t.timestamp_subsec_nanos().to_be_bytes());
+                }
+                None => {
+                    out.extend_from_slice(&0i64.to_be_bytes());
+                    out.extend_from_slice(&NO_TIME.to_be_bytes());
+                }
+            }
+        }
+    }
+
+    fn decode(b: &[u8]) -> Option<Refresh> {
+        let u64_at = |i: usize| Some(u64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?));
+        let time_at = |i: usize| -> Option<Option<DateTime<Utc>>> {
+            let secs = i64::from_be_bytes(b.get(i..i + 8)?.try_into().ok()?);
+            let nanos = u32::from_be_bytes(b.get(i + 8..i + 12)?.try_into().ok()?);
+            if nanos == NO_TIME {
+                return Some(None);
+            }
+            Utc.timestamp_opt(secs, nanos).single().map(Some)
+        };
+        Some(Refresh {
+            fingerprint: Fingerprint(u64_at(0)?),
+            count: u64_at(8)?,
+            last_seen: time_at(16)??,
+            ends_at: time_at(16 + TIME_BYTES)?,
+            expires_at: time_at(16 + 2 * TIME_BYTES)?,
+        })
+    }
+}
+
+/// One log value: the refreshes of one group commit.
+pub(super) fn encode(refreshes: &[Refresh]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + refreshes.len() * ENTRY_BYTES);
+    out.push(LOG_VERSION);
+    for r in refreshes {
+        r.encode_into(&mut out);
+    }
+    out
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Result<Vec<Refresh>, String> {
+    let Some((&LOG_VERSION, entries)) = bytes.split_first() else {
+        return Err(match bytes.first() {
+            Some(v) => format!("unknown refresh log version {v}"),
+            None => "empty refresh log value".into(),
+        });
+    };
+    if entries.len() % ENTRY_BYTES != 0 {
+        return Err(format!(
+            "refresh log value of {} bytes is not a whole number of {ENTRY_BYTES}-byte entries",
+            entries.len()
+        ));
+    }
+    entries
+        .chunks_exact(ENTRY_BYTES)
+        .map(|e| Refresh::decode(e).ok_or_else(|| "refresh log entry out of range".to_string()))
+        .collect()
+}
+
+pub(super) fn key(seq: u64) -> Vec<u8> {
+    [PREFIX, &seq.to_be_bytes()].concat()
+}
+
+/// What decides whether a received firing alert is a pure repeat of a stored firing record:
+/// the record's annotations (hashed), severity, placement and armed expiry timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    pub annotations: u64,
+    pub severity: Severity,
+    pub incident: Option<IncidentId>,
+    pub silenced: bool,
+    pub timer_at: Option<DateTime<Utc>>,
+    /// The record's own count (refreshes since are in the log).
+    pub count: u64,
+}
+
+impl Digest {
+    /// The digest of a firing record; none for a resolved one.
+    pub fn of(record: &AlertRecord) -> Option<Digest> {
+        (record.status == Status::Firing).then(|| Digest {
+            annotations: annotations_hash(&record.annotations),
+            severity: record.severity,
+            incident: record.incident,
+            silenced: record.silenced_by.is_some(),
+            timer_at: record.timer_at,
+            count: record.count,
+        })
+    }
+}
+
+/// A keyed hash of annotations, for comparing them without keeping them. The key is random
+/// per process (digests are never stored), so colliding annotations cannot be crafted.
+pub fn annotations_hash(annotations: &Labels) -> u64 {
+    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    KEYS.get_or_init(Default::default).hash_one(annotations)
+}
+
+/// One log value still referred to.
+#[derive(Debug)]
+struct Value {
+    /// Entries that are still their alert's latest refresh.
+    live: u32,
+    /// Entries in all.
+    logged: usize,
+    written: Instant,
+}
+
+/// The log's state in memory: rebuilt from disk at open, moved on by each commit.
+#[derive(Debug, Default)]
+pub(super) struct Log {
+    next_seq: u64,
+    /// Each alert's latest refresh and the log value holding it.
+    latest: HashMap<Fingerprint, (u64, Refresh)>,
+    values: BTreeMap<u64, Value>,
+    /// Entries in the values on disk, dead ones included.
+    logged: usize,
+    /// Values with no live entry: removed by the next commit.
+    dead: Vec<u64>,
+    digests: HashMap<Fingerprint, Digest>,
+}
+
+impl Log {
+    /// Rebuild from the log values on disk.
+    pub(super) fn load(db: &sled::Db) -> super::Result<Log> {
+        let mut log = Log::default();
+        let now = Instant::now();
+        for kv in db.scan_prefix(PREFIX) {
+            let (k, v) = kv?;
+            let seq = super::be_u64(&k[PREFIX.len()..]);
+            let entries = decode(&v).map_err(|why| super::StoreError::Corrupt {
+                key: format!("refresh/{seq}"),
+                why,
+            })?;
+            log.values.insert(
+                seq,
+                Value {
+                    live: 0,
+                    logged: entries.len(),
+                    written: now,
+                },
+            );
+            log.logged += entries.len();
+            for r in entries {
+                log.set_latest(seq, r);
+            }
+            log.next_seq = seq + 1;
+        }
+        let dead: Vec<u64> = log
+            .values
+            .iter()
+            .filter(|(_, v)| v.live == 0)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in dead {
+            log.drop_value(seq);
+        }
+        Ok(log)
+    }
+
+    /// Make `r` its alert's latest refresh, if it is newer than the one known.
+    fn set_latest(&mut self, seq: u64, r: Refresh) {
+        if let Some((_, known)) = self.latest.get(&r.fingerprint) {
+            if known.count >= r.count {
+                return;
+            }
+        }
+        if let Some(v) = self.values.get_mut(&seq) {
+            v.live += 1;
+        }
+        if let Some((old, _)) = self.latest.insert(r.fingerprint, (seq, r)) {
+            self.release(old);
+        }
+    }
+
+    fn release(&mut self, seq: u64) {
+        let Some(v) = self.values.get_mut(&seq) else {
+            return;
+        };
+        v.live = v.live.saturating_sub(1);
+        if v.live == 0 {
+            self.drop_value(seq);
+        }
+    }
+
+    fn drop_value(&mut self, seq: u64) {
+        if let Some(v) = self.values.remove(&seq) {
+            self.logged -= v.logged;
+            self.dead.push(seq);
+        }
+    }
+
+    pub(super) fn latest(&self, fp: Fingerprint) -> Option<Refresh> {
+        self.latest.get(&fp).map(|(_, r)| *r)
+    }
+
+    pub(super) fn digest(&self, fp: Fingerprint) -> Option<Digest> {
+        self.digests.get(&fp).copied()
+    }
+
+    /// Apply the alert's latest refresh to a record read from `alert/`.
+    pub(super) fn merge(&self, record: &mut AlertRecord) {
+        if let Some((_, r)) = self.latest.get(&record.fingerprint) {
+            r.apply(record);
+        }
+    }
+
+    /// Add this commit's log value and the removal of dead ones to `batch`. Returns the new
+    /// value's seq (if any) and how many dead values it removes, for [`Log::committed`].
+    pub(super) fn stage(
+        &self,
+        batch: &mut sled::Batch,
+        refreshes: &[Refresh],
+    ) -> (Option<u64>, usize) {
+        for seq in &self.dead {
+            batch.remove(key(*seq));
+        }
+        if refreshes.is_empty() {
+            return (None, self.dead.len());
+        }
+        batch.insert(key(self.next_seq), encode(refreshes));
+        (Some(self.next_seq), self.dead.len())
+    }
+
+    /// The staged commit is durable: move the state on.
+    pub(super) fn committed(
+        &mut self,
+        staged: (Option<u64>, usize),
+        refreshes: &[Refresh],
+        written: &[(Fingerprint, u64, Option<Digest>)],
+    ) {
+        let (seq, removed) = staged;
+        self.dead.drain(..removed);
+        for &(fp, count, digest) in written {
+            if let Some(&(old, r)) = self.latest.get(&fp) {
+                if r.count <= count {
+                    self.latest.remove(&fp);
+                    self.release(old);
+                }
+            }
+            match digest {
+                Some(d) => self.digests.insert(fp, d),
+                None => self.digests.remove(&fp),
+            };
+        }
+        if let Some(seq) = seq {
+            self.next_seq = seq + 1;
+            self.values.insert(
+                seq,
+                Value {
+                    live: 0,
+                    logged: refreshes.len(),
+                    written: Instant::now(),
+                },
+            );
+            self.logged += refreshes.len();
+            for r in refreshes {
+                self.set_latest(seq, *r);
+            }
+            if self.values.get(&seq).is_some_and(|v| v.live == 0) {
+                self.drop_value(seq);
+            }
+        }
+    }
+
+    /// The oldest log value, when it is due to be folded into the records.
+    pub(super) fn due(&self, now: Instant) -> Option<u64> {
+        let (seq, oldest) = self.values.iter().next()?;
+        (self.logged > MAX_LOGGED || now.duration_since(oldest.written) >= FOLD_AFTER)
+            .then_some(*seq)
+    }
+
+    /// The alerts whose latest refresh is in the log value `seq` (read from disk as `bytes`).
+    pub(super) fn live_in(&self, seq: u64, bytes: &[u8]) -> Result<Vec<Fingerprint>, String> {
+        Ok(decode(bytes)?
+            .into_iter()
+            .filter(|r| {
+                self.latest
+                    .get(&r.fingerprint)
+                    .is_some_and(|(s, l)| *s == seq && l.count == r.count)
+            })
+            .map(|r| r.fingerprint)
+            .collect())
+    }
+
+    #[cfg(test)]
+    pub(super) fn values(&self) -> Vec<u64> {
+        self.values.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refresh(fp: u64, count: u64, secs: i64) -> Refresh {
+        Refresh {
+            fingerprint: Fingerprint(fp),
+            count,
+            last_seen: Utc.timestamp_opt(secs, 123_456_789).unwrap(),
+            ends_at: (fp % 2 == 0).then(|| Utc.timestamp_opt(secs + 240, 7).unwrap()),
+            expires_at: Some(Utc.timestamp_opt(secs + 240, 7).unwrap()),
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_to_the_nanosecond() {
+        let entries: Vec<Refresh> = (0..5).map(|i| refresh(i, i + 10, 1_700_000_000)).collect();
+        let bytes = encode(&entries);
+        assert_eq!(bytes.len(), 1 + 5 * ENTRY_BYTES);
+        assert_eq!(decode(&bytes).unwrap(), entries);
+        assert!(decode(&bytes[..bytes.len() - 1])
+            .unwrap_err()
+            .contains("whole number"));
+        assert!(decode(&[9]).unwrap_err().contains("version 9"));
+        assert!(decode(&[]).is_err());
+    }
+
+    #[test]
+    fn a_refresh_applies_only_to_an_older_firing_record() {
+        let mut record = AlertRecord::sample(Fingerprint(4), Status::Firing, Labels::new());
+        record.count = 3;
+        let newer = refresh(4, 4, 1_700_000_000);
+        let mut r = record.clone();
+        newer.apply(&mut r);
+        assert_eq!((r.count, r.last_seen, r.ends_at), (4, newer.last_seen, newer.ends_at));
+        let mut r = record.clone();
+        refresh(4, 3, 1_700_000_000).apply(&mut r);
+        assert_eq!(r, record, "a refresh no newer than the record is stale");
+        let mut resolved = record.clone();
+        resolved.status = Status::Resolved;
+        let before = resolved.clone();
+        newer.apply(&mut resolved);
+        assert_eq!(resolved, before);
+    }
+
+    #[test]
+    fn values_die_when_superseded_or_written_and_are_removed_by_the_next_commit() {
+        let mut log = Log::default();
+        let mut batch = sled::Batch::default();
+        let first = [refresh(1, 2, 100), refresh(2, 2, 100)];
+        let staged = log.stage(&mut batch, &first);
+        assert_eq!(staged, (Some(0), 0));
+        log.committed(staged, &first, &[]);
+        assert_eq!(log.values(), vec![0]);
+
+        // Alert 1 is refreshed again; alert 2 is written in full: value 0 is dead.
+        let second = [refresh(1, 3, 101)];
+        let staged = log.stage(&mut batch, &second);
+        log.committed(staged, &second, &[(Fingerprint(2), 2, None)]);
+        assert_eq!(log.values(), vec![1]);
+        assert_eq!(log.dead, vec![0]);
+        assert_eq!(log.latest(Fingerprint(1)).unwrap().count, 3);
+        assert_eq!(log.latest(Fingerprint(2)), None);
+
+        // The next commit removes it, even with no refresh of its own.
+        let staged = log.stage(&mut batch, &[]);
+        assert_eq!(staged, (None, 1));
+        log.committed(staged, &[], &[]);
+        assert!(log.dead.is_empty());
+        assert_eq!(log.logged, 1);
+    }
+
+    #[test]
+    fn a_full_write_older_than_the_latest_refresh_keeps_it() {
+        let mut log = Log::default();
+        let mut batch = sled::Batch::default();
+        let r = [refresh(7, 9, 100)];
+        let staged = log.stage(&mut batch, &r);
+        log.committed(staged, &r, &[]);
+        let staged = log.stage(&mut batch, &[]);
+        log.committed(staged, &[], &[(Fingerprint(7), 8, None)]);
+        assert_eq!(log.latest(Fingerprint(7)).unwrap().count, 9);
+        assert_eq!(log.values(), vec![0]);
+    }
+
+    #[test]
+    fn the_oldest_value_falls_due_by_size_or_age() {
+        let mut log = Log::default();
+        let mut batch = sled::Batch::default();
+        let r = [refresh(1, 2, 100)];
+        let staged = log.stage(&mut batch, &r);
+        log.committed(staged, &r, &[]);
+        let now = Instant::now();
+        assert_eq!(log.due(now), None);
+        assert_eq!(log.due(now + FOLD_AFTER), Some(0));
+        log.logged = MAX_LOGGED + 1;
+        assert_eq!(log.due(now), Some(0));
+        let live = log.live_in(0, &encode(&[refresh(1, 2, 100), refresh(3, 1, 100)]));
+        assert_eq!(live.unwrap(), vec![Fingerprint(1)]);
+    }
+}
