@@ -1070,6 +1070,127 @@ mod tests {
         )
     }
 
+    fn refresh_of(record: &AlertRecord, secs: i64) -> Refresh {
+        let at = Utc.timestamp_opt(secs, 0).unwrap();
+        Refresh {
+            fingerprint: record.fingerprint,
+            count: record.count + 1,
+            last_seen: at,
+            ends_at: Some(at + chrono::Duration::seconds(240)),
+            expires_at: Some(at + chrono::Duration::seconds(240)),
+        }
+    }
+
+    fn refresh_keys(store: &Store) -> usize {
+        let view = store.view().unwrap();
+        view.db.scan_prefix(refresh::PREFIX).count()
+    }
+
+    #[test]
+    fn refreshes_are_read_merged_survive_reopening_and_go_once_written_in_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = alert(5, Status::Firing);
+        let other = alert(6, Status::Firing);
+        let r1 = refresh_of(&record, 1_800_000_000);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut batch = Batch::default();
+            batch.put_alert(&record);
+            batch.put_alert(&other);
+            store.commit(batch, || {}).unwrap();
+            assert_eq!(
+                store.repeat_view(record.fingerprint).unwrap(),
+                Some((Digest::of(&record).unwrap(), None))
+            );
+            let mut batch = Batch::default();
+            batch.refresh(r1);
+            batch.refresh(refresh_of(&other, 1_800_000_000));
+            store.commit(batch, || {}).unwrap();
+            let read = store.alert(record.fingerprint).unwrap().unwrap();
+            assert_eq!((read.count, read.last_seen), (r1.count, r1.last_seen));
+            assert_eq!(read.expires_at, r1.expires_at);
+            // The record on disk is untouched: the repeat is in the log.
+            let view = store.view().unwrap();
+            let raw: AlertRecord = view.get(&alert_key(record.fingerprint)).unwrap().unwrap();
+            assert_eq!(raw, record);
+        }
+        // Reopened (as after a crash): the log is read back.
+        let store = Store::open(dir.path()).unwrap();
+        let read = store.alert(record.fingerprint).unwrap().unwrap();
+        assert_eq!((read.count, read.ends_at), (r1.count, r1.ends_at));
+        assert_eq!(firing(&store), vec![5, 6]);
+        assert_eq!(
+            store
+                .firing_alerts()
+                .unwrap()
+                .iter()
+                .map(|r| r.count)
+                .collect::<Vec<_>>(),
+            vec![2, 2],
+            "the listing sees the refreshes too"
+        );
+        assert_eq!(refresh_keys(&store), 1);
+
+        // Both written in full (one resolved): the log value is dead, and the next commit
+        // removes it.
+        let mut resolved = read.clone();
+        resolved.status = Status::Resolved;
+        let mut batch = Batch::default();
+        batch.put_alert(&resolved);
+        batch.put_alert(&store.alert(Fingerprint(6)).unwrap().unwrap());
+        store.commit(batch, || {}).unwrap();
+        assert_eq!(store.repeat_view(record.fingerprint).unwrap(), None);
+        assert_eq!(refresh_keys(&store), 1);
+        store.commit(Batch::default(), || {}).unwrap();
+        assert_eq!(refresh_keys(&store), 0);
+        let read = store.alert(record.fingerprint).unwrap().unwrap();
+        assert_eq!((read.status, read.count), (Status::Resolved, r1.count));
+    }
+
+    #[test]
+    fn a_stale_log_value_left_by_a_crash_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = alert(8, Status::Firing);
+        let r = refresh_of(&record, 1_800_000_000);
+        let mut written = record.clone();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut batch = Batch::default();
+            batch.put_alert(&record);
+            batch.refresh(r);
+            store.commit(batch, || {}).unwrap();
+            // Resolved in full; the process dies before the dead value is removed.
+            r.apply(&mut written);
+            written.status = Status::Resolved;
+            written.count += 1;
+            let mut batch = Batch::default();
+            batch.put_alert(&written);
+            store.commit(batch, || {}).unwrap();
+            assert_eq!(refresh_keys(&store), 1);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.alert(record.fingerprint).unwrap().unwrap(), written);
+        assert_eq!(store.firing_alerts().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn refreshes_fall_due_for_folding_once_the_log_is_too_big() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let record = alert(9, Status::Firing);
+        let mut batch = Batch::default();
+        batch.refresh(refresh_of(&record, 1_800_000_000));
+        store.commit(batch, || {}).unwrap();
+        assert_eq!(store.refreshes_due(10).unwrap(), vec![]);
+        // Past the size bound, the oldest value's live entries are due, oldest value first.
+        let mut batch = Batch::default();
+        for fp in 100..(100 + refresh::MAX_LOGGED as u64) {
+            batch.refresh(refresh_of(&alert(fp, Status::Firing), 1_800_000_000));
+        }
+        store.commit(batch, || {}).unwrap();
+        assert_eq!(store.refreshes_due(10).unwrap(), vec![Fingerprint(9)]);
+    }
+
     fn firing(store: &Store) -> Vec<u64> {
         store
             .firing_alerts()

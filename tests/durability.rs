@@ -182,3 +182,74 @@ fn sigterm_exits_zero_and_keeps_the_data() {
 fn sigint_exits_zero_and_keeps_the_data() {
     graceful(|d| d.interrupt());
 }
+
+/// Re-sends of firing alerts are logged compactly rather than rewritten (the refresh log), and
+/// what they change is acknowledged like any other write: count, last-seen time and `endsAt`
+/// survive SIGKILL, and a resolution after them is not undone by the log on restart.
+#[test]
+fn repeats_of_firing_alerts_survive_sigkill() {
+    let mut d = Daemon::with("");
+    let names = ["RepeatA", "RepeatB", "RepeatC"];
+    let am_alert = |name: &str, ends_in: f64| {
+        json!({
+            "labels": {"alertname": name, "service": "web", "severity": "warning"},
+            "annotations": {"summary": "re-sent"},
+            "endsAt": rfc3339_in(ends_in),
+        })
+    };
+    const SENDS: u64 = 6;
+    for i in 0..SENDS {
+        let body: Vec<Value> = names
+            .iter()
+            .map(|n| am_alert(n, 600.0 + i as f64 * 60.0))
+            .collect();
+        let resp = d.post_json("/api/v2/alerts", Value::Array(body));
+        assert_eq!(resp.status, 200, "send {i}: {resp}");
+    }
+    // The last re-send of RepeatC resolves it.
+    let mut resolved = am_alert("RepeatC", 0.0);
+    resolved["endsAt"] = json!(rfc3339_in(-1.0));
+    let resp = d.post_json("/api/v2/alerts", json!([resolved]));
+    assert_eq!(resp.status, 200, "{resp}");
+
+    let fp = |name: &str| {
+        fingerprint(&labels(&[
+            ("alertname", name),
+            ("service", "web"),
+            ("severity", "warning"),
+        ]))
+    };
+    let before: Vec<Value> = names
+        .iter()
+        .map(|n| {
+            let (status, a) = d.alert(&fp(n));
+            assert_eq!(status, 200, "{a}");
+            a
+        })
+        .collect();
+    assert_eq!(before[0]["count"], SENDS, "{}", before[0]);
+    assert_eq!(before[2]["count"], SENDS + 1, "{}", before[2]);
+    assert_eq!(before[2]["status"], "resolved", "{}", before[2]);
+    let last_ends = parse_time(&before[0]["ends_at"]);
+    let expected = chrono::Utc::now() + chrono::Duration::seconds(600 + 60 * (SENDS as i64 - 1));
+    assert!(
+        (last_ends - expected).num_seconds().abs() < 30,
+        "ends_at is the last send's endsAt: {}",
+        before[0]
+    );
+
+    d.kill9();
+    d.restart();
+    for (name, was) in names.iter().zip(&before) {
+        let (status, a) = d.alert(&fp(name));
+        assert_eq!(status, 200, "{a}");
+        for field in ["count", "status", "last_seen", "ends_at", "incident"] {
+            assert_eq!(a[field], was[field], "{name}.{field} after SIGKILL: {a}");
+        }
+    }
+    // And the restarted daemon keeps counting from there.
+    let resp = d.post_json("/api/v2/alerts", json!([am_alert("RepeatA", 900.0)]));
+    assert_eq!(resp.status, 200, "{resp}");
+    let (_, a) = d.alert(&fp("RepeatA"));
+    assert_eq!(a["count"], SENDS + 1, "{a}");
+}
