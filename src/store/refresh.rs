@@ -402,7 +402,10 @@ mod tests {
         let newer = refresh(4, 4, 1_700_000_000);
         let mut r = record.clone();
         newer.apply(&mut r);
-        assert_eq!((r.count, r.last_seen, r.ends_at), (4, newer.last_seen, newer.ends_at));
+        assert_eq!(
+            (r.count, r.last_seen, r.ends_at),
+            (4, newer.last_seen, newer.ends_at)
+        );
         let mut r = record.clone();
         refresh(4, 3, 1_700_000_000).apply(&mut r);
         assert_eq!(r, record, "a refresh no newer than the record is stale");
