@@ -85,6 +85,7 @@ pub struct Metrics {
     /// 1 while the store takes writes; 0 while it is down (disk full, read-only ...).
     pub store_writable: IntGauge,
     pub store_write_failures: IntCounter,
+    pub store_refresh_log_entries: IntGauge,
     pub build_info: IntGaugeVec,
 }
 
@@ -342,6 +343,11 @@ impl Metrics {
                 "Group commits that failed; each took the store down until it could be reopened.",
             ))
             .unwrap(),
+            store_refresh_log_entries: IntGauge::with_opts(opts(
+                "store_refresh_log_entries",
+                "Entries in the refresh log: re-sends of firing alerts not yet folded into their records.",
+            ))
+            .unwrap(),
             build_info: IntGaugeVec::new(
                 opts("build_info", "Always 1; the version that runs."),
                 &["version"],
@@ -393,6 +399,7 @@ impl Metrics {
             Box::new(self.store_flush_seconds.clone()),
             Box::new(self.store_writable.clone()),
             Box::new(self.store_write_failures.clone()),
+            Box::new(self.store_refresh_log_entries.clone()),
             Box::new(self.build_info.clone()),
         ];
         for c in collectors {
@@ -511,6 +518,7 @@ mod tests {
             "triaged_incident_ack_seconds_count{severity=\"major\",tier=\"L2\"} 0",
             "triaged_store_write_failures_total 0",
             "triaged_store_writable 0",
+            "triaged_store_refresh_log_entries 0",
             "triaged_build_info{version=",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");

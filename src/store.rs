@@ -200,6 +200,8 @@ pub struct Store {
     /// makes a batch visible when it is applied, before the flush), so the commit holds this for
     /// writing from apply to the end, and every read holds it for reading.
     state: RwLock<std::result::Result<Handle, String>>,
+    /// How old a refresh log value may get before it is folded ([`refresh::FOLD_AFTER`]).
+    fold_after: std::sync::Mutex<std::time::Duration>,
 }
 
 /// The open sled database.
@@ -249,6 +251,7 @@ impl Store {
             path: path.to_path_buf(),
             cache_bytes,
             state: RwLock::new(Ok(handle)),
+            fold_after: std::sync::Mutex::new(refresh::FOLD_AFTER),
         })
     }
 
@@ -260,6 +263,7 @@ impl Store {
             path: path.to_path_buf(),
             cache_bytes,
             state: RwLock::new(Err(reason)),
+            fold_after: std::sync::Mutex::new(refresh::FOLD_AFTER),
         }
     }
 
@@ -366,11 +370,22 @@ impl Store {
             .map(|d| (d, view.refreshes.latest(fp))))
     }
 
+    /// Entries in the refresh log on disk (`triaged_store_refresh_log_entries`); 0 while down.
+    pub fn refresh_log_entries(&self) -> usize {
+        self.view().map_or(0, |view| view.refreshes.logged())
+    }
+
+    /// Fold refresh log values older than `after` (30 s otherwise): for tests.
+    pub fn set_fold_after(&self, after: std::time::Duration) {
+        *self.fold_after.lock().unwrap_or_else(|e| e.into_inner()) = after;
+    }
+
     /// Alerts whose latest refresh should now be folded into their records (at most `limit`):
     /// those in the oldest log value, once the log is too big or that value too old.
     pub fn refreshes_due(&self, limit: usize) -> Result<Vec<Fingerprint>> {
+        let fold_after = *self.fold_after.lock().unwrap_or_else(|e| e.into_inner());
         let view = self.view()?;
-        let Some(seq) = view.refreshes.due(std::time::Instant::now()) else {
+        let Some(seq) = view.refreshes.due(std::time::Instant::now(), fold_after) else {
             return Ok(Vec::new());
         };
         let key = refresh::key(seq);

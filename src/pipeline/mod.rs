@@ -517,6 +517,14 @@ impl Writer {
         self.metrics
             .store_writable
             .set(i64::from(self.down.is_none()));
+        self.show_refresh_log();
+    }
+
+    fn show_refresh_log(&self) {
+        let entries = self.store.refresh_log_entries();
+        self.metrics
+            .store_refresh_log_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     /// The writer's liveness, for systemd's watchdog.
@@ -758,6 +766,7 @@ impl Writer {
         };
         match committed {
             Ok(()) => {
+                self.show_refresh_log();
                 self.memory = memory;
                 self.policy = policy;
                 self.outbox.send_if_modified(|seq| {

@@ -2517,3 +2517,60 @@ fn a_down_store_refuses_every_command_saying_why_until_it_is_reopened() {
     );
     assert_eq!(h.incident_ids(), [2, 1]);
 }
+
+/// A re-send that changes nothing but its count and times is logged, not rewritten; once its
+/// log value is old enough the writer folds it into the record, and the log empties.
+#[test]
+fn repeats_are_logged_then_folded_into_their_records() {
+    let mut h = Harness::new("");
+    let labels = [("alertname", "Fold"), ("severity", "warning")];
+    let first = h.ingest(vec![alert(&labels)]);
+    let fp = h.store.firing_alerts().unwrap()[0].fingerprint;
+    assert_eq!(first.accepted, 1);
+    for _ in 0..3 {
+        h.clock.advance(10);
+        let s = h.ingest(vec![alert(&labels)]);
+        assert_eq!(s.deduplicated, 1);
+    }
+    let read = h.store.alert(fp).unwrap().unwrap();
+    assert_eq!(read.count, 4);
+    assert_eq!(read.last_seen, h.clock.now());
+    assert!(
+        h.store.refresh_log_entries() > 0,
+        "the repeats went to the refresh log"
+    );
+    assert_eq!(
+        h.metrics.store_refresh_log_entries.get(),
+        i64::try_from(h.store.refresh_log_entries()).unwrap()
+    );
+
+    // A changed annotation is no pure repeat: written in full, it supersedes the log.
+    let mut changed = alert(&labels);
+    changed
+        .annotations
+        .insert("summary".into(), "now with a summary".into());
+    h.ingest(vec![changed.clone()]);
+    let read = h.store.alert(fp).unwrap().unwrap();
+    assert_eq!(read.count, 5);
+    assert_eq!(read.annotations["summary"], "now with a summary");
+    h.tick();
+    assert_eq!(h.store.refresh_log_entries(), 0, "dead values are removed");
+
+    // Repeats again; nothing is due while the log is young and small.
+    h.ingest(vec![changed.clone()]);
+    h.ingest(vec![changed]);
+    h.tick();
+    assert!(h.store.refresh_log_entries() > 0);
+    // Once due, a commit folds the live entries into the record, and the next removes them.
+    h.store.set_fold_after(std::time::Duration::ZERO);
+    h.tick();
+    h.tick();
+    assert_eq!(h.store.refresh_log_entries(), 0, "folded");
+    assert_eq!(h.metrics.store_refresh_log_entries.get(), 0);
+    let read = h.store.alert(fp).unwrap().unwrap();
+    assert_eq!((read.count, read.status), (7, Status::Firing));
+    assert_eq!(
+        h.store.repeat_view(fp).unwrap().map(|(d, r)| (d.count, r)),
+        Some((7, None))
+    );
+}

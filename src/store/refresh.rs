@@ -342,11 +342,17 @@ impl Log {
         }
     }
 
-    /// The oldest log value, when it is due to be folded into the records.
-    pub(super) fn due(&self, now: Instant) -> Option<u64> {
+    /// The oldest log value, when it is due to be folded into the records: the log is past
+    /// [`MAX_LOGGED`] entries, or that value is `fold_after` old ([`FOLD_AFTER`] but in tests).
+    pub(super) fn due(&self, now: Instant, fold_after: Duration) -> Option<u64> {
         let (seq, oldest) = self.values.iter().next()?;
-        (self.logged > MAX_LOGGED || now.duration_since(oldest.written) >= FOLD_AFTER)
+        (self.logged > MAX_LOGGED || now.duration_since(oldest.written) >= fold_after)
             .then_some(*seq)
+    }
+
+    /// Entries in the log values on disk, dead ones included (they go with the next commit).
+    pub(super) fn logged(&self) -> usize {
+        self.logged
     }
 
     /// The alerts whose latest refresh is in the log value `seq` (read from disk as `bytes`).
@@ -464,10 +470,10 @@ mod tests {
         let staged = log.stage(&mut batch, &r);
         log.committed(staged, &r, &[]);
         let now = Instant::now();
-        assert_eq!(log.due(now), None);
-        assert_eq!(log.due(now + FOLD_AFTER), Some(0));
+        assert_eq!(log.due(now, FOLD_AFTER), None);
+        assert_eq!(log.due(now + FOLD_AFTER, FOLD_AFTER), Some(0));
         log.logged = MAX_LOGGED + 1;
-        assert_eq!(log.due(now), Some(0));
+        assert_eq!(log.due(now, FOLD_AFTER), Some(0));
         let live = log.live_in(0, &encode(&[refresh(1, 2, 100), refresh(3, 1, 100)]));
         assert_eq!(live.unwrap(), vec![Fingerprint(1)]);
     }
