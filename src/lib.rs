@@ -89,6 +89,9 @@ pub async fn run(
     source: reload::ConfigSource,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // Alertmanager's `uptime` (GET /api/v2/status): when the daemon started, so before any
+    // client can have connected.
+    let started_at = chrono::Utc::now();
     let (auth, tls) = reload::load_secrets(&config)?;
     let notifier = Arc::new(Notifier::from_env());
     let watchdog_interval = sd_notify::watchdog_from_env().filter(|_| notifier.is_enabled());
@@ -176,7 +179,7 @@ pub async fn run(
             kafka_stopped,
         ))
     });
-    let app = Arc::new(App::new(
+    let mut app = App::new(
         queue.clone(),
         store,
         metrics,
@@ -184,7 +187,9 @@ pub async fn run(
         reloader,
         kafka_enabled,
         &server_config,
-    ));
+    );
+    app.started_at = started_at;
+    let app = Arc::new(app);
     // Store open, writer running, listener bound (connections queue in its backlog until `serve`
     // accepts them), Kafka source started (its broker may still be down: /-/ready tells).
     notifier.ready(&format!("listening on {addr}"));
