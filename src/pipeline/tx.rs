@@ -274,31 +274,24 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    /// A firing alert that only repeats what its stored record says, the way Prometheus and
-    /// Alertmanager re-send: same annotations, no higher severity, placed already, and an
+    /// A firing alert, classified and triaged, that only repeats what its stored record says,
+    /// the way Prometheus and Alertmanager re-send: same annotations, no higher severity, placed already, and an
     /// expiry no earlier than the armed timer. It is logged as a [`Refresh`] and its record is
     /// neither read nor rewritten. False when it is anything more: the full path decides it.
     fn refreshed(
         &mut self,
         source: Source,
         alert: &NormalizedAlert,
+        (severity, tier, expires_at): (Severity, Tier, Option<DateTime<Utc>>),
         summary: &mut IngestSummary,
     ) -> Result<bool, PipelineError> {
         let fp = alert.fingerprint;
-        if self.trace || alert.alert.status != Status::Firing || self.alerts.contains_key(&fp) {
+        if self.trace || self.alerts.contains_key(&fp) {
             return Ok(false);
         }
         let Some((digest, logged)) = self.store.repeat_view(fp)? else {
             return Ok(false);
         };
-        let policy = Arc::clone(&self.policy);
-        let class = policy.rules.classify(alert);
-        if class.dropped_by.is_some() {
-            return Ok(false);
-        }
-        let severity = triage::severity(alert, &class);
-        let tier = triage::tier(severity, &class, &policy.tiers);
-        let expires_at = triage::expiry(alert, policy.resolve_timeout);
         let placed = digest.incident.is_some() || digest.silenced || tier == Tier::L0;
         let timer_stays = match (digest.timer_at, expires_at) {
             (Some(armed), Some(new)) => armed <= new,
@@ -331,9 +324,6 @@ impl<'a> Tx<'a> {
                 expires_at,
             },
         );
-        if !class.rules.is_empty() {
-            self.effects.push(Effect::RulesMatched(class.rules));
-        }
         self.effects.push(Effect::Deduplicated(source));
         summary.deduplicated += 1;
         Ok(true)
@@ -503,14 +493,10 @@ impl<'a> Tx<'a> {
         let policy = Arc::clone(&self.policy);
         let now = self.now;
         let alert = alert.normalize(&policy.exclude_labels, &policy.severities, now);
-        if self.refreshed(source, &alert, summary)? {
-            return Ok(());
-        }
         let fp = alert.fingerprint;
-        let previous = self.alert(fp)?;
-        let seen = dedup::observe(previous.as_ref(), alert.alert.status);
-
-        if let Seen::Resolves | Seen::AlreadyResolved = seen {
+        if alert.alert.status == Status::Resolved {
+            let previous = self.alert(fp)?;
+            let seen = dedup::observe(previous.as_ref(), Status::Resolved);
             return self.resolution(source, &alert, previous, seen, summary);
         }
 
@@ -541,6 +527,11 @@ impl<'a> Tx<'a> {
         let severity = triage::severity(&alert, &class);
         let tier = triage::tier(severity, &class, &policy.tiers);
         let expires_at = triage::expiry(&alert, policy.resolve_timeout);
+        if self.refreshed(source, &alert, (severity, tier, expires_at), summary)? {
+            return Ok(());
+        }
+        let previous = self.alert(fp)?;
+        let seen = dedup::observe(previous.as_ref(), Status::Firing);
 
         // A repeat opens nothing, unless it now needs a person where it did not before (an L0
         // alert re-sent with a higher severity under the same identity, as PagerDuty allows).
