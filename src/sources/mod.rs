@@ -88,24 +88,10 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Source, Status};
+    use crate::alert::{labels_from, Source};
 
     fn alert(labels: &[(&str, &str)]) -> Alert {
-        Alert {
-            source: Source::Native,
-            fingerprint: None,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            annotations: Default::default(),
-            status: Status::Firing,
-            severity: None,
-            starts_at: None,
-            ends_at: None,
-            generator_url: None,
-            expires_without_refresh: false,
-        }
+        Alert::new(Source::Native, labels_from(labels))
     }
 
     #[test]
