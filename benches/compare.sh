@@ -50,17 +50,9 @@ LOADGEN=$LOADGEN_TARGET/release/loadgen
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/triaged-bench.XXXXXX")
 STARTED=() # pids of servers this script started and has not reaped yet
-CHILD=      # pid of the build or load generator running now
-
-# Run a command and wait for it; in the background, so that INT/TERM are handled at once.
-fg_run() {
-    local rc=0
-    "$@" &
-    CHILD=$!
-    wait "$CHILD" || rc=$?
-    CHILD=
-    return "$rc"
-}
+CHILD=      # pid of the build or load generator running now (see fg_run)
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
 
 forget_pid() {
     local keep=() p
@@ -108,31 +100,6 @@ proc_state() {
 # Peak resident set size in MB (VmHWM).
 hwm_mb() {
     awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2> /dev/null || echo NA
-}
-
-# utime + stime in seconds. Fields after the ")" that closes comm start at field 3 (state).
-cpu_s() {
-    local s tck
-    s=$(cat "/proc/$1/stat" 2> /dev/null) || { echo NA; return; }
-    s=${s##*) }
-    tck=$(getconf CLK_TCK)
-    # shellcheck disable=SC2086
-    set -- $s
-    awk -v u="${12}" -v s="${13}" -v t="$tck" 'BEGIN { printf "%.2f", (u + s) / t }'
-}
-
-# A free TCP port on 127.0.0.1, below the ephemeral range the client sockets use.
-free_port() {
-    local p i
-    for ((i = 0; i < 500; i++)); do
-        p=$((20000 + RANDOM % 12000))
-        if ! (exec 3<> "/dev/tcp/127.0.0.1/$p") 2> /dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    echo "compare.sh: no free port found" >&2
-    return 1
 }
 
 # wait_ready URL PID SECONDS: 0 once URL answers 2xx, 1 if the process died or time ran out.

@@ -46,7 +46,9 @@ SEED=$ROOT/target/release/examples/seed_store
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/triaged-startup.XXXXXX")
 [[ -z $STORE ]] && STORE=$WORK/store
 PID=   # the daemon running now
-CHILD= # the build or seed running now
+CHILD= # the build or seed running now (see fg_run)
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
 
 cleanup() {
     local p i
@@ -69,28 +71,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Run a command in the background and wait, so that INT/TERM are handled at once.
-fg_run() {
-    local rc=0
-    "$@" &
-    CHILD=$!
-    wait "$CHILD" || rc=$?
-    CHILD=
-    return "$rc"
-}
-
 now() { date +%s.%N; }
-
-# utime + stime of a process so far, in seconds. Fields after the ")" that closes comm start at
-# field 3 (state).
-cpu_s() {
-    local s
-    s=$(cat "/proc/$1/stat")
-    s=${s##*) }
-    # shellcheck disable=SC2086
-    set -- $s
-    awk -v u="${12}" -v s="${13}" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (u + s) / t }'
-}
 
 # Time the process's threads spent runnable but waiting for a CPU, in seconds (schedstat's
 # second field): what a busy machine adds to the wall time.
@@ -98,20 +79,6 @@ runq_s() {
     cat /proc/"$1"/task/*/schedstat 2> /dev/null | awk '{ w += $2 } END { printf "%.2f", w / 1e9 }'
 }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-
-# A free TCP port on 127.0.0.1, below the ephemeral range.
-free_port() {
-    local p i
-    for ((i = 0; i < 500; i++)); do
-        p=$((20000 + RANDOM % 12000))
-        if ! (exec 3<> "/dev/tcp/127.0.0.1/$p") 2> /dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    echo "startup.sh: no free port found" >&2
-    return 1
-}
 
 echo "=== triaged start-up with a large store"
 echo "date:      $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
