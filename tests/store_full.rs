@@ -182,6 +182,33 @@ fn post_alert(d: &Daemon, labels: &Value) -> Response {
     )
 }
 
+/// Post `n` alerts named `name`, each acknowledged (200); their label sets.
+fn post_acked(d: &Daemon, name: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let l = alert_labels(name, i);
+            let resp = post_alert(d, &l);
+            assert_eq!(resp.status, 200, "{resp}");
+            l
+        })
+        .collect()
+}
+
+/// Post an alert named `name` until it is acknowledged (the store took writes again, by
+/// itself, within `RECOVERY_WAIT`); its label set.
+fn post_once_recovered(d: &Daemon, name: &str, what: &str) -> Value {
+    let back = alert_labels(name, 0);
+    poll_until_for(what, RECOVERY_WAIT, || {
+        let resp = post_alert(d, &back);
+        if resp.status == 200 {
+            Ok(())
+        } else {
+            Err(resp.to_string())
+        }
+    });
+    back
+}
+
 /// A refusal because the store takes no writes: 503, Retry-After, and the reason in the body.
 fn assert_refused_saying(resp: &Response, why: &str) {
     assert_eq!(resp.status, 503, "{resp}");
@@ -230,13 +257,7 @@ fn assert_all_present_after_kill9(d: &mut Daemon, acked: &[Value]) {
 fn a_full_disk_answers_503_saying_why_and_recovers_when_space_returns() {
     let Some(fs) = Tmpfs::mount(16) else { return };
     let mut d = Daemon::start_in(&config(""), Some(&fs.data_dir()));
-    let mut acked = Vec::new();
-    for i in 0..20 {
-        let l = alert_labels("BeforeFull", i);
-        let resp = post_alert(&d, &l);
-        assert_eq!(resp.status, 200, "{resp}");
-        acked.push(l);
-    }
+    let mut acked = post_acked(&d, "BeforeFull", 20);
 
     let filler = fs.fill();
     // sled may still have room in pages it already holds: those writes are on disk and
@@ -279,20 +300,11 @@ fn a_full_disk_answers_503_saying_why_and_recovers_when_space_returns() {
     // Space returns: triaged takes writes again by itself, in the same process.
     let pid = d.pid();
     std::fs::remove_file(&filler).expect("delete the filler");
-    let back = alert_labels("AfterSpaceReturned", 0);
-    poll_until_for(
+    acked.push(post_once_recovered(
+        &d,
+        "AfterSpaceReturned",
         "a write accepted once space returned",
-        RECOVERY_WAIT,
-        || {
-            let resp = post_alert(&d, &back);
-            if resp.status == 200 {
-                Ok(())
-            } else {
-                Err(resp.to_string())
-            }
-        },
-    );
-    acked.push(back);
+    ));
     assert_eq!(d.pid(), pid);
     assert!(d.is_running(), "recovered without a restart");
     assert_eq!(d.get("/-/ready").status, 200);
@@ -320,13 +332,7 @@ fn a_full_disk_answers_503_saying_why_and_recovers_when_space_returns() {
 fn a_read_only_store_answers_503_saying_why_and_recovers_when_writable() {
     let Some(fs) = Tmpfs::mount(16) else { return };
     let mut d = Daemon::start_in(&config(""), Some(&fs.data_dir()));
-    let mut acked = Vec::new();
-    for i in 0..10 {
-        let l = alert_labels("BeforeReadOnly", i);
-        let resp = post_alert(&d, &l);
-        assert_eq!(resp.status, 200, "{resp}");
-        acked.push(l);
-    }
+    let mut acked = post_acked(&d, "BeforeReadOnly", 10);
     // A file system cannot be made read-only under a process writing to it (the kernel says
     // "busy"): stop, remount read-only, start. triaged starts, serves, and says why it refuses.
     let st = d.terminate();
@@ -343,16 +349,11 @@ fn a_read_only_store_answers_503_saying_why_and_recovers_when_writable() {
 
     let pid = d.pid();
     fs.remount("rw");
-    let back = alert_labels("AfterReadWrite", 0);
-    poll_until_for("a write accepted once read-write", RECOVERY_WAIT, || {
-        let resp = post_alert(&d, &back);
-        if resp.status == 200 {
-            Ok(())
-        } else {
-            Err(resp.to_string())
-        }
-    });
-    acked.push(back);
+    acked.push(post_once_recovered(
+        &d,
+        "AfterReadWrite",
+        "a write accepted once read-write",
+    ));
     assert_eq!(d.pid(), pid, "recovered without a restart");
     assert_eq!(d.get("/-/ready").status, 200);
     // What was stored before is all there, and new incidents do not reuse old numbers.
@@ -368,13 +369,7 @@ fn a_read_only_store_answers_503_saying_why_and_recovers_when_writable() {
 #[test]
 fn a_store_made_immutable_under_the_running_daemon_answers_503_and_recovers() {
     let mut d = Daemon::with("");
-    let mut acked = Vec::new();
-    for i in 0..10 {
-        let l = alert_labels("BeforeImmutable", i);
-        let resp = post_alert(&d, &l);
-        assert_eq!(resp.status, 200, "{resp}");
-        acked.push(l);
-    }
+    let mut acked = post_acked(&d, "BeforeImmutable", 10);
     let data_dir = d.data_dir().to_path_buf();
     let Some(mut immutable) = Immutable::set(&data_dir) else {
         return;
@@ -393,16 +388,11 @@ fn a_store_made_immutable_under_the_running_daemon_answers_503_and_recovers() {
 
     let pid = d.pid();
     immutable.clear();
-    let back = alert_labels("AfterImmutable", 0);
-    poll_until_for("a write accepted once writable", RECOVERY_WAIT, || {
-        let resp = post_alert(&d, &back);
-        if resp.status == 200 {
-            Ok(())
-        } else {
-            Err(resp.to_string())
-        }
-    });
-    acked.push(back);
+    acked.push(post_once_recovered(
+        &d,
+        "AfterImmutable",
+        "a write accepted once writable",
+    ));
     assert_eq!(d.pid(), pid, "recovered without a restart");
     assert_eq!(d.get("/-/ready").status, 200);
     assert_eq!(d.metric("triaged_store_writable", &[]), 1.0);
