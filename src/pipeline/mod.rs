@@ -5,7 +5,8 @@
 //! normalize ► dedup ► classify ► triage ► incident changes ► one sled batch ► flush ► answer
 //! ```
 //!
-//! The writer takes whatever commands are queued together (up to [`MAX_BATCH`]), applies each to
+//! The writer takes whatever commands are queued together (up to [`MAX_BATCH`], waiting a
+//! moment for as many as the last commit carried: see [`gather`]), applies each to
 //! a transaction overlay ([`Tx`]), commits the overlay as one sled batch with one flush and one
 //! fdatasync (group commit), then answers every sender. Only after the commit do metrics move,
 //! so a failed commit neither acknowledges nor counts anything. A failed commit takes the store
@@ -54,8 +55,43 @@ const MAX_FOLDS_PER_PASS: usize = 512;
 /// The writer steps (applies what fell due, commits) at least this often even with no deadline
 /// pending. For systemd's watchdog it may wake more often; those wakes only beat.
 const IDLE_WAKE: Duration = Duration::from_secs(60);
+/// How long a group commit stays open for the commands the writer expects (see [`gather`]).
+const GATHER_FOR: Duration = Duration::from_micros(200);
 /// While the store is down, how often the writer tries to reopen it.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// Adds to `commands` (which holds the first) the rest of one group commit: whatever is queued,
+/// then, while fewer than `expect` commands have come, what arrives before `until`.
+///
+/// Senders of alerts mostly wait for their answer before they send again (Prometheus and
+/// Alertmanager keep a bounded number of requests in flight), so the senders answered by one
+/// commit come back together a few hundred microseconds later, and without this the first
+/// of them would start a commit alone and the rest wait for the one after. `expect`, the
+/// previous commit's count, stands for them; a lone sender (`expect` ≤ 1) never waits, and
+/// nobody waits longer than `until`, a fraction of what a commit's flush and fdatasync cost.
+/// The writer then makes about half as many commits per alert at batch 1, and each commit's
+/// fixed cost (sled's IO-thread hand-off, the fdatasync) is shared by twice as many requests.
+fn gather(rx: &Receiver<Command>, commands: &mut Vec<Command>, expect: usize, until: Instant) {
+    while commands.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(c) => {
+                commands.push(c);
+                continue;
+            }
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => return,
+        }
+        // The queue is empty: wait for one more only if more are expected.
+        let left = until.saturating_duration_since(Instant::now());
+        if commands.len() >= expect || left.is_zero() {
+            return;
+        }
+        match rx.recv_timeout(left) {
+            Ok(c) => commands.push(c),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
 
 /// The writer's liveness: when it last came round its loop. The loop comes round at least every
 /// [`Writer::beat_at_least_every`] even when idle, so a heartbeat that grows old means a writer
@@ -566,6 +602,8 @@ impl Writer {
             ),
         }
         let mut last_step = Instant::now();
+        // Commands the last group commit carried: as many are expected in the next.
+        let mut expect = 0;
         loop {
             self.heartbeat.beat();
             let wait = match (&self.down, self.next_deadline) {
@@ -584,11 +622,9 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            while commands.len() < MAX_BATCH {
-                match self.rx.try_recv() {
-                    Ok(c) => commands.push(c),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
+            if !commands.is_empty() {
+                gather(&self.rx, &mut commands, expect, Instant::now() + GATHER_FOR);
+                expect = commands.len();
             }
             let due = self.next_deadline.is_some_and(|at| at <= self.clock.now());
             if self.down.is_none() && commands.is_empty() && !due && last_step.elapsed() < IDLE_WAKE

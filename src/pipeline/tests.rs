@@ -2574,3 +2574,47 @@ fn repeats_are_logged_then_folded_into_their_records() {
         Some((7, None))
     );
 }
+
+/// `gather`'s three ways out: nothing more expected, the expected commands came, the deadline.
+#[test]
+fn gather_waits_only_for_expected_commands_and_never_past_its_deadline() {
+    let far = || Instant::now() + Duration::from_secs(60);
+    let (tx, rx) = mpsc::sync_channel::<Command>(16);
+
+    // Whatever is queued is taken; with nothing more expected, it returns at once.
+    for _ in 0..3 {
+        tx.send(Command::Shutdown).unwrap();
+    }
+    let started = Instant::now();
+    let mut commands = vec![rx.recv().unwrap()];
+    gather(&rx, &mut commands, 1, far());
+    assert_eq!(commands.len(), 3);
+    assert!(started.elapsed() < Duration::from_secs(30), "did not wait");
+
+    // Expected commands that come late still join the batch, and it closes once they are in.
+    let sender = tx.clone();
+    let late = std::thread::spawn(move || {
+        for _ in 0..2 {
+            std::thread::sleep(Duration::from_millis(20));
+            sender.send(Command::Shutdown).unwrap();
+        }
+    });
+    let started = Instant::now();
+    let mut commands = vec![Command::Shutdown];
+    gather(&rx, &mut commands, 3, far());
+    late.join().unwrap();
+    assert_eq!(commands.len(), 3, "the two late commands joined");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "closed when all came"
+    );
+
+    // Fewer than expected: it closes at the deadline with what it has.
+    let wait = Duration::from_millis(50);
+    let started = Instant::now();
+    let mut commands = vec![Command::Shutdown];
+    gather(&rx, &mut commands, 5, Instant::now() + wait);
+    assert_eq!(commands.len(), 1);
+    assert!(started.elapsed() >= wait);
+    assert!(rx.try_recv().is_err(), "nothing was left behind");
+}
