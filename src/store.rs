@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `meta/schema` | schema version |
 //! | `meta/next_incident` | next incident number (u64 BE) |
-//! | `alert/<fp u64 BE>` | [`AlertRecord`] |
+//! | `alert/<fp u64 BE>` | [`AlertRecord`], binary ([`record`]) |
 //! | `firing/<fp u64 BE>` | empty: index of alerts whose status is firing |
 //! | `incident/<id u64 BE>` | [`Incident`] |
 //! | `open/<id u64 BE>` | the incident's tier (`L1`): index of incidents not yet resolved |
@@ -22,9 +22,11 @@
 //! | `cursor/<sink name>` | the last outbox seq the sink has passed (u64 BE) |
 //! | `refresh/<seq u64 BE>` | the repeats of firing alerts one commit acknowledged ([`refresh`]) |
 //!
-//! Values are a version byte followed by JSON (the refresh log's entries are fixed-size binary).
+//! Values are a version byte followed by JSON, except alert records (binary, version 2; JSON
+//! records written before are still read) and the refresh log's fixed-size entries.
 //! What to write is decided by the pipeline; this module only encodes it.
 
+mod record;
 pub mod refresh;
 
 use std::collections::BTreeMap;
@@ -731,7 +733,11 @@ impl Handle {
     }
 
     fn alert(&self, fp: Fingerprint) -> Result<Option<AlertRecord>> {
-        let mut record: Option<AlertRecord> = self.get(&alert_key(fp))?;
+        let key = alert_key(fp);
+        let mut record = match self.db.get(&key)? {
+            None => None,
+            Some(bytes) => Some(decode_alert(&key, &bytes)?),
+        };
         if let Some(record) = &mut record {
             self.refreshes.merge(record);
         }
@@ -767,8 +773,10 @@ impl Batch {
     pub fn put_alert(&mut self, record: &AlertRecord) {
         self.written
             .push((record.fingerprint, record.count, Digest::of(record)));
-        self.inner
-            .insert(alert_key(record.fingerprint).as_slice(), encode(record));
+        self.inner.insert(
+            alert_key(record.fingerprint).as_slice(),
+            record::encode(record),
+        );
         let firing = firing_key(record.fingerprint);
         match record.status {
             Status::Firing => self.inner.insert(firing, &[]),
@@ -868,7 +876,7 @@ fn build_firing_index(db: &sled::Db) -> Result<()> {
     let mut firing = 0u64;
     for kv in db.scan_prefix(ALERT) {
         let (key, value) = kv?;
-        let record: AlertRecord = decode(&key, &value)?;
+        let record = decode_alert(&key, &value)?;
         if record.status == Status::Firing {
             batch.insert(firing_key(record.fingerprint), &[]);
             firing += 1;
@@ -930,17 +938,29 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
-    let corrupt = |why: String| StoreError::Corrupt {
+fn corrupt(key: &[u8], why: String) -> StoreError {
+    StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         why,
-    };
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    let corrupt = |why: String| corrupt(key, why);
     match bytes.split_first() {
         Some((&VALUE_VERSION, json)) => {
             serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))
         }
         Some((v, _)) => Err(corrupt(format!("unknown value version {v}"))),
         None => Err(corrupt("empty value".into())),
+    }
+}
+
+/// An alert record in either form: binary ([`record`]), or JSON as written before.
+fn decode_alert(key: &[u8], bytes: &[u8]) -> Result<AlertRecord> {
+    match bytes.split_first() {
+        Some((&record::VERSION, body)) => record::decode(body).map_err(|why| corrupt(key, why)),
+        _ => decode(key, bytes),
     }
 }
 
@@ -1126,8 +1146,8 @@ mod tests {
             assert_eq!(read.expires_at, r1.expires_at);
             // The record on disk is untouched: the repeat is in the log.
             let view = store.view().unwrap();
-            let raw: AlertRecord = view.get(&alert_key(record.fingerprint)).unwrap().unwrap();
-            assert_eq!(raw, record);
+            let raw = view.db.get(alert_key(record.fingerprint)).unwrap().unwrap();
+            assert_eq!(decode_alert(b"alert/", &raw).unwrap(), record);
         }
         // Reopened (as after a crash): the log is read back.
         let store = Store::open(dir.path()).unwrap();
@@ -1242,16 +1262,28 @@ mod tests {
 
     /// A store written before the index existed gets it built when opened.
     #[test]
-    fn a_store_without_the_firing_index_gets_it_at_open() {
+    fn a_store_of_json_records_without_the_firing_index_is_read_and_gets_it_at_open() {
         let dir = tempfile::tempdir().unwrap();
+        let records = [
+            alert(5, Status::Firing),
+            alert(6, Status::Resolved),
+            alert(7, Status::Firing),
+        ];
         {
             let store = Store::open(dir.path()).unwrap();
             let mut batch = Batch::default();
-            batch.put_alert(&alert(5, Status::Firing));
-            batch.put_alert(&alert(6, Status::Resolved));
-            batch.put_alert(&alert(7, Status::Firing));
+            for record in &records {
+                batch.put_alert(record);
+            }
             store.commit(batch, || ()).unwrap();
-            // Back to what an older triaged left: no index, no marker.
+            // Back to what an older triaged left: JSON records (value version 1), no index,
+            // no marker.
+            for record in &records {
+                let json = encode(record);
+                assert_eq!(json[0], 1);
+                let key = alert_key(record.fingerprint);
+                store.view().unwrap().db.insert(key, json).unwrap();
+            }
             for key in store.view().unwrap().db.scan_prefix(FIRING).keys() {
                 store.view().unwrap().db.remove(key.unwrap()).unwrap();
             }
@@ -1261,6 +1293,12 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(firing(&store), [5, 7]);
+        for record in &records {
+            assert_eq!(
+                store.alert(record.fingerprint).unwrap().as_ref(),
+                Some(record)
+            );
+        }
     }
 
     #[test]

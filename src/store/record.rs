@@ -1,0 +1,359 @@
+//! The binary form of an alert record (value version 2), which replaced JSON (version 1) for the
+//! store's most numerous value. Records written as JSON are still read.
+//!
+//! Why: an alert record is written for every new or changed alert, and with 100,000 alerts the
+//! records are most of what sled keeps in its cache and writes to its log. The JSON form spelled
+//! out every field name and wrote each of its seven times as a 30-byte string; this form is
+//! about half the size and needs no float or escape handling. It is internal to the store: the
+//! API still shows records as JSON.
+//!
+//! Layout, after the version byte (integers little-endian; `varint` is LEB128):
+//!
+//! | field | encoding |
+//! |---|---|
+//! | fingerprint | u64 |
+//! | source, status, severity, tier | one byte each: the index in the type's `ALL` |
+//! | flapping | one byte, 0 or 1 |
+//! | labels, annotations | varint count, then name and value as strings |
+//! | starts_at | time |
+//! | ends_at, expires_at | optional time |
+//! | generator_url | optional string |
+//! | first_seen, last_seen | time |
+//! | count | varint |
+//! | incident | optional u64 |
+//! | rules | varint count, then strings |
+//! | silenced_by | optional 16 bytes (UUID) |
+//! | state_changes | varint count, then times |
+//! | timer_at | optional time |
+//!
+//! A string is a varint length and UTF-8 bytes; a time is i64 seconds and u32 nanoseconds since
+//! the Unix epoch (exact for every time chrono holds); an optional value is a byte, 0 for none or
+//! 1 followed by the value.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::alert::{AlertRecord, Fingerprint, Labels, Severity, Source, Status};
+use crate::incident::{IncidentId, Tier};
+use crate::silence::SilenceId;
+
+/// The value version byte of a binary record.
+pub(super) const VERSION: u8 = 2;
+
+const STATUSES: [Status; 2] = [Status::Firing, Status::Resolved];
+
+/// The record's value: [`VERSION`] then the fields.
+pub(super) fn encode(r: &AlertRecord) -> Vec<u8> {
+    let mut w = Vec::with_capacity(256);
+    w.push(VERSION);
+    w.extend_from_slice(&r.fingerprint.0.to_le_bytes());
+    w.push(index_of(&Source::ALL, r.source));
+    w.push(index_of(&STATUSES, r.status));
+    w.push(index_of(&Severity::ALL, r.severity));
+    w.push(index_of(&Tier::ALL, r.tier));
+    w.push(u8::from(r.flapping));
+    put_labels(&mut w, &r.labels);
+    put_labels(&mut w, &r.annotations);
+    put_time(&mut w, r.starts_at);
+    put_opt(&mut w, r.ends_at, put_time);
+    put_opt(&mut w, r.expires_at, put_time);
+    put_opt(&mut w, r.generator_url.as_deref(), put_str);
+    put_time(&mut w, r.first_seen);
+    put_time(&mut w, r.last_seen);
+    put_varint(&mut w, r.count);
+    put_opt(&mut w, r.incident, |w, id| {
+        w.extend_from_slice(&id.0.to_le_bytes())
+    });
+    put_varint(&mut w, r.rules.len() as u64);
+    for rule in &r.rules {
+        put_str(&mut w, rule);
+    }
+    put_opt(&mut w, r.silenced_by, |w, id| {
+        w.extend_from_slice(id.as_bytes())
+    });
+    put_varint(&mut w, r.state_changes.len() as u64);
+    for &t in &r.state_changes {
+        put_time(&mut w, t);
+    }
+    put_opt(&mut w, r.timer_at, put_time);
+    w
+}
+
+/// The record in `bytes` (the value after its version byte), or why it cannot be read.
+pub(super) fn decode(bytes: &[u8]) -> Result<AlertRecord, String> {
+    let mut r = Reader { rest: bytes };
+    let record = AlertRecord {
+        fingerprint: Fingerprint(r.u64()?),
+        source: r.one_of(&Source::ALL, "source")?,
+        status: r.one_of(&STATUSES, "status")?,
+        severity: r.one_of(&Severity::ALL, "severity")?,
+        tier: r.one_of(&Tier::ALL, "tier")?,
+        flapping: r.one_of(&[false, true], "flapping")?,
+        labels: r.labels()?,
+        annotations: r.labels()?,
+        starts_at: r.time()?,
+        ends_at: r.opt(Reader::time)?,
+        expires_at: r.opt(Reader::time)?,
+        generator_url: r.opt(Reader::string)?,
+        first_seen: r.time()?,
+        last_seen: r.time()?,
+        count: r.varint()?,
+        incident: r.opt(|r| r.u64().map(IncidentId))?,
+        rules: r.list(Reader::string)?,
+        silenced_by: r.opt(|r| Ok(SilenceId::from_bytes(r.array()?)))?,
+        state_changes: r.list(Reader::time)?,
+        timer_at: r.opt(Reader::time)?,
+    };
+    if !r.rest.is_empty() {
+        return Err(format!("{} bytes after the record", r.rest.len()));
+    }
+    Ok(record)
+}
+
+fn index_of<T: PartialEq>(all: &[T], value: T) -> u8 {
+    let i = all.iter().position(|v| *v == value);
+    // Every variant is in its type's ALL (their own tests say so), and each has fewer than 256.
+    i.expect("a variant missing from its ALL") as u8
+}
+
+fn put_varint(w: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        w.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    w.push(n as u8);
+}
+
+fn put_str(w: &mut Vec<u8>, s: &str) {
+    put_varint(w, s.len() as u64);
+    w.extend_from_slice(s.as_bytes());
+}
+
+fn put_time(w: &mut Vec<u8>, t: DateTime<Utc>) {
+    w.extend_from_slice(&t.timestamp().to_le_bytes());
+    w.extend_from_slice(&t.timestamp_subsec_nanos().to_le_bytes());
+}
+
+fn put_opt<T>(w: &mut Vec<u8>, value: Option<T>, put: impl FnOnce(&mut Vec<u8>, T)) {
+    match value {
+        None => w.push(0),
+        Some(v) => {
+            w.push(1);
+            put(w, v);
+        }
+    }
+}
+
+fn put_labels(w: &mut Vec<u8>, labels: &Labels) {
+    put_varint(w, labels.len() as u64);
+    for (name, value) in labels {
+        put_str(w, name);
+        put_str(w, value);
+    }
+}
+
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if self.rest.len() < n {
+            return Err(format!(
+                "truncated: {n} bytes wanted, {} left",
+                self.rest.len()
+            ));
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+
+    fn byte(&mut self) -> Result<u8, String> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err("a varint longer than 10 bytes".into())
+    }
+
+    /// A count of items that each take at least one byte: never more than what is left, so a
+    /// corrupt count cannot make the reader allocate without bound.
+    fn count(&mut self) -> Result<usize, String> {
+        let n = self.varint()?;
+        if n > self.rest.len() as u64 {
+            return Err(format!(
+                "a count of {n} with {} bytes left",
+                self.rest.len()
+            ));
+        }
+        Ok(n as usize)
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let n = self.count()?;
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| format!("a string that is not UTF-8: {e}"))
+    }
+
+    fn time(&mut self) -> Result<DateTime<Utc>, String> {
+        let secs = i64::from_le_bytes(self.array()?);
+        let nanos = u32::from_le_bytes(self.array()?);
+        Utc.timestamp_opt(secs, nanos)
+            .single()
+            .ok_or_else(|| format!("no such time: {secs} s {nanos} ns"))
+    }
+
+    fn one_of<T: Copy>(&mut self, all: &[T], what: &str) -> Result<T, String> {
+        let i = self.byte()?;
+        all.get(usize::from(i))
+            .copied()
+            .ok_or_else(|| format!("unknown {what} {i}"))
+    }
+
+    fn opt<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => read(self).map(Some),
+            b => Err(format!("an option tag of {b}")),
+        }
+    }
+
+    fn list<T>(&mut self, read: impl Fn(&mut Self) -> Result<T, String>) -> Result<Vec<T>, String> {
+        let n = self.count()?;
+        (0..n).map(|_| read(self)).collect()
+    }
+
+    fn labels(&mut self) -> Result<Labels, String> {
+        let n = self.count()?;
+        (0..n)
+            .map(|_| Ok((self.string()?, self.string()?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::labels_from;
+    use proptest::prelude::*;
+
+    fn full() -> AlertRecord {
+        let t = |s: i64, ns: u32| Utc.timestamp_opt(s, ns).unwrap();
+        let mut r = AlertRecord::sample(
+            Fingerprint(0x0123_4567_89ab_cdef),
+            Status::Resolved,
+            labels_from(&[
+                ("alertname", "DiskFull"),
+                ("instance", "db-1:9100"),
+                ("é", "ü"),
+            ]),
+        );
+        r.source = Source::Pagerduty;
+        r.severity = Severity::Critical;
+        r.tier = Tier::L4;
+        r.flapping = true;
+        r.annotations = labels_from(&[("summary", "disk \"/\" is full"), ("empty", "")]);
+        r.starts_at = t(-5, 1);
+        r.ends_at = Some(t(1_700_000_000, 999_999_999));
+        r.expires_at = Some(t(253_402_300_799, 0));
+        r.generator_url = Some("http://prometheus:9090/graph?g0.expr=up%3D%3D0".into());
+        r.first_seen = t(1_600_000_000, 123);
+        r.last_seen = t(1_600_000_001, 456);
+        r.count = u64::MAX;
+        r.incident = Some(IncidentId(300));
+        r.rules = vec!["disk".into(), String::new()];
+        r.silenced_by = Some(SilenceId::from_u128(0x1234));
+        r.state_changes = vec![t(1, 2), t(3, 4)];
+        r.timer_at = Some(t(1_700_000_000, 5));
+        r
+    }
+
+    #[test]
+    fn every_field_round_trips_and_the_form_is_smaller_than_json() {
+        let minimal = AlertRecord::sample(Fingerprint(7), Status::Firing, Labels::new());
+        for record in [full(), minimal] {
+            let bytes = encode(&record);
+            assert_eq!(bytes[0], VERSION);
+            assert_eq!(decode(&bytes[1..]).unwrap(), record);
+            let json = serde_json::to_vec(&record).unwrap();
+            assert!(
+                bytes.len() * 2 < json.len(),
+                "{} vs {}",
+                bytes.len(),
+                json.len()
+            );
+        }
+    }
+
+    #[test]
+    fn every_variant_of_the_coded_enums_is_in_its_table() {
+        for source in [
+            Source::Alertmanager,
+            Source::Webhook,
+            Source::Pagerduty,
+            Source::Native,
+        ] {
+            assert_eq!(
+                Source::ALL[usize::from(index_of(&Source::ALL, source))],
+                source
+            );
+        }
+        let mut r = full();
+        for tier in Tier::ALL {
+            for severity in Severity::ALL {
+                for status in STATUSES {
+                    (r.tier, r.severity, r.status) = (tier, severity, status);
+                    assert_eq!(decode(&encode(&r)[1..]).unwrap(), r);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_bytes_are_errors_that_say_what_is_wrong() {
+        let bytes = encode(&full());
+        let body = &bytes[1..];
+        let mut long = body.to_vec();
+        long.push(0);
+        assert_eq!(decode(&long).unwrap_err(), "1 bytes after the record");
+        let mut bad = body.to_vec();
+        bad[8] = 9; // the source
+        assert_eq!(decode(&bad).unwrap_err(), "unknown source 9");
+        assert!(decode(&body[..12]).unwrap_err().starts_with("truncated"));
+    }
+
+    proptest! {
+        /// Any cut or any changed byte is an error or a record, never a panic or a huge
+        /// allocation.
+        #[test]
+        fn damaged_records_never_panic(cut in 0usize..400, at in 0usize..400, byte: u8) {
+            let bytes = encode(&full());
+            let body = &bytes[1..];
+            let cut = cut.min(body.len());
+            prop_assert!(decode(&body[..cut]).is_err() || cut == body.len());
+            let mut changed = body.to_vec();
+            let at = at % changed.len();
+            changed[at] = byte;
+            let _ = decode(&changed);
+        }
+    }
+}
