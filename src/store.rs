@@ -13,7 +13,7 @@
 //! | `incident/<id u64 BE>` | [`Incident`] |
 //! | `open/<id u64 BE>` | the incident's tier (`L1`): index of incidents not yet resolved |
 //! | `group/<group key>` | id of the active incident of that group (u64 BE) |
-//! | `member/<id u64 BE><fp u64 BE>` | empty: membership |
+//! | `member/<id u64 BE><seq u64 BE>` | fingerprints that one commit made members of the incident ([`write_members`]) |
 //! | `timer/<deadline ms u64 BE><seq u64 BE>` | the deadlines ([`Timer`]s) one commit set for that time ([`write_timers`]) |
 //! | `silence/<uuid 16 bytes>` | [`Silence`] |
 //! | `silenced/<uuid 16 bytes><fp u64 BE>` | empty: alerts a silence holds back |
@@ -337,10 +337,12 @@ impl Store {
             refreshes,
             written,
             timers,
+            members,
         } = batch;
         let staged = handle.refreshes.stage(&mut inner, &refreshes);
         let written_out = (|| {
             write_timers(&handle.db, &mut inner, &timers)?;
+            write_members(&handle.db, &mut inner, &members)?;
             handle.db.apply_batch(inner)?;
             handle.db.flush()?;
             handle.log.sync_data().map_err(StoreError::Sync)
@@ -469,11 +471,21 @@ impl Store {
     pub fn members(&self, id: IncidentId) -> Result<Vec<Fingerprint>> {
         let view = self.view()?;
         let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
-        view.db
-            .scan_prefix(&prefix)
-            .keys()
-            .map(|k| Ok(Fingerprint(be_u64(&k?[prefix.len()..]))))
-            .collect()
+        let mut out = Vec::new();
+        for kv in view.db.scan_prefix(&prefix) {
+            let (key, value) = kv?;
+            match value.split_first() {
+                // The older layout: one empty-valued key per member, its fingerprint last.
+                None => out.push(Fingerprint(be_u64(&key[prefix.len()..]))),
+                Some((&MEMBERS_VERSION, fps)) if fps.len() % 8 == 0 => {
+                    out.extend(fps.chunks_exact(8).map(|fp| Fingerprint(be_u64(fp))));
+                }
+                Some(_) => return Err(corrupt(&key, "not a list of fingerprints".into())),
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     /// Incidents not yet resolved.
@@ -774,6 +786,8 @@ pub struct Batch {
     /// Deadlines set (true) or cleared (false), the last word for each: written at commit, one
     /// value per deadline ([`write_timers`]).
     timers: BTreeMap<(u64, Timer), bool>,
+    /// New members of each incident: written at commit, one value per incident.
+    members: BTreeMap<IncidentId, Vec<Fingerprint>>,
 }
 
 impl Batch {
@@ -817,8 +831,7 @@ impl Batch {
     }
 
     pub fn add_member(&mut self, id: IncidentId, fp: Fingerprint) {
-        let key = [MEMBER, &id.0.to_be_bytes(), &fp.0.to_be_bytes()].concat();
-        self.inner.insert(key, &[]);
+        self.members.entry(id).or_default().push(fp);
     }
 
     pub fn set_timer(&mut self, at: DateTime<Utc>, timer: Timer, present: bool) {
@@ -912,12 +925,42 @@ fn silence_key(id: SilenceId) -> Vec<u8> {
 }
 
 /// Milliseconds since the epoch, clamped at 0 so that keys sort by time.
+/// Version byte of a `member/` value.
+const MEMBERS_VERSION: u8 = 1;
+
+/// Write a commit's new memberships into `out`: each incident's new members become one value
+/// (up to 1,024 fingerprints), `member/<id><seq>`, seq from sled's id generator. Membership is
+/// never taken back, so values are only ever added; for why values and not a key per member,
+/// see [`write_timers`]. Keys of the older layout (`member/<id><fp>`, empty) are still read.
+fn write_members(
+    db: &sled::Db,
+    out: &mut sled::Batch,
+    members: &BTreeMap<IncidentId, Vec<Fingerprint>>,
+) -> Result<()> {
+    for (id, fps) in members {
+        for chunk in fps.chunks(MAX_PER_VALUE) {
+            let seq = db.generate_id()?;
+            let mut value = Vec::with_capacity(1 + 8 * chunk.len());
+            value.push(MEMBERS_VERSION);
+            for fp in chunk {
+                value.extend_from_slice(&fp.0.to_be_bytes());
+            }
+            out.insert(
+                [MEMBER, &id.0.to_be_bytes(), &seq.to_be_bytes()].concat(),
+                value,
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Version byte of a `timer/` value.
 const TIMERS_VERSION: u8 = 1;
-/// Most timers in one `timer/` value, so that a commit that sets thousands of deadlines for the
-/// same millisecond (a storm of new alerts with the same `endsAt`) still writes values of a
-/// bounded size.
-const MAX_TIMERS_PER_VALUE: usize = 1024;
+/// Most timers in one `timer/` value, or fingerprints in one `member/` value, so that a commit
+/// that sets thousands of deadlines for the same millisecond (a storm of new alerts with the
+/// same `endsAt`) or adds thousands of members to one incident still writes values of a bounded
+/// size.
+const MAX_PER_VALUE: usize = 1024;
 
 /// Write a commit's deadline changes into `out`: the timers set for one deadline become one new
 /// value, `timer/<deadline ms><seq>` (seq from sled's id generator), and a cleared timer is
@@ -963,7 +1006,7 @@ fn write_timers(
                 }
             }
         }
-        for chunk in set.chunks(MAX_TIMERS_PER_VALUE) {
+        for chunk in set.chunks(MAX_PER_VALUE) {
             let seq = db.generate_id()?;
             out.insert(
                 [prefix.as_slice(), &seq.to_be_bytes()].concat(),
@@ -1472,6 +1515,38 @@ mod tests {
             store.next_deadline().unwrap(),
             Some(t0 + chrono::Duration::seconds(20))
         );
+    }
+
+    #[test]
+    fn members_added_together_share_a_key_per_thousand_and_older_keys_still_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = IncidentId(4);
+        // What an older triaged wrote: one empty-valued key per member.
+        let old = [MEMBER, &id.0.to_be_bytes(), &7u64.to_be_bytes()].concat();
+        store.view().unwrap().db.insert(old, &[]).unwrap();
+        let mut batch = Batch::default();
+        for fp in (0..3000).rev() {
+            batch.add_member(id, Fingerprint(fp * 2));
+        }
+        batch.add_member(IncidentId(5), Fingerprint(1));
+        store.commit(batch, || ()).unwrap();
+        let mut batch = Batch::default();
+        batch.add_member(id, Fingerprint(6001));
+        store.commit(batch, || ()).unwrap();
+        let keys = store.view().unwrap().db.scan_prefix(MEMBER).count();
+        assert_eq!(
+            keys,
+            1 + 3 + 1 + 1,
+            "the old key, 3 values of incident 4, one of 5, one more of 4"
+        );
+        let members = store.members(id).unwrap();
+        let mut want: Vec<Fingerprint> = (0..3000).map(|fp| Fingerprint(fp * 2)).collect();
+        want.extend([Fingerprint(7), Fingerprint(6001)]);
+        want.sort();
+        assert_eq!(members, want);
+        assert_eq!(store.members(IncidentId(5)).unwrap(), [Fingerprint(1)]);
+        assert_eq!(store.members(IncidentId(6)).unwrap(), []);
     }
 
     fn timer_keys(store: &Store) -> usize {
