@@ -924,7 +924,6 @@ fn silence_key(id: SilenceId) -> Vec<u8> {
     [SILENCE, id.as_bytes()].concat()
 }
 
-/// Milliseconds since the epoch, clamped at 0 so that keys sort by time.
 /// Version byte of a `member/` value.
 const MEMBERS_VERSION: u8 = 1;
 
@@ -1047,6 +1046,7 @@ fn decode_timers(key: &[u8], value: &[u8]) -> Result<Vec<Timer>> {
     Ok(timers)
 }
 
+/// Milliseconds since the epoch, clamped at 0 so that keys sort by time.
 fn millis(t: DateTime<Utc>) -> u64 {
     u64::try_from(t.timestamp_millis()).unwrap_or(0)
 }
