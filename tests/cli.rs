@@ -179,3 +179,21 @@ fn check_config_warns_about_a_rule_that_can_never_match() {
         "{err}"
     );
 }
+
+/// The runtime's workers leave a CPU to the writer: one fewer than the CPUs (at least one), unless
+/// `TOKIO_WORKER_THREADS` says otherwise.
+#[test]
+fn the_runtime_leaves_a_cpu_to_the_writer_unless_told_otherwise() {
+    fn workers(d: &common::Daemon) -> usize {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap();
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|name| name.trim_end() == "tokio-rt-worker")
+            .count()
+    }
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let d = common::Daemon::start(&common::config(""));
+    assert_eq!(workers(&d), cpus.saturating_sub(1).max(1));
+    let d = common::Daemon::start_with_env(&common::config(""), &[("TOKIO_WORKER_THREADS", "3")]);
+    assert_eq!(workers(&d), 3);
+}
