@@ -928,7 +928,7 @@ fn silence_key(id: SilenceId) -> Vec<u8> {
 const MEMBERS_VERSION: u8 = 1;
 
 /// Write a commit's new memberships into `out`: each incident's new members become one value
-/// (up to 1,024 fingerprints), `member/<id><seq>`, seq from sled's id generator. Membership is
+/// (up to 1,024 fingerprints), `member/<id><seq>` ([`add_values`]). Membership is
 /// never taken back, so values are only ever added; for why values and not a key per member,
 /// see [`write_timers`]. Keys of the older layout (`member/<id><fp>`, empty) are still read.
 fn write_members(
@@ -937,18 +937,32 @@ fn write_members(
     members: &BTreeMap<IncidentId, Vec<Fingerprint>>,
 ) -> Result<()> {
     for (id, fps) in members {
-        for chunk in fps.chunks(MAX_PER_VALUE) {
-            let seq = db.generate_id()?;
-            let mut value = Vec::with_capacity(1 + 8 * chunk.len());
+        let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
+        add_values(db, out, &prefix, fps, |fps| {
+            let mut value = Vec::with_capacity(1 + 8 * fps.len());
             value.push(MEMBERS_VERSION);
-            for fp in chunk {
+            for fp in fps {
                 value.extend_from_slice(&fp.0.to_be_bytes());
             }
-            out.insert(
-                [MEMBER, &id.0.to_be_bytes(), &seq.to_be_bytes()].concat(),
-                value,
-            );
-        }
+            value
+        })?;
+    }
+    Ok(())
+}
+
+/// Add `items` under `prefix` as new values of at most [`MAX_PER_VALUE`] items each, encoded by
+/// `encode` and keyed `<prefix><seq>` with a seq from sled's id generator, which never repeats,
+/// even across crashes, so a new value never overwrites a stored one.
+fn add_values<T>(
+    db: &sled::Db,
+    out: &mut sled::Batch,
+    prefix: &[u8],
+    items: &[T],
+    encode: impl Fn(&[T]) -> Vec<u8>,
+) -> Result<()> {
+    for chunk in items.chunks(MAX_PER_VALUE) {
+        let seq = db.generate_id()?;
+        out.insert([prefix, &seq.to_be_bytes()].concat(), encode(chunk));
     }
     Ok(())
 }
@@ -962,7 +976,7 @@ const TIMERS_VERSION: u8 = 1;
 const MAX_PER_VALUE: usize = 1024;
 
 /// Write a commit's deadline changes into `out`: the timers set for one deadline become one new
-/// value, `timer/<deadline ms><seq>` (seq from sled's id generator), and a cleared timer is
+/// value, `timer/<deadline ms><seq>` ([`add_values`]), and a cleared timer is
 /// taken out of the values stored for its deadline, read here (the writer is the only one that
 /// commits, and it holds the store's write lock).
 ///
@@ -1005,13 +1019,7 @@ fn write_timers(
                 }
             }
         }
-        for chunk in set.chunks(MAX_PER_VALUE) {
-            let seq = db.generate_id()?;
-            out.insert(
-                [prefix.as_slice(), &seq.to_be_bytes()].concat(),
-                encode_timers(chunk),
-            );
-        }
+        add_values(db, out, &prefix, &set, encode_timers)?;
     }
     Ok(())
 }
