@@ -8,8 +8,8 @@
 //! |---|---|
 //! | `meta/schema` | schema version |
 //! | `meta/next_incident` | next incident number (u64 BE) |
-//! | `alert/<fp u64 BE>` | [`AlertRecord`], binary ([`record`]) |
-//! | `firing/<fp u64 BE>` | empty: index of alerts whose status is firing |
+//! | `alert/<fp u64 BE>` | [`AlertRecord`] of a resolved alert, binary ([`record`]) |
+//! | `firing/<fp u64 BE>` | [`AlertRecord`] of a firing alert; or empty: the record is in `alert/` |
 //! | `incident/<id u64 BE>` | [`Incident`] |
 //! | `open/<id u64 BE>` | the incident's tier (`L1`): index of incidents not yet resolved |
 //! | `group/<group key>` | id of the active incident of that group (u64 BE) |
@@ -24,6 +24,12 @@
 //!
 //! Values are a version byte followed by JSON, except alert records (binary, version 2; JSON
 //! records written before are still read) and the refresh log's fixed-size entries.
+//!
+//! An alert's record lives under the prefix of its status, so listing the firing alerts is one
+//! prefix scan and a firing alert costs sled one key, not a record plus an index key (sled's
+//! memory grows with its key count: `examples/sled_keys.rs`). Stores written before kept every
+//! record in `alert/` with an empty `firing/` key as the index; such a key is still followed to
+//! `alert/`, and the alert's next write moves its record (see [`Batch::put_alert`]).
 //! What to write is decided by the pipeline; this module only encodes it.
 
 mod record;
@@ -435,8 +441,8 @@ impl Store {
         Ok(view.db.get(META_NEXT_INCIDENT)?.map_or(1, |v| be_u64(&v)))
     }
 
-    /// Alerts whose status is firing, in fingerprint order: read through the `firing/` index,
-    /// so resolved history is never walked. Read in chunks, each under its own view, so that a
+    /// Alerts whose status is firing, in fingerprint order: one scan of `firing/`, so resolved
+    /// history is never walked. Read in chunks, each under its own view, so that a
     /// long list never holds a group commit back for long; an alert that changes meanwhile is
     /// seen before or after its change, as a later read would see it.
     pub fn firing_alerts(&self) -> Result<Vec<AlertRecord>> {
@@ -446,18 +452,19 @@ impl Store {
         loop {
             let view = self.view()?;
             let mut keys = 0;
-            for key in view
-                .db
-                .range(start.clone()..prefix_end(FIRING))
-                .keys()
-                .take(CHUNK)
-            {
-                let key = key?;
+            for kv in view.db.range(start.clone()..prefix_end(FIRING)).take(CHUNK) {
+                let (key, value) = kv?;
                 keys += 1;
                 let fp = Fingerprint(be_u64(&key[FIRING.len()..]));
-                if let Some(record) = view.alert(fp)? {
-                    out.push(record);
-                }
+                let record = if value.is_empty() {
+                    // The older layout's index entry.
+                    view.alert(fp)?
+                } else {
+                    let mut record = decode_alert(&key, &value)?;
+                    view.refreshes.merge(&mut record);
+                    Some(record)
+                };
+                out.extend(record);
                 // The next chunk starts just after this key.
                 start = [key.as_ref(), &[0]].concat();
             }
@@ -755,10 +762,18 @@ impl Handle {
     }
 
     fn alert(&self, fp: Fingerprint) -> Result<Option<AlertRecord>> {
-        let key = alert_key(fp);
-        let mut record = match self.db.get(&key)? {
+        let firing = firing_key(fp);
+        let found = match self.db.get(&firing)? {
+            Some(bytes) if !bytes.is_empty() => Some((firing, bytes)),
+            // Not firing, or firing in the older layout: the record is in `alert/`.
+            _ => {
+                let key = alert_key(fp);
+                self.db.get(&key)?.map(|bytes| (key, bytes))
+            }
+        };
+        let mut record = match found {
             None => None,
-            Some(bytes) => Some(decode_alert(&key, &bytes)?),
+            Some((key, bytes)) => Some(decode_alert(&key, &bytes)?),
         };
         if let Some(record) = &mut record {
             self.refreshes.merge(record);
@@ -796,19 +811,21 @@ impl Batch {
         self.refreshes.push(refresh);
     }
 
-    /// Writes the alert and keeps the index of firing alerts in step.
+    /// Writes the alert's record under the prefix of its status and removes it from the other
+    /// (a removal of an absent key costs sled a lookup and writes nothing).
     pub fn put_alert(&mut self, record: &AlertRecord) {
         self.written
             .push((record.fingerprint, record.count, Digest::of(record)));
-        self.inner.insert(
-            alert_key(record.fingerprint).as_slice(),
-            record::encode(record),
+        let (firing, resolved) = (
+            firing_key(record.fingerprint),
+            alert_key(record.fingerprint),
         );
-        let firing = firing_key(record.fingerprint);
-        match record.status {
-            Status::Firing => self.inner.insert(firing, &[]),
-            Status::Resolved => self.inner.remove(firing),
-        }
+        let (to, from) = match record.status {
+            Status::Firing => (firing, resolved),
+            Status::Resolved => (resolved, firing),
+        };
+        self.inner.insert(to, record::encode(record));
+        self.inner.remove(from);
     }
 
     /// Writes the incident and keeps the index of active incidents in step.
@@ -1297,8 +1314,12 @@ mod tests {
             assert_eq!(read.expires_at, r1.expires_at);
             // The record on disk is untouched: the repeat is in the log.
             let view = store.view().unwrap();
-            let raw = view.db.get(alert_key(record.fingerprint)).unwrap().unwrap();
-            assert_eq!(decode_alert(b"alert/", &raw).unwrap(), record);
+            let raw = view
+                .db
+                .get(firing_key(record.fingerprint))
+                .unwrap()
+                .unwrap();
+            assert_eq!(decode_alert(b"firing/", &raw).unwrap(), record);
         }
         // Reopened (as after a crash): the log is read back.
         let store = Store::open(dir.path()).unwrap();
@@ -1386,8 +1407,78 @@ mod tests {
             .collect()
     }
 
+    /// The raw values under `firing/<fp>` and `alert/<fp>`.
+    fn raw_record(store: &Store, fp: u64) -> (Option<sled::IVec>, Option<sled::IVec>) {
+        let view = store.view().unwrap();
+        let get = |key: Vec<u8>| view.db.get(key).unwrap();
+        (
+            get(firing_key(Fingerprint(fp))),
+            get(alert_key(Fingerprint(fp))),
+        )
+    }
+
     #[test]
-    fn the_firing_index_follows_each_alerts_status() {
+    fn each_record_is_one_key_under_the_prefix_of_its_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut record = alert(4, Status::Firing);
+        for status in [Status::Firing, Status::Resolved, Status::Firing] {
+            record.status = status;
+            record.count += 1;
+            let mut batch = Batch::default();
+            batch.put_alert(&record);
+            store.commit(batch, || ()).unwrap();
+            let (firing, resolved) = raw_record(&store, 4);
+            let (here, gone) = match status {
+                Status::Firing => (firing, resolved),
+                Status::Resolved => (resolved, firing),
+            };
+            assert_eq!(gone, None, "{status:?}: the other prefix is emptied");
+            assert_eq!(decode_alert(b"", &here.unwrap()).unwrap(), record);
+            assert_eq!(store.alert(Fingerprint(4)).unwrap().as_ref(), Some(&record));
+        }
+        assert_eq!(store.alert(Fingerprint(5)).unwrap(), None);
+    }
+
+    /// The layout before records moved into `firing/`: every record in `alert/`, and an empty
+    /// `firing/` key per firing alert. It is read as it is, and moved by the next write.
+    #[test]
+    fn records_of_the_index_layout_are_read_and_moved_when_next_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (firing, resolved) = (alert(1, Status::Firing), alert(2, Status::Resolved));
+        {
+            let view = store.view().unwrap();
+            for record in [&firing, &resolved] {
+                view.db
+                    .insert(alert_key(record.fingerprint), record::encode(record))
+                    .unwrap();
+            }
+            view.db.insert(firing_key(firing.fingerprint), &[]).unwrap();
+        }
+        assert_eq!(store.alert(Fingerprint(1)).unwrap().as_ref(), Some(&firing));
+        assert_eq!(
+            store.alert(Fingerprint(2)).unwrap().as_ref(),
+            Some(&resolved)
+        );
+        assert_eq!(
+            store.firing_alerts().unwrap(),
+            std::slice::from_ref(&firing)
+        );
+
+        let mut again = firing.clone();
+        again.count += 1;
+        let mut batch = Batch::default();
+        batch.put_alert(&again);
+        store.commit(batch, || ()).unwrap();
+        let (in_firing, in_alert) = raw_record(&store, 1);
+        assert_eq!(in_alert, None);
+        assert_eq!(decode_alert(b"", &in_firing.unwrap()).unwrap(), again);
+        assert_eq!(store.firing_alerts().unwrap(), [again]);
+    }
+
+    #[test]
+    fn firing_alerts_follow_each_alerts_status() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut batch = Batch::default();
