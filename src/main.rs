@@ -15,6 +15,15 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read before `main` (the `malloc_conf` string of jemalloc's manual, under
+/// the prefixed name tikv-jemalloc-sys builds it with). Pages freed stay resident for 20 ms
+/// instead of jemalloc's 10 s before they go back to the kernel, and go straight back rather
+/// than through `MADV_FREE` (which still counts in RSS until the kernel needs the memory). With
+/// 100,000 firing alerts this lowered peak RSS from 102–104 to 92–98 MB at the same alerts/s
+/// (README, Performance). `_RJEM_MALLOC_CONF` in the environment is read after it and wins.
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: &[u8; 35] = b"dirty_decay_ms:20,muzzy_decay_ms:0\0";
+
 use triaged::config::{Config, LogFormat};
 use triaged::reload::ConfigSource;
 

@@ -197,3 +197,36 @@ fn the_runtime_leaves_a_cpu_to_the_writer_unless_told_otherwise() {
     let d = common::Daemon::start_with_env(&common::config(""), &[("TOKIO_WORKER_THREADS", "3")]);
     assert_eq!(workers(&d), 3);
 }
+
+/// jemalloc takes triaged's options (freed pages go back to the kernel within 20 ms), and the
+/// environment can still override them. `confirm_conf` makes jemalloc say at start what it set,
+/// and from where.
+#[test]
+fn jemalloc_returns_freed_memory_promptly_unless_told_otherwise() {
+    let conf = |env: &str| {
+        let out = Command::new(BIN)
+            .arg("--version")
+            .env("_RJEM_MALLOC_CONF", env)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let told = conf("confirm_conf:true");
+    let ours = told
+        .split("malloc_conf #")
+        .find(|section| section.contains("global variable malloc_conf)"))
+        .unwrap_or_else(|| panic!("jemalloc did not report its options: {told}"));
+    for option in ["dirty_decay_ms:20", "muzzy_decay_ms:0"] {
+        assert!(
+            ours.contains(&format!("Set conf value: {option}")),
+            "{option} not set: {told}"
+        );
+    }
+    let overridden = conf("confirm_conf:true,dirty_decay_ms:10000");
+    let from_env = overridden
+        .split("malloc_conf #")
+        .find(|section| section.contains("environment variable"))
+        .unwrap();
+    assert!(from_env.contains("Set conf value: dirty_decay_ms:10000"));
+}
