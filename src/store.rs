@@ -52,7 +52,7 @@ pub use refresh::{Digest, Refresh};
 
 const SCHEMA_VERSION: &[u8] = b"1";
 /// The page cache when none is configured: `storage.cache_mb`'s default.
-pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 const VALUE_VERSION: u8 = 1;
 
 const META_SCHEMA: &[u8] = b"meta/schema";
