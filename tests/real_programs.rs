@@ -210,13 +210,15 @@ fn wait_resolved(daemon: &Daemon, id: &str, timeout: Duration) -> Value {
 #[test]
 fn prometheus_sends_its_alerts_to_triaged_directly_and_their_resolution() {
     let daemon = Daemon::with("");
-    // The rules fire from Prometheus' first evaluation until `until`, then resolve, so the test
-    // sees both the firing alerts (endsAt in the future) and the resolved ones (endsAt in the
-    // past). Their severities decide their tiers.
+    let (prometheus, _) = start_prometheus(&daemon, "groups: []\n");
+    // The rules fire from their first evaluation until `until`, then resolve, so the test sees
+    // both the firing alerts (endsAt in the future) and the resolved ones (endsAt in the past).
+    // Their severities decide their tiers. They are loaded once Prometheus is ready (SIGHUP
+    // reloads its rule files), so a machine slow to start Prometheus cannot use up the window.
     let until = chrono::Utc::now().timestamp() + 8;
-    let (_prometheus, _) = start_prometheus(
-        &daemon,
-        &format!(
+    std::fs::write(
+        daemon.dir().join("alerts.yml"),
+        format!(
             r#"groups:
   - name: e2e
     interval: 1s
@@ -230,7 +232,13 @@ fn prometheus_sends_its_alerts_to_triaged_directly_and_their_resolution() {
         labels: {{severity: warning, service: web}}
 "#
         ),
-    );
+    )
+    .unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &prometheus.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
 
     let critical = incident_of(&daemon, "PromE2EDiskFull", Duration::from_secs(30));
     assert_eq!(critical["tier"], "L3", "{critical}");
