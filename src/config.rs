@@ -198,7 +198,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: PathBuf::from("data"),
-            cache_mb: 8,
+            cache_mb: 16,
         }
     }
 }

@@ -52,7 +52,7 @@ pub use refresh::{Digest, Refresh};
 
 const SCHEMA_VERSION: &[u8] = b"1";
 /// The page cache when none is configured: `storage.cache_mb`'s default.
-pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 const VALUE_VERSION: u8 = 1;
 
 const META_SCHEMA: &[u8] = b"meta/schema";
@@ -383,13 +383,13 @@ impl Store {
 
     /// What the writer needs to recognise a pure repeat of a firing alert without reading its
     /// record: the digest of the record it last wrote (none for an alert it has not written
-    /// since start, or one not firing) and the alert's latest refresh.
-    pub fn repeat_view(&self, fp: Fingerprint) -> Result<Option<(Digest, Option<Refresh>)>> {
+    /// since start, or one not firing) and the count of the alert's latest refresh.
+    pub fn repeat_view(&self, fp: Fingerprint) -> Result<Option<(Digest, Option<u64>)>> {
         let view = self.view()?;
         Ok(view
             .refreshes
             .digest(fp)
-            .map(|d| (d, view.refreshes.latest(fp))))
+            .map(|d| (d, view.refreshes.latest_count(fp))))
     }
 
     /// Entries in the refresh log on disk (`triaged_store_refresh_log_entries`); 0 while down.
@@ -461,7 +461,7 @@ impl Store {
                     view.alert(fp)?
                 } else {
                     let mut record = decode_alert(&key, &value)?;
-                    view.refreshes.merge(&mut record);
+                    view.refreshes.merge(&view.db, &mut record)?;
                     Some(record)
                 };
                 out.extend(record);
@@ -776,7 +776,7 @@ impl Handle {
             Some((key, bytes)) => Some(decode_alert(&key, &bytes)?),
         };
         if let Some(record) = &mut record {
-            self.refreshes.merge(record);
+            self.refreshes.merge(&self.db, record)?;
         }
         Ok(record)
     }

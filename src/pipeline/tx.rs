@@ -306,7 +306,7 @@ impl<'a> Tx<'a> {
         }
         let count = [
             Some(digest.count),
-            logged.map(|r| r.count),
+            logged,
             self.refreshes.get(&fp).map(|r| r.count),
         ]
         .into_iter()

@@ -10,7 +10,10 @@
 //! entry per alert (see [`Refresh`]), in the same atomic, fdatasynced batch as everything else;
 //! so a 2xx still means the repeat is on disk.
 //!
-//! Reads see a record with its latest refresh applied ([`Refresh::apply`]). Which one is newer
+//! Reads see a record with its latest refresh applied ([`Refresh::apply`]), read from the log
+//! value that holds it (entries are sorted by fingerprint, so it is found by binary search):
+//! memory keeps only where each alert's latest refresh is and its count, 16 bytes instead of the
+//! 64 of the refresh itself, since only reads need its times. Which one is newer
 //! needs no bookkeeping on disk: every reception increments the record's `count`, so a refresh
 //! applies only when its count is higher than the record's. A record written in full after the
 //! refresh (it resolved, or its annotations changed) has absorbed it and carries at least its
@@ -108,17 +111,20 @@ impl Refresh {
     }
 }
 
-/// One log value: the refreshes of one group commit.
+/// One log value: the refreshes of one group commit, in fingerprint order (see [`find`]).
 pub(super) fn encode(refreshes: &[Refresh]) -> Vec<u8> {
+    let mut sorted: Vec<&Refresh> = refreshes.iter().collect();
+    sorted.sort_unstable_by_key(|r| r.fingerprint.0);
     let mut out = Vec::with_capacity(1 + refreshes.len() * ENTRY_BYTES);
     out.push(LOG_VERSION);
-    for r in refreshes {
+    for r in sorted {
         r.encode_into(&mut out);
     }
     out
 }
 
-pub(super) fn decode(bytes: &[u8]) -> Result<Vec<Refresh>, String> {
+/// The entries of a log value, checked for version and length but not decoded.
+fn entries(bytes: &[u8]) -> Result<&[u8], String> {
     let Some((&LOG_VERSION, entries)) = bytes.split_first() else {
         return Err(match bytes.first() {
             Some(v) => format!("unknown refresh log version {v}"),
@@ -131,10 +137,33 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Vec<Refresh>, String> {
             entries.len()
         ));
     }
-    entries
+    Ok(entries)
+}
+
+fn decode_entry(entry: &[u8]) -> Result<Refresh, String> {
+    Refresh::decode(entry).ok_or_else(|| "refresh log entry out of range".to_string())
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Result<Vec<Refresh>, String> {
+    entries(bytes)?
         .chunks_exact(ENTRY_BYTES)
-        .map(|e| Refresh::decode(e).ok_or_else(|| "refresh log entry out of range".to_string()))
+        .map(decode_entry)
         .collect()
+}
+
+/// The entry for `fp` in a log value: by binary search, since values are written in fingerprint
+/// order; by a scan when that misses, for values written before they were sorted. A value holds
+/// at most one entry per alert.
+pub(super) fn find(bytes: &[u8], fp: Fingerprint) -> Result<Option<Refresh>, String> {
+    let entries = entries(bytes)?;
+    let fp_of = |entry: &[u8]| super::be_u64(&entry[..8]);
+    let all: Vec<&[u8]> = entries.chunks_exact(ENTRY_BYTES).collect();
+    let found = all
+        .binary_search_by_key(&fp.0, |e| fp_of(e))
+        .ok()
+        .map(|i| all[i])
+        .or_else(|| all.iter().copied().find(|e| fp_of(e) == fp.0));
+    found.map(decode_entry).transpose()
 }
 
 pub(super) fn key(seq: u64) -> Vec<u8> {
@@ -185,12 +214,20 @@ struct Value {
     written: Instant,
 }
 
+/// Where an alert's latest refresh is: the log value holding it, and its count (all the writer
+/// needs of it to count a repeat; a read takes the rest from the value, [`Log::merge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Latest {
+    seq: u64,
+    count: u64,
+}
+
 /// The log's state in memory: rebuilt from disk at open, moved on by each commit.
 #[derive(Debug, Default)]
 pub(super) struct Log {
     next_seq: u64,
-    /// Each alert's latest refresh and the log value holding it.
-    latest: HashMap<Fingerprint, (u64, Refresh)>,
+    /// Each alert's latest refresh: where it is.
+    latest: HashMap<Fingerprint, Latest>,
     values: BTreeMap<u64, Value>,
     /// Entries in the values on disk, dead ones included.
     logged: usize,
@@ -220,7 +257,7 @@ impl Log {
                 },
             );
             log.logged += entries.len();
-            for r in entries {
+            for r in &entries {
                 log.set_latest(seq, r);
             }
             log.next_seq = seq + 1;
@@ -238,8 +275,8 @@ impl Log {
     }
 
     /// Make `r` its alert's latest refresh, if it is newer than the one known.
-    fn set_latest(&mut self, seq: u64, r: Refresh) {
-        if let Some((_, known)) = self.latest.get(&r.fingerprint) {
+    fn set_latest(&mut self, seq: u64, r: &Refresh) {
+        if let Some(known) = self.latest.get(&r.fingerprint) {
             if known.count >= r.count {
                 return;
             }
@@ -247,8 +284,12 @@ impl Log {
         if let Some(v) = self.values.get_mut(&seq) {
             v.live += 1;
         }
-        if let Some((old, _)) = self.latest.insert(r.fingerprint, (seq, r)) {
-            self.release(old);
+        let latest = Latest {
+            seq,
+            count: r.count,
+        };
+        if let Some(old) = self.latest.insert(r.fingerprint, latest) {
+            self.release(old.seq);
         }
     }
 
@@ -269,19 +310,45 @@ impl Log {
         }
     }
 
-    pub(super) fn latest(&self, fp: Fingerprint) -> Option<Refresh> {
-        self.latest.get(&fp).map(|(_, r)| *r)
+    /// The count of the alert's latest refresh.
+    pub(super) fn latest_count(&self, fp: Fingerprint) -> Option<u64> {
+        self.latest.get(&fp).map(|l| l.count)
     }
 
     pub(super) fn digest(&self, fp: Fingerprint) -> Option<Digest> {
         self.digests.get(&fp).copied()
     }
 
-    /// Apply the alert's latest refresh to a record read from `alert/`.
-    pub(super) fn merge(&self, record: &mut AlertRecord) {
-        if let Some((_, r)) = self.latest.get(&record.fingerprint) {
-            r.apply(record);
+    /// Apply the alert's latest refresh to a record read from the store, reading the refresh
+    /// from its log value (there while an alert's latest refresh is in it: a value is removed
+    /// only once no alert's latest refresh is).
+    pub(super) fn merge(&self, db: &sled::Db, record: &mut AlertRecord) -> super::Result<()> {
+        let fp = record.fingerprint;
+        let Some(latest) = self.latest.get(&fp) else {
+            return Ok(());
+        };
+        if latest.count <= record.count || record.status != Status::Firing {
+            // What `Refresh::apply` would decide anyway, without the read.
+            return Ok(());
         }
+        let corrupt = |why: String| super::StoreError::Corrupt {
+            key: format!("refresh/{}", latest.seq),
+            why,
+        };
+        let value = db.get(key(latest.seq))?.ok_or_else(|| {
+            corrupt(format!(
+                "missing, yet alert {fp} has its latest refresh there"
+            ))
+        })?;
+        match find(&value, fp).map_err(corrupt)? {
+            Some(r) => r.apply(record),
+            None => {
+                return Err(corrupt(format!(
+                    "no entry for alert {fp}, which has its latest refresh there"
+                )))
+            }
+        }
+        Ok(())
     }
 
     /// Add this commit's log value and the removal of dead ones to `batch`. Returns the new
@@ -311,10 +378,10 @@ impl Log {
         let (seq, removed) = staged;
         self.dead.drain(..removed);
         for &(fp, count, digest) in written {
-            if let Some(&(old, r)) = self.latest.get(&fp) {
-                if r.count <= count {
+            if let Some(&latest) = self.latest.get(&fp) {
+                if latest.count <= count {
                     self.latest.remove(&fp);
-                    self.release(old);
+                    self.release(latest.seq);
                 }
             }
             match digest {
@@ -334,7 +401,7 @@ impl Log {
             );
             self.logged += refreshes.len();
             for r in refreshes {
-                self.set_latest(seq, *r);
+                self.set_latest(seq, r);
             }
             if self.values.get(&seq).is_some_and(|v| v.live == 0) {
                 self.drop_value(seq);
@@ -362,7 +429,7 @@ impl Log {
             .filter(|r| {
                 self.latest
                     .get(&r.fingerprint)
-                    .is_some_and(|(s, l)| *s == seq && l.count == r.count)
+                    .is_some_and(|l| l.seq == seq && l.count == r.count)
             })
             .map(|r| r.fingerprint)
             .collect())
@@ -402,6 +469,36 @@ mod tests {
     }
 
     #[test]
+    fn values_are_written_in_fingerprint_order_and_searched_in_them() {
+        let entries: Vec<Refresh> = [9, 2, 7, 4, 1]
+            .into_iter()
+            .map(|fp| refresh(fp, fp + 10, 1_700_000_000))
+            .collect();
+        let bytes = encode(&entries);
+        let order: Vec<u64> = decode(&bytes)
+            .unwrap()
+            .iter()
+            .map(|r| r.fingerprint.0)
+            .collect();
+        assert_eq!(order, [1, 2, 4, 7, 9]);
+        for r in &entries {
+            assert_eq!(find(&bytes, r.fingerprint).unwrap(), Some(*r));
+        }
+        assert_eq!(find(&bytes, Fingerprint(5)).unwrap(), None);
+        // A value written before values were sorted is still searched, by a scan.
+        let mut unsorted = vec![LOG_VERSION];
+        for r in &entries {
+            r.encode_into(&mut unsorted);
+        }
+        for r in &entries {
+            assert_eq!(find(&unsorted, r.fingerprint).unwrap(), Some(*r));
+        }
+        assert!(find(&unsorted[..unsorted.len() - 1], Fingerprint(9))
+            .unwrap_err()
+            .contains("whole number"));
+    }
+
+    #[test]
     fn a_refresh_applies_only_to_an_older_firing_record() {
         let mut record = AlertRecord::sample(Fingerprint(4), Status::Firing, Labels::new());
         record.count = 3;
@@ -438,8 +535,8 @@ mod tests {
         log.committed(staged, &second, &[(Fingerprint(2), 2, None)]);
         assert_eq!(log.values(), vec![1]);
         assert_eq!(log.dead, vec![0]);
-        assert_eq!(log.latest(Fingerprint(1)).unwrap().count, 3);
-        assert_eq!(log.latest(Fingerprint(2)), None);
+        assert_eq!(log.latest_count(Fingerprint(1)), Some(3));
+        assert_eq!(log.latest_count(Fingerprint(2)), None);
 
         // The next commit removes it, even with no refresh of its own.
         let staged = log.stage(&mut batch, &[]);
@@ -458,7 +555,7 @@ mod tests {
         log.committed(staged, &r, &[]);
         let staged = log.stage(&mut batch, &[]);
         log.committed(staged, &[], &[(Fingerprint(7), 8, None)]);
-        assert_eq!(log.latest(Fingerprint(7)).unwrap().count, 9);
+        assert_eq!(log.latest_count(Fingerprint(7)), Some(9));
         assert_eq!(log.values(), vec![0]);
     }
 
