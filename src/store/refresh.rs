@@ -156,14 +156,22 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Vec<Refresh>, String> {
 /// at most one entry per alert.
 pub(super) fn find(bytes: &[u8], fp: Fingerprint) -> Result<Option<Refresh>, String> {
     let entries = entries(bytes)?;
+    let entry = |i: usize| &entries[i * ENTRY_BYTES..(i + 1) * ENTRY_BYTES];
     let fp_of = |entry: &[u8]| super::be_u64(&entry[..8]);
-    let all: Vec<&[u8]> = entries.chunks_exact(ENTRY_BYTES).collect();
-    let found = all
-        .binary_search_by_key(&fp.0, |e| fp_of(e))
-        .ok()
-        .map(|i| all[i])
-        .or_else(|| all.iter().copied().find(|e| fp_of(e) == fp.0));
-    found.map(decode_entry).transpose()
+    let (mut low, mut high) = (0, entries.len() / ENTRY_BYTES);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        match fp_of(entry(mid)).cmp(&fp.0) {
+            std::cmp::Ordering::Less => low = mid + 1,
+            std::cmp::Ordering::Greater => high = mid,
+            std::cmp::Ordering::Equal => return decode_entry(entry(mid)).map(Some),
+        }
+    }
+    entries
+        .chunks_exact(ENTRY_BYTES)
+        .find(|e| fp_of(e) == fp.0)
+        .map(decode_entry)
+        .transpose()
 }
 
 pub(super) fn key(seq: u64) -> Vec<u8> {
