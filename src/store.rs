@@ -456,15 +456,7 @@ impl Store {
                 let (key, value) = kv?;
                 keys += 1;
                 let fp = Fingerprint(be_u64(&key[FIRING.len()..]));
-                let record = if value.is_empty() {
-                    // The older layout's index entry.
-                    view.alert(fp)?
-                } else {
-                    let mut record = decode_alert(&key, &value)?;
-                    view.refreshes.merge(&view.db, &mut record)?;
-                    Some(record)
-                };
-                out.extend(record);
+                out.extend(view.record(fp, &key, Some(value))?);
                 // The next chunk starts just after this key.
                 start = [key.as_ref(), &[0]].concat();
             }
@@ -763,17 +755,28 @@ impl Handle {
 
     fn alert(&self, fp: Fingerprint) -> Result<Option<AlertRecord>> {
         let firing = firing_key(fp);
-        let found = match self.db.get(&firing)? {
-            Some(bytes) if !bytes.is_empty() => Some((firing, bytes)),
-            // Not firing, or firing in the older layout: the record is in `alert/`.
+        let value = self.db.get(&firing)?;
+        self.record(fp, &firing, value)
+    }
+
+    /// Alert `fp`'s record, given what its key in `firing/` holds: the record of a firing alert,
+    /// or (absent, or the older layout's empty index entry) nothing, and the record is read from
+    /// `alert/`. With its latest refresh applied.
+    fn record(
+        &self,
+        fp: Fingerprint,
+        firing: &[u8],
+        value: Option<sled::IVec>,
+    ) -> Result<Option<AlertRecord>> {
+        let mut record = match value {
+            Some(bytes) if !bytes.is_empty() => Some(decode_alert(firing, &bytes)?),
             _ => {
                 let key = alert_key(fp);
-                self.db.get(&key)?.map(|bytes| (key, bytes))
+                match self.db.get(&key)? {
+                    Some(bytes) => Some(decode_alert(&key, &bytes)?),
+                    None => None,
+                }
             }
-        };
-        let mut record = match found {
-            None => None,
-            Some((key, bytes)) => Some(decode_alert(&key, &bytes)?),
         };
         if let Some(record) = &mut record {
             self.refreshes.merge(&self.db, record)?;
