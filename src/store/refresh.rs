@@ -66,7 +66,7 @@ pub struct Refresh {
 impl Refresh {
     /// Bring `record` up to this refresh, unless the record is at least as new.
     pub fn apply(&self, record: &mut AlertRecord) {
-        if self.count > record.count && record.status == Status::Firing {
+        if supersedes(self.count, record) {
             record.count = self.count;
             record.last_seen = self.last_seen;
             record.ends_at = self.ends_at;
@@ -109,6 +109,11 @@ impl Refresh {
             expires_at: time_at(16 + 2 * TIME_BYTES)?,
         })
     }
+}
+
+/// Whether a refresh counted `count` is newer than `record`: only a firing record takes one.
+fn supersedes(count: u64, record: &AlertRecord) -> bool {
+    count > record.count && record.status == Status::Firing
 }
 
 /// One log value: the refreshes of one group commit, in fingerprint order (see [`find`]).
@@ -335,8 +340,8 @@ impl Log {
         let Some(latest) = self.latest.get(&fp) else {
             return Ok(());
         };
-        if latest.count <= record.count || record.status != Status::Firing {
-            // What `Refresh::apply` would decide anyway, without the read.
+        if !supersedes(latest.count, record) {
+            // What `Refresh::apply` would decide, without reading the refresh.
             return Ok(());
         }
         let corrupt = |why: String| super::StoreError::Corrupt {
