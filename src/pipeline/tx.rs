@@ -276,8 +276,9 @@ impl<'a> Tx<'a> {
 
     /// A firing alert, classified and triaged, that only repeats what its stored record says,
     /// the way Prometheus and Alertmanager re-send: same annotations, no higher severity,
-    /// placed already, and an expiry no earlier than the armed timer. It is logged as a [`Refresh`] and its record is
-    /// neither read nor rewritten. False when it is anything more: the full path decides it.
+    /// placed already, and an expiry no earlier than the armed timer. It is logged as a
+    /// [`Refresh`] and its record is neither read nor rewritten. False when it is anything more:
+    /// the full path decides it.
     fn refreshed(
         &mut self,
         source: Source,
