@@ -8,7 +8,7 @@
 //!     │  parse into Vec<Alert>, send one Command, await its durable outcome
 //!     ▼
 //!  pipeline/ ONE writer thread: normalize ► dedup ► classify ► triage ► incident changes
-//!     │  one sled batch, one flush + fdatasync for every command queued together
+//!     │  one journal record + fdatasync for every command queued together, then sled
 //!     ▼
 //!  store (sled) ──► api (NOC incident API, summary) · metrics (/metrics)
 //!                    web (the NOC board: embedded pages that call the api)

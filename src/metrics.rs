@@ -327,7 +327,7 @@ impl Metrics {
             store_flush_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "store_flush_seconds",
-                    "Duration of one group commit (apply, flush, fdatasync).",
+                    "Duration of one group commit (journal write and fdatasync, apply to sled).",
                 )
                 .namespace("triaged")
                 .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap()),

@@ -1,8 +1,8 @@
 //! The store: the only module that uses sled. Owns the key layout, value encoding, the group
-//! commit (one atomic batch, one flush, one fdatasync) and the read queries the API needs.
+//! commit (one [`journal`] record, one fdatasync, then the writes applied to sled) and the read
+//! queries the API needs.
 //!
-//! All state lives in sled's default tree under typed key prefixes, because a sled `Batch` is
-//! atomic only within one tree:
+//! All state lives in sled's default tree under typed key prefixes:
 //!
 //! | key | value |
 //! |---|---|
@@ -22,6 +22,9 @@
 //! | `cursor/<sink name>` | the last outbox seq the sink has passed (u64 BE) |
 //! | `refresh/<seq u64 BE>` | the repeats of firing alerts one commit acknowledged ([`refresh`]) |
 //!
+//! Beside sled's files, in the same directory, `triaged.journal` holds the commits since sled was
+//! last flushed ([`journal`]).
+//!
 //! Values are a version byte followed by JSON, except alert records (binary, version 2; JSON
 //! records written before are still read) and the refresh log's fixed-size entries.
 //!
@@ -32,6 +35,7 @@
 //! `alert/`, and the alert's next write moves its record (see [`Batch::put_alert`]).
 //! What to write is decided by the pipeline; this module only encodes it.
 
+mod journal;
 mod record;
 pub mod refresh;
 
@@ -48,6 +52,8 @@ use crate::incident::{Incident, IncidentId, State, Tier};
 use crate::outbox::OutboxEvent;
 use crate::silence::{Silence, SilenceId};
 
+use journal::Journal;
+pub use journal::Writes;
 pub use refresh::{Digest, Refresh};
 
 const SCHEMA_VERSION: &[u8] = b"1";
@@ -138,6 +144,16 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("fdatasync of the store failed: {0}")]
     Sync(#[source] std::io::Error),
+    #[error("the store's journal {path}: {source}")]
+    Journal {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the store's journal {path} cannot be applied: {source}")]
+    Replay {
+        path: PathBuf,
+        source: journal::ApplyError,
+    },
     #[error("corrupt value under {key}: {why}")]
     Corrupt { key: String, why: String },
     /// The store is down: a write failed (disk full, read-only, I/O error) and it has not been
@@ -157,6 +173,7 @@ impl StoreError {
             }
             | StoreError::Sled(sled::Error::Io(e))
             | StoreError::Sync(e)
+            | StoreError::Journal { source: e, .. }
             | StoreError::LogFile { source: e, .. } => os_words(e),
             StoreError::Unavailable(reason) => reason.clone(),
             other => other.to_string(),
@@ -173,6 +190,7 @@ impl StoreError {
             }
             | StoreError::Sled(sled::Error::Io(e))
             | StoreError::Sync(e)
+            | StoreError::Journal { source: e, .. }
             | StoreError::LogFile { source: e, .. } => e,
             StoreError::Unavailable(_) => return true,
             _ => return false,
@@ -205,18 +223,19 @@ fn os_words(e: &std::io::Error) -> String {
 /// Handle on the store; cheap to share behind an `Arc` (sled is internally synchronized).
 ///
 /// The store can go down: when a group commit fails (disk full, file system read-only, an I/O
-/// error), sled has already applied the batch in memory, so readers would see what is not on
-/// disk, and sled refuses every later write anyway (its I/O error is sticky). So the failed
-/// commit closes the database at once, under the lock no reader holds, and every read and write
-/// answers [`StoreError::Unavailable`] until the writer [reopens](Store::reopen) it from disk,
-/// which shows exactly what was durable. Nothing is reset, nothing half-written is ever shown.
+/// error), sled may have applied part of the batch in memory, so readers would see what is not
+/// acknowledged, and sled refuses every later write anyway (its I/O error is sticky). So the
+/// failed commit closes the database at once, under the lock no reader holds, and every read
+/// and write answers [`StoreError::Unavailable`] until the writer [reopens](Store::reopen) it
+/// from disk, which applies the journal again and so shows exactly what was durable. Nothing is
+/// reset, nothing half-written is ever shown.
 pub struct Store {
     path: PathBuf,
     cache_bytes: u64,
     /// The open database, or why there is none. Also what makes commits visible at once:
-    /// readers see a group commit only once it is durable and its metrics are counted (sled
-    /// makes a batch visible when it is applied, before the flush), so the commit holds this for
-    /// writing from apply to the end, and every read holds it for reading.
+    /// readers see a group commit only once it is durable, whole, and its metrics are counted
+    /// (sled makes each write visible when it is applied), so the commit holds this for writing
+    /// from the journal's write to the end, and every read holds it for reading.
     state: RwLock<std::result::Result<Handle, String>>,
     /// How old a refresh log value may get before it is folded ([`refresh::FOLD_AFTER`]).
     fold_after: std::sync::Mutex<std::time::Duration>,
@@ -225,11 +244,13 @@ pub struct Store {
 /// The open sled database.
 struct Handle {
     db: sled::Db,
-    /// sled's log file, kept open so every group commit can fdatasync it: sled 0.34's `flush`
+    /// sled's log file, kept open so that a checkpoint can fdatasync it: sled 0.34's `flush`
     /// ends in `sync_file_range`, which survives a process crash but not a power cut.
     log: File,
     /// The refresh log's state, and the digests of firing alerts (see [`refresh`]).
     refreshes: refresh::Log,
+    /// What makes a commit durable ([`journal`]).
+    journal: Journal,
 }
 
 /// A read of the open store: holds the state lock for reading (see `Store::state`).
@@ -328,8 +349,10 @@ impl Store {
         }
     }
 
-    /// Apply `batch` atomically and make it durable: one `apply_batch`, one flush, one fdatasync;
-    /// then `durable` runs (the writer counts its metrics there) before any reader sees the batch.
+    /// Make `batch` durable and apply it: one [`journal`] record with one fdatasync, then its
+    /// writes applied to sled (not flushed: the journal is what a restart reads them from, and
+    /// every [`journal::CHECKPOINT_BYTES`] sled is flushed and the journal starts again). Then
+    /// `durable` runs (the writer counts its metrics there) before any reader sees the batch.
     /// Nothing may be acknowledged before this returns `Ok`. When it fails, the store is down
     /// (see [`Store`]) until [`Store::reopen`].
     pub fn commit(&self, batch: Batch, durable: impl FnOnce()) -> Result<()> {
@@ -346,12 +369,28 @@ impl Store {
             members,
         } = batch;
         let staged = handle.refreshes.stage(&mut inner, &refreshes);
-        let written_out = (|| {
+        let written_out = (|| -> Result<()> {
             write_timers(&handle.db, &mut inner, &timers)?;
             write_members(&handle.db, &mut inner, &members)?;
-            handle.db.apply_batch(inner)?;
-            handle.db.flush()?;
-            handle.log.sync_data().map_err(StoreError::Sync)
+            if inner.is_empty() {
+                return Ok(());
+            }
+            let journal = &mut handle.journal;
+            journal
+                .append(&mut inner)
+                .map_err(|source| StoreError::Journal {
+                    path: journal.path().to_path_buf(),
+                    source,
+                })?;
+            inner
+                .apply(&handle.db)
+                .map_err(|e| applying(journal.path(), e))?;
+            if journal.checkpoint_due() {
+                handle.db.flush()?;
+                handle.log.sync_data().map_err(StoreError::Sync)?;
+                journal.restart();
+            }
+            Ok(())
         })();
         if let Err(e) = written_out {
             // The batch is in sled's memory but maybe not on disk: close before any reader
@@ -743,14 +782,20 @@ impl Handle {
                 })
             }
         }
-        build_firing_index(&db)?;
-        let refreshes = refresh::Log::load(&db)?;
         let log_path = path.join("db");
         let log = File::open(&log_path).map_err(|source| StoreError::LogFile {
             path: log_path,
             source,
         })?;
-        Ok(Handle { db, log, refreshes })
+        let journal = replay_journal(path, &db, &log)?;
+        build_firing_index(&db)?;
+        let refreshes = refresh::Log::load(&db)?;
+        Ok(Handle {
+            db,
+            log,
+            refreshes,
+            journal,
+        })
     }
 
     fn alert(&self, fp: Fingerprint) -> Result<Option<AlertRecord>> {
@@ -795,7 +840,7 @@ impl Handle {
 /// The writes of one group commit. Built by the pipeline, applied by [`Store::commit`].
 #[derive(Default)]
 pub struct Batch {
-    inner: sled::Batch,
+    inner: Writes,
     /// Repeats of firing alerts, for the refresh log: at most one per alert, and none for an
     /// alert also written in full.
     refreshes: Vec<Refresh>,
@@ -845,7 +890,7 @@ impl Batch {
 
     pub fn set_group(&mut self, key: &str, id: Option<IncidentId>) {
         match id {
-            Some(id) => self.inner.insert(group_key(key), &id.0.to_be_bytes()),
+            Some(id) => self.inner.insert(group_key(key), id.0.to_be_bytes()),
             None => self.inner.remove(group_key(key)),
         }
     }
@@ -863,7 +908,7 @@ impl Batch {
         self.inner.insert(key, encode(event));
         // Kept so that seqs never repeat once the outbox is trimmed empty.
         self.inner
-            .insert(&b"meta/next_outbox"[..], &(event.seq + 1).to_be_bytes());
+            .insert(&b"meta/next_outbox"[..], (event.seq + 1).to_be_bytes());
     }
 
     pub fn remove_outbox(&mut self, seq: u64) {
@@ -872,7 +917,7 @@ impl Batch {
 
     pub fn set_cursor(&mut self, sink: &str, seq: u64) {
         self.inner
-            .insert([CURSOR, sink.as_bytes()].concat(), &seq.to_be_bytes());
+            .insert([CURSOR, sink.as_bytes()].concat(), seq.to_be_bytes());
     }
 
     pub fn put_dead_letter(&mut self, letter: &DeadLetter) {
@@ -888,14 +933,14 @@ impl Batch {
     pub fn set_silenced(&mut self, id: SilenceId, fp: Fingerprint, present: bool) {
         let key = [SILENCED, id.as_bytes(), &fp.0.to_be_bytes()].concat();
         if present {
-            self.inner.insert(key, &[]);
+            self.inner.insert(key, []);
         } else {
             self.inner.remove(key);
         }
     }
 
     pub fn set_next_incident_number(&mut self, n: u64) {
-        self.inner.insert(META_NEXT_INCIDENT, &n.to_be_bytes());
+        self.inner.insert(META_NEXT_INCIDENT, n.to_be_bytes());
     }
 }
 
@@ -905,6 +950,37 @@ fn alert_key(fp: Fingerprint) -> Vec<u8> {
 
 fn firing_key(fp: Fingerprint) -> Vec<u8> {
     [FIRING, &fp.0.to_be_bytes()].concat()
+}
+
+/// Open the journal, apply again what it holds (the commits since the last checkpoint, which
+/// sled may have lost), make that durable in sled, and empty it.
+fn replay_journal(path: &Path, db: &sled::Db, log: &File) -> Result<Journal> {
+    let journal_error = |source| StoreError::Journal {
+        path: path.join(journal::FILE_NAME),
+        source,
+    };
+    let (mut journal, replay) = Journal::open(path).map_err(journal_error)?;
+    if replay.len() > 0 {
+        replay.apply(db).map_err(|e| applying(journal.path(), e))?;
+        tracing::info!(
+            records = replay.len(),
+            "applied the journal's commits since the last checkpoint again"
+        );
+    }
+    db.flush()?;
+    log.sync_data().map_err(StoreError::Sync)?;
+    journal.clear().map_err(journal_error)?;
+    Ok(journal)
+}
+
+fn applying(path: &Path, e: journal::ApplyError) -> StoreError {
+    match e {
+        journal::ApplyError::Sled(e) => StoreError::Sled(e),
+        source => StoreError::Replay {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
 }
 
 /// Build the `firing/` index of a store written before it existed: one pass over `alert/`, at
@@ -953,7 +1029,7 @@ const MEMBERS_VERSION: u8 = 1;
 /// see [`write_timers`]. Keys of the older layout (`member/<id><fp>`, empty) are still read.
 fn write_members(
     db: &sled::Db,
-    out: &mut sled::Batch,
+    out: &mut Writes,
     members: &BTreeMap<IncidentId, Vec<Fingerprint>>,
 ) -> Result<()> {
     for (id, fps) in members {
@@ -975,7 +1051,7 @@ fn write_members(
 /// even across crashes, so a new value never overwrites a stored one.
 fn add_values<T>(
     db: &sled::Db,
-    out: &mut sled::Batch,
+    out: &mut Writes,
     prefix: &[u8],
     items: &[T],
     encode: impl Fn(&[T]) -> Vec<u8>,
@@ -1008,7 +1084,7 @@ const MAX_PER_VALUE: usize = 1024;
 /// deadline, empty value) are still read and cleared.
 fn write_timers(
     db: &sled::Db,
-    out: &mut sled::Batch,
+    out: &mut Writes,
     changes: &BTreeMap<(u64, Timer), bool>,
 ) -> Result<()> {
     let mut by_deadline: BTreeMap<u64, (Vec<Timer>, std::collections::HashSet<Timer>)> =

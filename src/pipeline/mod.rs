@@ -2,13 +2,13 @@
 //! applied, in order, by one thread:
 //!
 //! ```text
-//! normalize ► dedup ► classify ► triage ► incident changes ► one sled batch ► flush ► answer
+//! normalize ► dedup ► classify ► triage ► incident changes ► one journal record ► fdatasync ► sled ► answer
 //! ```
 //!
 //! The writer takes whatever commands are queued together (up to [`MAX_BATCH`], waiting a
 //! moment for as many as the last commit carried: see [`gather`]), applies each to
-//! a transaction overlay ([`Tx`]), commits the overlay as one sled batch with one flush and one
-//! fdatasync (group commit), then answers every sender. Only after the commit do metrics move,
+//! a transaction overlay ([`Tx`]), commits the overlay as one journal record with one fdatasync,
+//! then applies it to sled (group commit: see [`Store::commit`]), then answers every sender. Only after the commit do metrics move,
 //! so a failed commit neither acknowledges nor counts anything. A failed commit takes the store
 //! down (see [`Store`]): the writer then answers every command at once with the reason (disk
 //! full, read-only ...), tries to reopen the store every second, and rebuilds what it
@@ -68,9 +68,9 @@ const REOPEN_EVERY: Duration = Duration::from_secs(1);
 /// commit come back together a few hundred microseconds later, and without this the first
 /// of them would start a commit alone and the rest wait for the one after. `expect`, the
 /// previous commit's count, stands for them; a lone sender (`expect` ≤ 1) never waits, and
-/// nobody waits longer than `until`, a fraction of what a commit's flush and fdatasync cost.
+/// nobody waits longer than `until`, a fraction of what a commit's fdatasync costs.
 /// The writer then makes about half as many commits per alert at batch 1, and each commit's
-/// fixed cost (sled's IO-thread hand-off, the fdatasync) is shared by twice as many requests.
+/// fixed cost (the fdatasync) is shared by twice as many requests.
 fn gather(rx: &Receiver<Command>, commands: &mut Vec<Command>, expect: usize, until: Instant) {
     while commands.len() < MAX_BATCH {
         match rx.try_recv() {

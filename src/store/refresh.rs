@@ -368,7 +368,7 @@ impl Log {
     /// value's seq (if any) and how many dead values it removes, for [`Log::committed`].
     pub(super) fn stage(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut super::Writes,
         refreshes: &[Refresh],
     ) -> (Option<u64>, usize) {
         for seq in &self.dead {
@@ -535,7 +535,7 @@ mod tests {
     #[test]
     fn values_die_when_superseded_or_written_and_are_removed_by_the_next_commit() {
         let mut log = Log::default();
-        let mut batch = sled::Batch::default();
+        let mut batch = super::super::Writes::default();
         let first = [refresh(1, 2, 100), refresh(2, 2, 100)];
         let staged = log.stage(&mut batch, &first);
         assert_eq!(staged, (Some(0), 0));
@@ -562,7 +562,7 @@ mod tests {
     #[test]
     fn a_full_write_older_than_the_latest_refresh_keeps_it() {
         let mut log = Log::default();
-        let mut batch = sled::Batch::default();
+        let mut batch = super::super::Writes::default();
         let r = [refresh(7, 9, 100)];
         let staged = log.stage(&mut batch, &r);
         log.committed(staged, &r, &[]);
@@ -575,7 +575,7 @@ mod tests {
     #[test]
     fn the_oldest_value_falls_due_by_size_or_age() {
         let mut log = Log::default();
-        let mut batch = sled::Batch::default();
+        let mut batch = super::super::Writes::default();
         let r = [refresh(1, 2, 100)];
         let staged = log.stage(&mut batch, &r);
         log.committed(staged, &r, &[]);

@@ -1,0 +1,360 @@
+//! The journal: what makes a group commit durable and atomic, so that sled need not do either
+//! per commit.
+//!
+//! sled 0.34 makes an `apply_batch` atomic by sealing its IO buffer before and after the batch,
+//! and each seal hands a write plus a `sync_file_range` to its IO threads (waking all seven of
+//! them), so a batch costs two disk writes even before the flush that makes it durable, which
+//! costs a third. At a few thousand commits a second that was a quarter of the daemon's CPU and
+//! most of a commit's latency. Instead, a commit's writes ([`Writes`]) are appended here as one
+//! record and made durable with one `fdatasync`; only then are they applied to sled, key by key,
+//! with nothing flushed. sled writes its buffers when they fill, and every [`CHECKPOINT_BYTES`]
+//! of journal the store flushes sled and fdatasyncs its file (a checkpoint), after which the
+//! journal starts again from its beginning, overwriting itself (an overwrite's fdatasync costs
+//! less than an append's: the file's size does not change).
+//!
+//! At open, every record since the last checkpoint is applied again, in order, then sled is
+//! flushed and the journal emptied. Applying a record twice is harmless: each write sets a key
+//! to a value or removes it, and the records after it set every key they touch to its last
+//! value. So whatever part of those records sled had kept, the result is the store as of the
+//! last record, all of whose commits were acknowledged only once their record was on disk.
+//!
+//! A record: `len u32 LE`, `crc32 u32 LE` (of the seq and the payload), `seq u64 LE`, then `len`
+//! bytes of payload. Records follow each other with consecutive seqs; reading stops at the first
+//! that is torn, fails its checksum, or does not follow (a record of the generation before the
+//! last checkpoint, further on in the file). The payload is a sequence of writes: `1`, key
+//! length u32 LE, key, value length u32 LE, value (an insert); or `2`, key length, key (a
+//! removal).
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// The journal's file, in the store's directory.
+pub const FILE_NAME: &str = "triaged.journal";
+/// Past this many bytes of journal, a commit ends with a checkpoint: sled is flushed and the
+/// journal starts again. Bounds the journal's size and what the next start applies again.
+pub const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
+
+const HEADER: usize = 16;
+const INSERT: u8 = 1;
+const REMOVE: u8 = 2;
+
+/// The writes of one commit, already laid out as a journal record (its header is filled in when
+/// it is appended).
+pub struct Writes {
+    buf: Vec<u8>,
+}
+
+impl Default for Writes {
+    fn default() -> Writes {
+        Writes {
+            buf: vec![0; HEADER],
+        }
+    }
+}
+
+impl Writes {
+    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.buf.push(INSERT);
+        self.put(key.as_ref());
+        self.put(value.as_ref());
+    }
+
+    pub fn remove(&mut self, key: impl AsRef<[u8]>) {
+        self.buf.push(REMOVE);
+        self.put(key.as_ref());
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        let len = u32::try_from(bytes.len()).expect("a key or value under 4 GiB");
+        self.buf.extend_from_slice(&len.to_le_bytes());
+        self.buf.extend_from_slice(bytes);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() == HEADER
+    }
+
+    /// Apply the writes to sled, in order.
+    pub fn apply(&self, db: &sled::Db) -> Result<(), ApplyError> {
+        apply(&self.buf[HEADER..], db)
+    }
+}
+
+/// Why a record's writes could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    #[error("a journal record is malformed at byte {0} of its payload")]
+    Malformed(usize),
+}
+
+fn apply(mut payload: &[u8], db: &sled::Db) -> Result<(), ApplyError> {
+    let total = payload.len();
+    while let Some((&op, rest)) = payload.split_first() {
+        let at = total - payload.len();
+        let (key, rest) = take(rest).ok_or(ApplyError::Malformed(at))?;
+        payload = match op {
+            INSERT => {
+                let (value, rest) = take(rest).ok_or(ApplyError::Malformed(at))?;
+                db.insert(key, value)?;
+                rest
+            }
+            REMOVE => {
+                db.remove(key)?;
+                rest
+            }
+            _ => return Err(ApplyError::Malformed(at)),
+        };
+    }
+    Ok(())
+}
+
+/// A length-prefixed slice, and the bytes after it.
+fn take(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    rest.split_at_checked(u32::from_le_bytes(*len) as usize)
+}
+
+/// The open journal.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    /// Where the next record goes.
+    end: u64,
+    /// The next record's seq.
+    next_seq: u64,
+}
+
+/// What opening the journal found: the records to apply again, in order.
+pub struct Replay {
+    bytes: Vec<u8>,
+    /// Offsets of each record's payload, and its length.
+    records: Vec<(usize, usize)>,
+}
+
+impl Replay {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Apply every record's writes to sled, oldest first.
+    pub fn apply(&self, db: &sled::Db) -> Result<(), ApplyError> {
+        for &(at, len) in &self.records {
+            apply(&self.bytes[at..at + len], db)?;
+        }
+        Ok(())
+    }
+}
+
+impl Journal {
+    /// Open (or create) the journal in `dir` and read the records a restart must apply again.
+    pub fn open(dir: &Path) -> std::io::Result<(Journal, Replay)> {
+        let path = dir.join(FILE_NAME);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let records = records(&bytes);
+        let journal = Journal {
+            file,
+            path,
+            end: 0,
+            next_seq: 1,
+        };
+        Ok((journal, Replay { bytes, records }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Empty the journal, durably: everything in it is in sled and sled is flushed.
+    pub fn clear(&mut self) -> std::io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.sync_all()?;
+        self.end = 0;
+        Ok(())
+    }
+
+    /// Append `writes` as the next record and make it durable (one write, one fdatasync).
+    pub fn append(&mut self, writes: &mut Writes) -> std::io::Result<()> {
+        let payload = &writes.buf[HEADER..];
+        let len = u32::try_from(payload.len()).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a commit of 4 GiB or more",
+            )
+        })?;
+        let seq = self.next_seq.to_le_bytes();
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&seq);
+        crc.update(payload);
+        let header = &mut writes.buf[..HEADER];
+        header[..4].copy_from_slice(&len.to_le_bytes());
+        header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+        header[8..].copy_from_slice(&seq);
+        self.file.write_all_at(&writes.buf, self.end)?;
+        self.file.sync_data()?;
+        self.end += writes.buf.len() as u64;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Past [`CHECKPOINT_BYTES`]: time to flush sled and [`restart`](Journal::restart).
+    pub fn checkpoint_due(&self) -> bool {
+        self.end >= CHECKPOINT_BYTES
+    }
+
+    /// sled is flushed and fdatasynced: the next record goes at the start again, over the old
+    /// ones (which a restart would find only up to where the new ones end, and apply again
+    /// harmlessly if no new one was written).
+    pub fn restart(&mut self) {
+        self.end = 0;
+    }
+}
+
+/// The records in `bytes` from the start: each payload's offset and length, up to the first
+/// record that is torn, fails its checksum, or does not follow the one before.
+fn records(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut expect: Option<u64> = None;
+    while let Some(header) = bytes.get(at..at + HEADER) {
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+        let seq_bytes = &header[8..];
+        let seq = u64::from_le_bytes(seq_bytes.try_into().expect("8 bytes"));
+        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
+            break;
+        };
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(seq_bytes);
+        hasher.update(payload);
+        if hasher.finalize() != crc || expect.is_some_and(|e| e != seq) {
+            break;
+        }
+        out.push((at + HEADER, len));
+        expect = Some(seq + 1);
+        at += HEADER + len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writes(n: u8) -> Writes {
+        let mut w = Writes::default();
+        w.insert([b'k', n], [n; 3]);
+        w.remove([b'r', n]);
+        w
+    }
+
+    fn open(dir: &Path) -> (Journal, Vec<Vec<u8>>) {
+        let (journal, replay) = Journal::open(dir).unwrap();
+        let payloads = replay
+            .records
+            .iter()
+            .map(|&(at, len)| replay.bytes[at..at + len].to_vec())
+            .collect();
+        (journal, payloads)
+    }
+
+    #[test]
+    fn records_are_read_back_in_order_until_the_first_that_is_torn_or_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, found) = open(dir.path());
+        assert!(found.is_empty());
+        for n in 0..3 {
+            j.append(&mut writes(n)).unwrap();
+        }
+        let (_, found) = open(dir.path());
+        assert_eq!(found.len(), 3);
+        assert_eq!(found[1], writes(1).buf[HEADER..]);
+
+        // Torn: the last record lost its last byte.
+        let path = dir.path().join(FILE_NAME);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(len - 1).unwrap();
+        assert_eq!(open(dir.path()).1.len(), 2);
+        // Corrupt: a byte of the second record's payload flipped.
+        let first = writes(0).buf.len() as u64;
+        file.write_all_at(&[0xff], first + HEADER as u64 + 2)
+            .unwrap();
+        assert_eq!(open(dir.path()).1.len(), 1);
+    }
+
+    #[test]
+    fn after_a_restart_the_older_generation_further_on_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = open(dir.path());
+        for n in 0..4 {
+            j.append(&mut writes(n)).unwrap();
+        }
+        // A checkpoint: the next records overwrite the start. The old generation's third and
+        // fourth records are still in the file, after the new ones, with older seqs.
+        j.restart();
+        j.append(&mut writes(9)).unwrap();
+        j.append(&mut writes(8)).unwrap();
+        let (_, found) = open(dir.path());
+        assert_eq!(
+            found,
+            vec![
+                writes(9).buf[HEADER..].to_vec(),
+                writes(8).buf[HEADER..].to_vec()
+            ]
+        );
+        // Before any new record, the whole old generation is read (and applied again harmlessly).
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = open(dir.path());
+        for n in 0..4 {
+            j.append(&mut writes(n)).unwrap();
+        }
+        j.restart();
+        assert_eq!(open(dir.path()).1.len(), 4);
+    }
+
+    #[test]
+    fn clear_empties_the_file_and_writes_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = open(dir.path());
+        let mut w = Writes::default();
+        w.insert(b"a", b"1");
+        w.insert(b"b", b"2");
+        w.remove(b"a");
+        w.insert(b"c", b"3");
+        j.append(&mut w).unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        db.insert(b"b", b"old").unwrap();
+        let (mut j2, replay) = Journal::open(dir.path()).unwrap();
+        assert_eq!(replay.len(), 1);
+        replay.apply(&db).unwrap();
+        replay.apply(&db).unwrap();
+        assert_eq!(db.get(b"a").unwrap(), None);
+        assert_eq!(db.get(b"b").unwrap().unwrap(), b"2"[..]);
+        assert_eq!(db.get(b"c").unwrap().unwrap(), b"3"[..]);
+        j2.clear().unwrap();
+        assert_eq!(std::fs::metadata(j2.path()).unwrap().len(), 0);
+        assert_eq!(open(dir.path()).1.len(), 0);
+        drop(j);
+
+        // A malformed payload is an error, not a panic.
+        assert!(matches!(
+            apply(&[INSERT, 9, 0, 0, 0, b'x'], &db),
+            Err(ApplyError::Malformed(0))
+        ));
+        assert!(matches!(
+            apply(&[7, 0, 0, 0, 0], &db),
+            Err(ApplyError::Malformed(0))
+        ));
+    }
+}
