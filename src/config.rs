@@ -192,6 +192,9 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// sled's page cache, in MiB: bounds memory whatever the store holds.
     pub cache_mb: u64,
+    /// KiB of journal after which sled is flushed and the journal starts again (a checkpoint):
+    /// the journal's size on disk, and what a start applies again.
+    pub checkpoint_kb: u64,
 }
 
 impl Default for StorageConfig {
@@ -199,6 +202,7 @@ impl Default for StorageConfig {
         StorageConfig {
             path: PathBuf::from("data"),
             cache_mb: 16,
+            checkpoint_kb: 16 * 1024,
         }
     }
 }
@@ -864,6 +868,12 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             out.push((
                 vec![Seg::Key("server"), Seg::Key("max_body_bytes")],
+                "must be greater than 0".to_string(),
+            ));
+        }
+        if self.storage.checkpoint_kb == 0 {
+            out.push((
+                vec![Seg::Key("storage"), Seg::Key("checkpoint_kb")],
                 "must be greater than 0".to_string(),
             ));
         }

@@ -97,13 +97,19 @@ pub async fn run(
     let watchdog_interval = sd_notify::watchdog_from_env().filter(|_| notifier.is_enabled());
     let metrics = Arc::new(Metrics::new());
     let cache_bytes = config.storage.cache_mb.saturating_mul(1024 * 1024);
-    let store = match Store::open_with_cache(&config.storage.path, cache_bytes) {
+    let checkpoint_bytes = config.storage.checkpoint_kb.saturating_mul(1024);
+    let store = match Store::open_with(&config.storage.path, cache_bytes, checkpoint_bytes) {
         Ok(store) => store,
         // A full or read-only disk is fixed by an operator while triaged waits (answering 503
         // and saying why) rather than by a crash loop; a damaged or locked store stops here.
         Err(e) if e.is_disk_refusing_writes() => {
             tracing::error!(data_dir = %config.storage.path.display(), error = %e, "the store cannot be opened: its disk refuses writes; answering 503 until it takes them");
-            Store::down(&config.storage.path, cache_bytes, e.reason())
+            Store::down(
+                &config.storage.path,
+                cache_bytes,
+                checkpoint_bytes,
+                e.reason(),
+            )
         }
         Err(e) => return Err(e.into()),
     };

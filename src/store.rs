@@ -232,6 +232,8 @@ fn os_words(e: &std::io::Error) -> String {
 pub struct Store {
     path: PathBuf,
     cache_bytes: u64,
+    /// Journal bytes between checkpoints ([`journal`]).
+    checkpoint_bytes: u64,
     /// The open database, or why there is none. Also what makes commits visible at once:
     /// readers see a group commit only once it is durable, whole, and its metrics are counted
     /// (sled makes each write visible when it is applied), so the commit holds this for writing
@@ -279,16 +281,18 @@ pub struct IncidentFilter {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
-        Store::open_with_cache(path, DEFAULT_CACHE_BYTES)
+        Store::open_with(path, DEFAULT_CACHE_BYTES, journal::CHECKPOINT_BYTES)
     }
 
     /// Open with sled's page cache bounded to `cache_bytes` (sled's own default is 1 GiB, which
     /// would make RSS grow with the store).
-    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Store> {
-        let handle = Handle::open(path, cache_bytes)?;
+    /// Also, a checkpoint every `checkpoint_bytes` of journal (see [`journal`]).
+    pub fn open_with(path: &Path, cache_bytes: u64, checkpoint_bytes: u64) -> Result<Store> {
+        let handle = Handle::open(path, cache_bytes, checkpoint_bytes)?;
         Ok(Store {
             path: path.to_path_buf(),
             cache_bytes,
+            checkpoint_bytes,
             state: RwLock::new(Ok(handle)),
             fold_after: std::sync::Mutex::new(refresh::FOLD_AFTER),
         })
@@ -297,10 +301,11 @@ impl Store {
     /// A store that could not be opened because its disk refuses writes
     /// ([`StoreError::is_disk_refusing_writes`]): it starts down, saying `reason`, and the
     /// writer [reopens](Store::reopen) it once the disk takes writes again.
-    pub fn down(path: &Path, cache_bytes: u64, reason: String) -> Store {
+    pub fn down(path: &Path, cache_bytes: u64, checkpoint_bytes: u64, reason: String) -> Store {
         Store {
             path: path.to_path_buf(),
             cache_bytes,
+            checkpoint_bytes,
             state: RwLock::new(Err(reason)),
             fold_after: std::sync::Mutex::new(refresh::FOLD_AFTER),
         }
@@ -330,12 +335,13 @@ impl Store {
         }
         // Only the writer reopens, so nothing opens it meanwhile; readers are answered
         // Unavailable at once rather than wait for sled's recovery.
-        let opened = Handle::open(&self.path, self.cache_bytes).and_then(|handle| {
-            handle.db.insert(META_SCHEMA, SCHEMA_VERSION)?;
-            handle.db.flush()?;
-            handle.log.sync_data().map_err(StoreError::Sync)?;
-            Ok(handle)
-        });
+        let opened =
+            Handle::open(&self.path, self.cache_bytes, self.checkpoint_bytes).and_then(|handle| {
+                handle.db.insert(META_SCHEMA, SCHEMA_VERSION)?;
+                handle.db.flush()?;
+                handle.log.sync_data().map_err(StoreError::Sync)?;
+                Ok(handle)
+            });
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         match opened {
             Ok(handle) => {
@@ -741,7 +747,7 @@ impl Store {
 }
 
 impl Handle {
-    fn open(path: &Path, cache_bytes: u64) -> Result<Handle> {
+    fn open(path: &Path, cache_bytes: u64, checkpoint_bytes: u64) -> Result<Handle> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -787,7 +793,7 @@ impl Handle {
             path: log_path,
             source,
         })?;
-        let journal = replay_journal(path, &db, &log)?;
+        let journal = replay_journal(path, &db, &log, checkpoint_bytes)?;
         build_firing_index(&db)?;
         let refreshes = refresh::Log::load(&db)?;
         Ok(Handle {
@@ -954,12 +960,17 @@ fn firing_key(fp: Fingerprint) -> Vec<u8> {
 
 /// Open the journal, apply again what it holds (the commits since the last checkpoint, which
 /// sled may have lost), make that durable in sled, and empty it.
-fn replay_journal(path: &Path, db: &sled::Db, log: &File) -> Result<Journal> {
+fn replay_journal(
+    path: &Path,
+    db: &sled::Db,
+    log: &File,
+    checkpoint_bytes: u64,
+) -> Result<Journal> {
     let journal_error = |source| StoreError::Journal {
         path: path.join(journal::FILE_NAME),
         source,
     };
-    let (mut journal, replay) = Journal::open(path).map_err(journal_error)?;
+    let (mut journal, replay) = Journal::open(path, checkpoint_bytes).map_err(journal_error)?;
     if replay.len() > 0 {
         replay.apply(db).map_err(|e| applying(journal.path(), e))?;
         tracing::info!(

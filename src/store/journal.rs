@@ -8,7 +8,7 @@
 //! most of a commit's latency. Instead, a commit's writes ([`Writes`]) are appended here as one
 //! record and made durable with one `fdatasync`; only then are they applied to sled, key by key,
 //! with nothing flushed. sled writes its buffers when they fill, and every [`CHECKPOINT_BYTES`]
-//! of journal the store flushes sled and fdatasyncs its file (a checkpoint), after which the
+//! (`storage.checkpoint_kb`) of journal the store flushes sled and fdatasyncs its file (a checkpoint), after which the
 //! journal starts again from its beginning, overwriting itself (an overwrite's fdatasync costs
 //! less than an append's: the file's size does not change).
 //!
@@ -32,8 +32,9 @@ use std::path::{Path, PathBuf};
 
 /// The journal's file, in the store's directory.
 pub const FILE_NAME: &str = "triaged.journal";
-/// Past this many bytes of journal, a commit ends with a checkpoint: sled is flushed and the
-/// journal starts again. Bounds the journal's size and what the next start applies again.
+/// Past this many bytes of journal (by default), a commit ends with a checkpoint: sled is
+/// flushed and the journal starts again. Bounds the journal's size and what the next start
+/// applies again.
 pub const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
 
 const HEADER: usize = 16;
@@ -126,6 +127,8 @@ pub struct Journal {
     end: u64,
     /// The next record's seq.
     next_seq: u64,
+    /// Past this `end`, a checkpoint is due.
+    checkpoint_bytes: u64,
 }
 
 /// What opening the journal found: the records to apply again, in order.
@@ -151,7 +154,7 @@ impl Replay {
 
 impl Journal {
     /// Open (or create) the journal in `dir` and read the records a restart must apply again.
-    pub fn open(dir: &Path) -> std::io::Result<(Journal, Replay)> {
+    pub fn open(dir: &Path, checkpoint_bytes: u64) -> std::io::Result<(Journal, Replay)> {
         let path = dir.join(FILE_NAME);
         let mut file = OpenOptions::new()
             .read(true)
@@ -167,6 +170,7 @@ impl Journal {
             path,
             end: 0,
             next_seq: 1,
+            checkpoint_bytes,
         };
         Ok((journal, Replay { bytes, records }))
     }
@@ -207,9 +211,9 @@ impl Journal {
         Ok(())
     }
 
-    /// Past [`CHECKPOINT_BYTES`]: time to flush sled and [`restart`](Journal::restart).
+    /// Past the checkpoint size: time to flush sled and [`restart`](Journal::restart).
     pub fn checkpoint_due(&self) -> bool {
-        self.end >= CHECKPOINT_BYTES
+        self.end >= self.checkpoint_bytes
     }
 
     /// sled is flushed and fdatasynced: the next record goes at the start again, over the old
@@ -259,7 +263,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> (Journal, Vec<Vec<u8>>) {
-        let (journal, replay) = Journal::open(dir).unwrap();
+        let (journal, replay) = Journal::open(dir, CHECKPOINT_BYTES).unwrap();
         let payloads = replay
             .records
             .iter()
@@ -335,7 +339,7 @@ mod tests {
         j.append(&mut w).unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
         db.insert(b"b", b"old").unwrap();
-        let (mut j2, replay) = Journal::open(dir.path()).unwrap();
+        let (mut j2, replay) = Journal::open(dir.path(), CHECKPOINT_BYTES).unwrap();
         assert_eq!(replay.len(), 1);
         replay.apply(&db).unwrap();
         replay.apply(&db).unwrap();
