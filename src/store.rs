@@ -384,10 +384,7 @@ impl Store {
             let journal = &mut handle.journal;
             journal
                 .append(&mut inner)
-                .map_err(|source| StoreError::Journal {
-                    path: journal.path().to_path_buf(),
-                    source,
-                })?;
+                .map_err(|e| journal_failed(journal, e))?;
             inner
                 .apply(&handle.db)
                 .map_err(|e| applying(journal.path(), e))?;
@@ -408,6 +405,20 @@ impl Store {
         handle.refreshes.committed(staged, &refreshes, &written);
         durable();
         Ok(())
+    }
+
+    /// Make everything applied durable in sled itself and empty the journal (see [`journal`]):
+    /// what the writer does when it stops, so that the next start has nothing to apply again.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let handle = match &mut *state {
+            Ok(handle) => handle,
+            Err(reason) => return Err(StoreError::Unavailable(reason.clone())),
+        };
+        handle.db.flush()?;
+        handle.log.sync_data().map_err(StoreError::Sync)?;
+        let journal = &mut handle.journal;
+        journal.clear().map_err(|e| journal_failed(journal, e))
     }
 
     /// Hold while reading: see `state`. Public reads take it once and use unlocked helpers
@@ -966,11 +977,11 @@ fn replay_journal(
     log: &File,
     checkpoint_bytes: u64,
 ) -> Result<Journal> {
-    let journal_error = |source| StoreError::Journal {
-        path: path.join(journal::FILE_NAME),
-        source,
-    };
-    let (mut journal, replay) = Journal::open(path, checkpoint_bytes).map_err(journal_error)?;
+    let (mut journal, replay) =
+        Journal::open(path, checkpoint_bytes).map_err(|source| StoreError::Journal {
+            path: path.join(journal::FILE_NAME),
+            source,
+        })?;
     if replay.len() > 0 {
         replay.apply(db).map_err(|e| applying(journal.path(), e))?;
         tracing::info!(
@@ -980,8 +991,15 @@ fn replay_journal(
     }
     db.flush()?;
     log.sync_data().map_err(StoreError::Sync)?;
-    journal.clear().map_err(journal_error)?;
+    journal.clear().map_err(|e| journal_failed(&journal, e))?;
     Ok(journal)
+}
+
+fn journal_failed(journal: &Journal, source: std::io::Error) -> StoreError {
+    StoreError::Journal {
+        path: journal.path().to_path_buf(),
+        source,
+    }
 }
 
 fn applying(path: &Path, e: journal::ApplyError) -> StoreError {

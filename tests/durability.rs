@@ -143,12 +143,19 @@ fn graceful(stop: impl FnOnce(&mut Daemon) -> std::process::ExitStatus) {
     let resp = d.action(&id, "assign", json!({"actor": "alice", "assignee": "bob"}));
     assert_eq!(resp.status, 200, "{resp}");
 
+    let journal = d.data_dir().join("triaged.journal");
+    assert!(
+        std::fs::metadata(&journal).expect("the journal").len() > 0,
+        "the changes are in the journal while triaged runs"
+    );
     let status = stop(&mut d);
     assert!(
         status.success(),
         "triaged exited with {status} on a shutdown signal; stderr:\n{}",
         d.stderr_text()
     );
+    // A clean stop flushes sled and empties the journal: the next start applies nothing again.
+    assert_eq!(std::fs::metadata(&journal).expect("the journal").len(), 0);
 
     d.restart();
     let inc = d.incident(&id);

@@ -644,6 +644,13 @@ impl Writer {
             last_step = Instant::now();
         }
         self.ready.store(false, Ordering::SeqCst);
+        // Everything is applied: flush sled and empty the journal, so the next start has nothing
+        // to apply again. A failure here loses nothing (the journal stays) and is only reported.
+        if self.down.is_none() {
+            if let Err(e) = self.store.checkpoint() {
+                tracing::warn!(error = %e, "the final checkpoint failed; the next start applies the journal again");
+            }
+        }
         tracing::info!("writer stopped");
     }
 
