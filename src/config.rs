@@ -1418,6 +1418,14 @@ mod tests {
         let text = "[tiers]\ncritical = \"L9\"\n";
         let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
         assert!(shown.starts_with("t.toml:2: "), "{shown}");
+
+        let text = "[storage]\ncache_mb = 16\ncheckpoint_kb = 0\n";
+        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(shown.starts_with("t.toml:3: "), "{shown}");
+        assert!(
+            shown.contains("storage.checkpoint_kb: must be greater than 0"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -396,9 +396,10 @@ impl Store {
             Ok(())
         })();
         if let Err(e) = written_out {
-            // The batch is in sled's memory but maybe not on disk: close before any reader
-            // sees it. What sled manages to write while closing is at worst a batch stored but
-            // not acknowledged, which the client's retry finds deduplicated.
+            // Part of the batch may be in sled's memory, and its journal record may or may not
+            // be whole on disk: close before any reader sees it. The reopen applies the journal
+            // again, so this is at worst a batch stored but not acknowledged, which the client's
+            // retry finds deduplicated.
             *state = Err(e.reason());
             return Err(e);
         }
