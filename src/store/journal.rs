@@ -4,13 +4,14 @@
 //! sled 0.34 makes an `apply_batch` atomic by sealing its IO buffer before and after the batch,
 //! and each seal hands a write plus a `sync_file_range` to its IO threads (waking all seven of
 //! them), so a batch costs two disk writes even before the flush that makes it durable, which
-//! costs a third. At a few thousand commits a second that was a quarter of the daemon's CPU and
-//! most of a commit's latency. Instead, a commit's writes ([`Writes`]) are appended here as one
-//! record and made durable with one `fdatasync`; only then are they applied to sled, key by key,
-//! with nothing flushed. sled writes its buffers when they fill, and every [`CHECKPOINT_BYTES`]
-//! (`storage.checkpoint_kb`) of journal the store flushes sled and fdatasyncs its file (a checkpoint), after which the
-//! journal starts again from its beginning, overwriting itself (an overwrite's fdatasync costs
-//! less than an append's: the file's size does not change).
+//! costs a third. At a thousand commits a second that was a quarter of the daemon's CPU.
+//! Instead, a commit's writes ([`Writes`]) are appended here as one record and made durable
+//! with one `fdatasync`; only then are they applied to sled, key by key, with nothing flushed.
+//! sled writes its buffers when they fill, and every [`CHECKPOINT_BYTES`]
+//! (`storage.checkpoint_kb`) of journal the store flushes sled and fdatasyncs its file (a
+//! checkpoint), after which the journal starts again from its beginning, overwriting itself (an
+//! overwrite's fdatasync costs less than an append's: the file's size does not change). A clean
+//! stop checkpoints too and empties the journal.
 //!
 //! At open, every record since the last checkpoint is applied again, in order, then sled is
 //! flushed and the journal emptied. Applying a record twice is harmless: each write sets a key
