@@ -338,8 +338,7 @@ impl Store {
         let opened =
             Handle::open(&self.path, self.cache_bytes, self.checkpoint_bytes).and_then(|handle| {
                 handle.db.insert(META_SCHEMA, SCHEMA_VERSION)?;
-                handle.db.flush()?;
-                handle.log.sync_data().map_err(StoreError::Sync)?;
+                flush_durably(&handle.db, &handle.log)?;
                 Ok(handle)
             });
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
@@ -363,10 +362,7 @@ impl Store {
     /// (see [`Store`]) until [`Store::reopen`].
     pub fn commit(&self, batch: Batch, durable: impl FnOnce()) -> Result<()> {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let handle = match &mut *state {
-            Ok(handle) => handle,
-            Err(reason) => return Err(StoreError::Unavailable(reason.clone())),
-        };
+        let handle = open_handle(&mut state)?;
         let Batch {
             mut inner,
             refreshes,
@@ -389,8 +385,7 @@ impl Store {
                 .apply(&handle.db)
                 .map_err(|e| applying(journal.path(), e))?;
             if journal.checkpoint_due() {
-                handle.db.flush()?;
-                handle.log.sync_data().map_err(StoreError::Sync)?;
+                flush_durably(&handle.db, &handle.log)?;
                 journal.restart();
             }
             Ok(())
@@ -412,12 +407,8 @@ impl Store {
     /// what the writer does when it stops, so that the next start has nothing to apply again.
     pub fn checkpoint(&self) -> Result<()> {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let handle = match &mut *state {
-            Ok(handle) => handle,
-            Err(reason) => return Err(StoreError::Unavailable(reason.clone())),
-        };
-        handle.db.flush()?;
-        handle.log.sync_data().map_err(StoreError::Sync)?;
+        let handle = open_handle(&mut state)?;
+        flush_durably(&handle.db, &handle.log)?;
         let journal = &mut handle.journal;
         journal.clear().map_err(|e| journal_failed(journal, e))
     }
@@ -985,15 +976,32 @@ fn replay_journal(
         })?;
     if replay.len() > 0 {
         replay.apply(db).map_err(|e| applying(journal.path(), e))?;
+        flush_durably(db, log)?;
         tracing::info!(
             records = replay.len(),
             "applied the journal's commits since the last checkpoint again"
         );
     }
-    db.flush()?;
-    log.sync_data().map_err(StoreError::Sync)?;
-    journal.clear().map_err(|e| journal_failed(&journal, e))?;
+    // Emptied even with nothing to apply: what is left (a torn first record) must not be read
+    // as the continuation of the records written next.
+    if !replay.file_is_empty() {
+        journal.clear().map_err(|e| journal_failed(&journal, e))?;
+    }
     Ok(journal)
+}
+
+/// Flush sled and fdatasync its file: sled 0.34's `flush` ends in `sync_file_range`, which
+/// survives a process crash but not a power cut.
+fn flush_durably(db: &sled::Db, log: &File) -> Result<()> {
+    db.flush()?;
+    log.sync_data().map_err(StoreError::Sync)
+}
+
+/// The open database, or the reason it is down, for a writer holding the state lock.
+fn open_handle(state: &mut std::result::Result<Handle, String>) -> Result<&mut Handle> {
+    state
+        .as_mut()
+        .map_err(|reason| StoreError::Unavailable(reason.clone()))
 }
 
 fn journal_failed(journal: &Journal, source: std::io::Error) -> StoreError {

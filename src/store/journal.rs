@@ -144,6 +144,11 @@ impl Replay {
         self.records.len()
     }
 
+    /// The journal's file held nothing at all (as after a clean stop).
+    pub fn file_is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
     /// Apply every record's writes to sled, oldest first.
     pub fn apply(&self, db: &sled::Db) -> Result<(), ApplyError> {
         for &(at, len) in &self.records {

@@ -7,8 +7,8 @@
 //! Rewriting the whole record (its labels, annotations and history, as JSON) for each of them
 //! made repeats cost as much as new alerts. Instead, a group commit appends the repeats it
 //! acknowledges to the log as one value, `refresh/<seq u64 BE>`, holding a fixed-size binary
-//! entry per alert (see [`Refresh`]), in the same atomic, fdatasynced batch as everything else;
-//! so a 2xx still means the repeat is on disk.
+//! entry per alert (see [`Refresh`]), in the same journal record, fdatasynced, as everything
+//! else the commit writes; so a 2xx still means the repeat is on disk.
 //!
 //! Reads see a record with its latest refresh applied ([`Refresh::apply`]), read from the log
 //! value that holds it (entries are sorted by fingerprint, so it is found by binary search):
