@@ -316,6 +316,10 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Answers go out whole at once: no waiting on Nagle for a peer's ACK.
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(peer = %peer, error = %e, "could not set TCP_NODELAY");
+                    }
                     let open = OpenConnection::new(app.clone());
                     let app = app.clone();
                     let builder = builder.clone();
