@@ -731,10 +731,14 @@ impl Writer {
         let mut stop = false;
         let mut failed: Option<StoreError> = None;
 
-        if let Err(e) = tx
-            .run_timers(MAX_TIMERS_PER_PASS)
-            .and_then(|()| tx.fold_refreshes(MAX_FOLDS_PER_PASS))
-        {
+        // Deadlines are read from the store only when one is due: `next_deadline`, read after
+        // every commit (and at load), is the earliest.
+        let timers = if self.next_deadline.is_some_and(|at| at <= now) {
+            tx.run_timers(MAX_TIMERS_PER_PASS)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = timers.and_then(|()| tx.fold_refreshes(MAX_FOLDS_PER_PASS)) {
             failed = Some(e);
         }
         for command in commands {
