@@ -380,7 +380,7 @@ impl Store {
             let journal = &mut handle.journal;
             journal
                 .append(&mut inner)
-                .map_err(|e| journal_failed(journal, e))?;
+                .map_err(|e| journal_failed(journal.path(), e))?;
             inner
                 .apply(&handle.db)
                 .map_err(|e| applying(journal.path(), e))?;
@@ -410,7 +410,9 @@ impl Store {
         let handle = open_handle(&mut state)?;
         flush_durably(&handle.db, &handle.log)?;
         let journal = &mut handle.journal;
-        journal.clear().map_err(|e| journal_failed(journal, e))
+        journal
+            .clear()
+            .map_err(|e| journal_failed(journal.path(), e))
     }
 
     /// Hold while reading: see `state`. Public reads take it once and use unlocked helpers
@@ -969,11 +971,8 @@ fn replay_journal(
     log: &File,
     checkpoint_bytes: u64,
 ) -> Result<Journal> {
-    let (mut journal, replay) =
-        Journal::open(path, checkpoint_bytes).map_err(|source| StoreError::Journal {
-            path: path.join(journal::FILE_NAME),
-            source,
-        })?;
+    let (mut journal, replay) = Journal::open(path, checkpoint_bytes)
+        .map_err(|e| journal_failed(&path.join(journal::FILE_NAME), e))?;
     if replay.len() > 0 {
         replay.apply(db).map_err(|e| applying(journal.path(), e))?;
         flush_durably(db, log)?;
@@ -985,7 +984,9 @@ fn replay_journal(
     // Emptied even with nothing to apply: what is left (a torn first record) must not be read
     // as the continuation of the records written next.
     if !replay.file_is_empty() {
-        journal.clear().map_err(|e| journal_failed(&journal, e))?;
+        journal
+            .clear()
+            .map_err(|e| journal_failed(journal.path(), e))?;
     }
     Ok(journal)
 }
@@ -1004,9 +1005,10 @@ fn open_handle(state: &mut std::result::Result<Handle, String>) -> Result<&mut H
         .map_err(|reason| StoreError::Unavailable(reason.clone()))
 }
 
-fn journal_failed(journal: &Journal, source: std::io::Error) -> StoreError {
+/// The journal at `path` could not be read or written.
+fn journal_failed(path: &Path, source: std::io::Error) -> StoreError {
     StoreError::Journal {
-        path: journal.path().to_path_buf(),
+        path: path.to_path_buf(),
         source,
     }
 }

@@ -13,9 +13,8 @@
 //! anything. A failed commit takes the store down (see [`Store`]): the writer then answers
 //! every command at once with the reason (disk full, read-only ...), tries to reopen the store
 //! every second, and rebuilds what it keeps in memory from the disk before it takes commands
-//! again. Alert expiries (an `endsAt`
-//! passing, or `dedup.resolve_timeout` without a refresh) are deadlines in the store that the
-//! same loop turns into resolutions.
+//! again. Alert expiries (an `endsAt` passing, or `dedup.resolve_timeout` without a refresh)
+//! are deadlines in the store that the same loop turns into resolutions.
 //!
 //! Sources own parsing and HTTP; the store owns encoding; this module owns the decisions.
 
