@@ -2,13 +2,14 @@
 //! applied, in order, by one thread:
 //!
 //! ```text
-//! normalize ► dedup ► classify ► triage ► incident changes ► journal ► fdatasync ► sled ► answer
+//! normalize ► dedup ► classify ► triage ► incident changes ► journal ► fdatasync ► answer
+//!                                                                      ╰► sled ╯
 //! ```
 //!
 //! The writer takes whatever commands are queued together (up to [`MAX_BATCH`], waiting a
 //! moment for as many as the last commit carried: see [`gather`]), applies each to
 //! a transaction overlay ([`Tx`]), commits the overlay as one journal record with one fdatasync,
-//! then applies it to sled (group commit: see [`Store::commit`]), then answers every sender.
+//! applying it to sled meanwhile (group commit: see [`Store::commit`]), then answers every sender.
 //! Only after the commit do metrics move, so a failed commit neither acknowledges nor counts
 //! anything. A failed commit takes the store down (see [`Store`]): the writer then answers
 //! every command at once with the reason (disk full, read-only ...), tries to reopen the store
@@ -730,8 +731,8 @@ impl Writer {
         let mut stop = false;
         let mut failed: Option<StoreError> = None;
 
-        // Deadlines are read from the store only when one is due: `next_deadline`, read after
-        // every commit (and at load), is the earliest.
+        // Deadlines are read from the store only when one is due: `next_deadline`, read at load
+        // and after every commit that sets or clears one, is the earliest.
         let timers = if self.next_deadline.is_some_and(|at| at <= now) {
             tx.run_timers(MAX_TIMERS_PER_PASS)
         } else {
@@ -794,6 +795,7 @@ impl Writer {
         }
 
         let (batch, memory, effects, policy) = tx.finish();
+        let moves_deadlines = batch.moves_deadlines();
         let committed = match failed {
             Some(e) => Err(e),
             None => {
@@ -811,7 +813,7 @@ impl Writer {
                 r
             }
         };
-        match committed {
+        let committed = match committed {
             Ok(()) => {
                 self.show_refresh_log();
                 self.memory = memory;
@@ -824,6 +826,7 @@ impl Writer {
                     // A sender that gave up (client gone) is no error: the change is durable.
                     let _ = reply.0.send(reply.1);
                 }
+                true
             }
             Err(e) => {
                 self.metrics.store_write_failures.inc();
@@ -844,9 +847,14 @@ impl Writer {
                         for (reply, _) in replies {
                             let _ = reply.send(Err(PipelineError::Commit(e.to_string())));
                         }
+                        false
                     }
                 }
             }
+        };
+        if committed && !moves_deadlines {
+            // No deadline was set or cleared: the earliest is the one read before.
+            return stop;
         }
         match self.store.next_deadline() {
             Ok(d) => self.next_deadline = d,
