@@ -52,8 +52,8 @@ use crate::incident::{Incident, IncidentId, State, Tier};
 use crate::outbox::OutboxEvent;
 use crate::silence::{Silence, SilenceId};
 
+use journal::Journal;
 pub use journal::Writes;
-use journal::{Applier, Journal};
 pub use refresh::{Digest, Refresh};
 
 const SCHEMA_VERSION: &[u8] = b"1";
@@ -154,8 +154,6 @@ pub enum StoreError {
         path: PathBuf,
         source: journal::ApplyError,
     },
-    #[error("cannot start the thread that applies commits to sled: {0}")]
-    Thread(#[source] std::io::Error),
     #[error("corrupt value under {key}: {why}")]
     Corrupt { key: String, why: String },
     /// The store is down: a write failed (disk full, read-only, I/O error) and it has not been
@@ -255,8 +253,6 @@ struct Handle {
     refreshes: refresh::Log,
     /// What makes a commit durable ([`journal`]).
     journal: Journal,
-    /// Applies each commit to sled during its fdatasync.
-    applier: Applier,
 }
 
 /// A read of the open store: holds the state lock for reading (see `Store::state`).
@@ -383,15 +379,11 @@ impl Store {
             }
             let journal = &mut handle.journal;
             journal
-                .write(&mut inner)
+                .append(&mut inner)
                 .map_err(|e| journal_failed(journal.path(), e))?;
-            // Applied to sled while the fdatasync runs: nobody reads before both are done.
-            let (applied, synced) =
-                handle
-                    .applier
-                    .apply_during(&handle.db, std::mem::take(&mut inner), || journal.sync());
-            synced.map_err(|e| journal_failed(journal.path(), e))?;
-            applied.map_err(|e| applying(journal.path(), e))?;
+            inner
+                .apply(&handle.db)
+                .map_err(|e| applying(journal.path(), e))?;
             if journal.checkpoint_due() {
                 flush_durably(&handle.db, &handle.log)?;
                 journal.restart();
@@ -809,13 +801,11 @@ impl Handle {
         let journal = replay_journal(path, &db, &log, checkpoint_bytes)?;
         build_firing_index(&db)?;
         let refreshes = refresh::Log::load(&db)?;
-        let applier = Applier::spawn().map_err(StoreError::Thread)?;
         Ok(Handle {
             db,
             log,
             refreshes,
             journal,
-            applier,
         })
     }
 

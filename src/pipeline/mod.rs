@@ -2,14 +2,13 @@
 //! applied, in order, by one thread:
 //!
 //! ```text
-//! normalize ► dedup ► classify ► triage ► incident changes ► journal ► fdatasync ► answer
-//!                                                                      ╰► sled ╯
+//! normalize ► dedup ► classify ► triage ► incident changes ► journal ► fdatasync ► sled ► answer
 //! ```
 //!
 //! The writer takes whatever commands are queued together (up to [`MAX_BATCH`], waiting a
 //! moment for as many as the last commit carried: see [`gather`]), applies each to
 //! a transaction overlay ([`Tx`]), commits the overlay as one journal record with one fdatasync,
-//! applying it to sled meanwhile (group commit: see [`Store::commit`]), then answers every sender.
+//! then applies it to sled (group commit: see [`Store::commit`]), then answers every sender.
 //! Only after the commit do metrics move, so a failed commit neither acknowledges nor counts
 //! anything. A failed commit takes the store down (see [`Store`]): the writer then answers
 //! every command at once with the reason (disk full, read-only ...), tries to reopen the store

@@ -6,10 +6,7 @@
 //! them), so a batch costs two disk writes even before the flush that makes it durable, which
 //! costs a third. At a thousand commits a second that was a quarter of the daemon's CPU.
 //! Instead, a commit's writes ([`Writes`]) are appended here as one record and made durable
-//! with one `fdatasync`, and applied to sled, key by key, with nothing flushed. The apply runs
-//! on a thread of its own while the writer waits for that fdatasync ([`Applier`]); the store's
-//! state lock, held for writing throughout the commit, keeps readers from seeing the writes
-//! before they are durable.
+//! with one `fdatasync`; only then are they applied to sled, key by key, with nothing flushed.
 //! sled writes its buffers when they fill, and every [`CHECKPOINT_BYTES`]
 //! (`storage.checkpoint_kb`) of journal the store flushes sled and fdatasyncs its file (a
 //! checkpoint), after which the journal starts again from its beginning, overwriting itself. An
@@ -34,7 +31,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
 
 /// The journal's file, in the store's directory.
 pub const FILE_NAME: &str = "triaged.journal";
@@ -99,61 +95,6 @@ pub enum ApplyError {
     Sled(#[from] sled::Error),
     #[error("a journal record is malformed at byte {0} of its payload")]
     Malformed(usize),
-    #[error("the thread applying commits to sled stopped")]
-    Stopped,
-}
-
-/// Applies each commit's writes to sled on a thread of its own, while the writer waits for the
-/// commit's fdatasync, so that the two overlap instead of following each other: at batch 1
-/// the apply was about 30 µs of a 700 µs commit cycle, and at batch 100 it is longer than the
-/// fdatasync. The thread ends when the `Applier` is dropped.
-pub struct Applier {
-    jobs: mpsc::Sender<(sled::Db, Writes)>,
-    /// Only the commit holding the store's write lock uses it; the mutex makes it `Sync`.
-    done: Mutex<mpsc::Receiver<Result<(), ApplyError>>>,
-}
-
-impl Applier {
-    pub fn spawn() -> std::io::Result<Applier> {
-        let (jobs, next) = mpsc::channel::<(sled::Db, Writes)>();
-        let (answer, done) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("triaged-apply".into())
-            .spawn(move || {
-                for (db, writes) in next {
-                    let applied = writes.apply(&db);
-                    // Nothing of the store is kept between commits.
-                    drop((db, writes));
-                    if answer.send(applied).is_err() {
-                        break;
-                    }
-                }
-            })?;
-        Ok(Applier {
-            jobs,
-            done: Mutex::new(done),
-        })
-    }
-
-    /// Apply `writes` to `db` on the applier's thread while `meanwhile` runs on this one, and
-    /// return both results once both are done.
-    pub fn apply_during<T>(
-        &self,
-        db: &sled::Db,
-        writes: Writes,
-        meanwhile: impl FnOnce() -> T,
-    ) -> (Result<(), ApplyError>, T) {
-        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        let sent = self.jobs.send((db.clone(), writes)).is_ok();
-        let result = meanwhile();
-        let applied = if sent {
-            // An error here: the thread panicked while applying.
-            done.recv().unwrap_or(Err(ApplyError::Stopped))
-        } else {
-            Err(ApplyError::Stopped)
-        };
-        (applied, result)
-    }
 }
 
 fn apply(mut payload: &[u8], db: &sled::Db) -> Result<(), ApplyError> {
@@ -263,14 +204,7 @@ impl Journal {
     }
 
     /// Append `writes` as the next record and make it durable (one write, one fdatasync).
-    #[cfg(test)]
     pub fn append(&mut self, writes: &mut Writes) -> std::io::Result<()> {
-        self.write(writes)?;
-        self.sync()
-    }
-
-    /// Write `writes` as the next record: durable once [`sync`](Journal::sync) returns.
-    pub fn write(&mut self, writes: &mut Writes) -> std::io::Result<()> {
         let payload = &writes.buf[HEADER..];
         let len = u32::try_from(payload.len()).map_err(|_| {
             std::io::Error::new(
@@ -295,14 +229,10 @@ impl Journal {
             write_zeros(&self.file, end, to)?;
             self.written = to;
         }
+        self.file.sync_data()?;
         self.end = end;
         self.next_seq += 1;
         Ok(())
-    }
-
-    /// Make every record written so far durable (one fdatasync).
-    pub fn sync(&self) -> std::io::Result<()> {
-        self.file.sync_data()
     }
 
     /// Past the checkpoint size: time to flush sled and [`restart`](Journal::restart).
@@ -498,32 +428,5 @@ mod tests {
             apply(&[7, 0, 0, 0, 0], &db),
             Err(ApplyError::Malformed(0))
         ));
-    }
-
-    #[test]
-    fn the_applier_applies_on_its_own_thread_while_the_caller_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        db.insert([b'r', 1], &b"gone"[..]).unwrap();
-        let applier = Applier::spawn().unwrap();
-        let (applied, seen) = applier.apply_during(&db, writes(1), || {
-            // Only an apply on another thread can be seen from in here.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while db.get([b'k', 1]).unwrap().is_none() {
-                if std::time::Instant::now() > deadline {
-                    return false;
-                }
-                std::thread::yield_now();
-            }
-            true
-        });
-        applied.unwrap();
-        assert!(seen, "the writes were not applied while the caller waited");
-        assert_eq!(db.get([b'k', 1]).unwrap().unwrap(), [1u8; 3]);
-        assert!(db.get([b'r', 1]).unwrap().is_none());
-        // And again: the thread takes one commit after another.
-        let (applied, ()) = applier.apply_during(&db, writes(2), || ());
-        applied.unwrap();
-        assert_eq!(db.get([b'k', 2]).unwrap().unwrap(), [2u8; 3]);
     }
 }
