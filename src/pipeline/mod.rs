@@ -812,7 +812,9 @@ impl Writer {
                 r
             }
         };
-        let committed = match committed {
+        // The earliest deadline changes only with a commit that sets or clears one (or fails).
+        let reread_deadline = committed.is_err() || moves_deadlines;
+        match committed {
             Ok(()) => {
                 self.show_refresh_log();
                 self.memory = memory;
@@ -825,7 +827,6 @@ impl Writer {
                     // A sender that gave up (client gone) is no error: the change is durable.
                     let _ = reply.0.send(reply.1);
                 }
-                true
             }
             Err(e) => {
                 self.metrics.store_write_failures.inc();
@@ -846,20 +847,17 @@ impl Writer {
                         for (reply, _) in replies {
                             let _ = reply.send(Err(PipelineError::Commit(e.to_string())));
                         }
-                        false
                     }
                 }
             }
-        };
-        if committed && !moves_deadlines {
-            // No deadline was set or cleared: the earliest is the one read before.
-            return stop;
         }
-        match self.store.next_deadline() {
-            Ok(d) => self.next_deadline = d,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the next deadline failed");
-                self.next_deadline = Some(now + chrono::Duration::seconds(1));
+        if reread_deadline {
+            match self.store.next_deadline() {
+                Ok(d) => self.next_deadline = d,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the next deadline failed");
+                    self.next_deadline = Some(now + chrono::Duration::seconds(1));
+                }
             }
         }
         stop
