@@ -6,7 +6,7 @@
 //! reception count, the last-seen time, the sender's `endsAt` and the expiry derived from it.
 //! Rewriting the whole record (its labels, annotations and history, as JSON) for each of them
 //! made repeats cost as much as new alerts. Instead, a group commit appends the repeats it
-//! acknowledges to the log as one value, `refresh/<seq u64 BE>`, holding a fixed-size binary
+//! acknowledges to the log as one value, `refresh/<slot u64 BE>`, holding a fixed-size binary
 //! entry per alert (see [`Refresh`]), in the same journal record, fdatasynced, as everything
 //! else the commit writes; so a 2xx still means the repeat is on disk.
 //!
@@ -20,7 +20,11 @@
 //! count, so a stale log entry is harmless and its deletion can wait.
 //!
 //! The log stays small: an entry is dead once a later refresh or a full write of its alert
-//! supersedes it, and a log value whose entries are all dead is removed with the next commit.
+//! supersedes it, and a log value whose entries are all dead goes with the next commit: that
+//! commit's own value takes its slot (its key), or it is removed. (Overwriting a key costs sled
+//! a fraction of removing one and inserting another; at one request per commit those two were
+//! most of the time a commit spent in sled.) So slots say nothing of age: memory keeps the order
+//! values were written in, and the oldest is folded first.
 //! Alerts that stop being re-sent would keep old values alive, so the writer folds the oldest
 //! value's live entries into their records ([`Log::due`]) when the log grows past
 //! [`MAX_LOGGED`] entries or its oldest value is older than [`FOLD_AFTER`].
@@ -225,6 +229,8 @@ struct Value {
     /// Entries in all.
     logged: usize,
     written: Instant,
+    /// Its place in the order values were written in (its key says only which slot it took).
+    born: u64,
 }
 
 /// Where an alert's latest refresh is: the log value holding it, and its count (all the writer
@@ -238,10 +244,15 @@ struct Latest {
 /// The log's state in memory: rebuilt from disk at open, moved on by each commit.
 #[derive(Debug, Default)]
 pub(super) struct Log {
+    /// The slot after the highest in use: the key of a new value when no dead one is free.
     next_seq: u64,
     /// Each alert's latest refresh: where it is.
     latest: HashMap<Fingerprint, Latest>,
+    /// By slot.
     values: BTreeMap<u64, Value>,
+    /// The slots of `values`, oldest first (by [`Value::born`]): the next to fold is first.
+    by_age: BTreeMap<u64, u64>,
+    next_born: u64,
     /// Entries in the values on disk, dead ones included.
     logged: usize,
     /// Values with no live entry: removed by the next commit.
@@ -261,15 +272,7 @@ impl Log {
                 key: format!("refresh/{seq}"),
                 why,
             })?;
-            log.values.insert(
-                seq,
-                Value {
-                    live: 0,
-                    logged: entries.len(),
-                    written: now,
-                },
-            );
-            log.logged += entries.len();
+            log.add_value(seq, entries.len(), now);
             for r in &entries {
                 log.set_latest(seq, r);
             }
@@ -316,8 +319,26 @@ impl Log {
         }
     }
 
+    /// A value just written (or found at open) in slot `seq`, the newest so far.
+    fn add_value(&mut self, seq: u64, logged: usize, written: Instant) {
+        let born = self.next_born;
+        self.next_born += 1;
+        self.values.insert(
+            seq,
+            Value {
+                live: 0,
+                logged,
+                written,
+                born,
+            },
+        );
+        self.by_age.insert(born, seq);
+        self.logged += logged;
+    }
+
     fn drop_value(&mut self, seq: u64) {
         if let Some(v) = self.values.remove(&seq) {
+            self.by_age.remove(&v.born);
             self.logged -= v.logged;
             self.dead.push(seq);
         }
@@ -364,21 +385,31 @@ impl Log {
         Ok(())
     }
 
-    /// Add this commit's log value and the removal of dead ones to `batch`. Returns the new
-    /// value's seq (if any) and how many dead values it removes, for [`Log::committed`].
+    /// Add this commit's log value and the removal of dead ones to `batch`. The new value
+    /// takes the slot of a dead one when there is one (in sled, overwriting a key costs a
+    /// fraction of removing one and inserting another), else a new slot. Returns the new value's
+    /// slot (if any) and how many dead values it disposes of, for [`Log::committed`].
     pub(super) fn stage(
         &self,
         batch: &mut super::Writes,
         refreshes: &[Refresh],
     ) -> (Option<u64>, usize) {
-        for seq in &self.dead {
-            batch.remove(key(*seq));
+        let reused = if refreshes.is_empty() {
+            None
+        } else {
+            self.dead.first().copied()
+        };
+        for &seq in &self.dead {
+            if Some(seq) != reused {
+                batch.remove(key(seq));
+            }
         }
         if refreshes.is_empty() {
             return (None, self.dead.len());
         }
-        batch.insert(key(self.next_seq), encode(refreshes));
-        (Some(self.next_seq), self.dead.len())
+        let seq = reused.unwrap_or(self.next_seq);
+        batch.insert(key(seq), encode(refreshes));
+        (Some(seq), self.dead.len())
     }
 
     /// The staged commit is durable: move the state on.
@@ -403,16 +434,8 @@ impl Log {
             };
         }
         if let Some(seq) = seq {
-            self.next_seq = seq + 1;
-            self.values.insert(
-                seq,
-                Value {
-                    live: 0,
-                    logged: refreshes.len(),
-                    written: Instant::now(),
-                },
-            );
-            self.logged += refreshes.len();
+            self.next_seq = self.next_seq.max(seq + 1);
+            self.add_value(seq, refreshes.len(), Instant::now());
             for r in refreshes {
                 self.set_latest(seq, r);
             }
@@ -425,9 +448,10 @@ impl Log {
     /// The oldest log value, when it is due to be folded into the records: the log is past
     /// [`MAX_LOGGED`] entries, or that value is `fold_after` old ([`FOLD_AFTER`] but in tests).
     pub(super) fn due(&self, now: Instant, fold_after: Duration) -> Option<u64> {
-        let (seq, oldest) = self.values.iter().next()?;
+        let (_, &seq) = self.by_age.first_key_value()?;
+        let oldest = self.values.get(&seq)?;
         (self.logged > MAX_LOGGED || now.duration_since(oldest.written) >= fold_after)
-            .then_some(*seq)
+            .then_some(seq)
     }
 
     /// Entries in the log values on disk, dead ones included (they go with the next commit).
@@ -557,6 +581,71 @@ mod tests {
         log.committed(staged, &[], &[]);
         assert!(log.dead.is_empty());
         assert_eq!(log.logged, 1);
+    }
+
+    #[test]
+    fn a_new_value_takes_a_dead_ones_slot_and_the_oldest_is_folded_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let mut log = Log::default();
+        let commit = |log: &mut Log,
+                      refreshes: &[Refresh],
+                      written: &[(Fingerprint, u64, Option<Digest>)]| {
+            let mut batch = super::super::Writes::default();
+            let staged = log.stage(&mut batch, refreshes);
+            batch.apply(&db).unwrap();
+            log.committed(staged, refreshes, written);
+            staged
+        };
+        commit(&mut log, &[refresh(1, 2, 100)], &[]);
+        commit(&mut log, &[refresh(2, 2, 100)], &[]);
+        // Alert 1 is written in full: value 0 dies.
+        commit(&mut log, &[], &[(Fingerprint(1), 2, None)]);
+        assert_eq!(log.dead, vec![0]);
+        assert!(
+            db.get(key(0)).unwrap().is_some(),
+            "removed by the next commit only"
+        );
+
+        // The next value goes into slot 0, over the dead one: nothing is removed.
+        let staged = commit(&mut log, &[refresh(3, 5, 101)], &[]);
+        assert_eq!(staged, (Some(0), 1));
+        assert!(log.dead.is_empty());
+        assert_eq!(log.values(), vec![0, 1]);
+        let in_slot = decode(&db.get(key(0)).unwrap().unwrap()).unwrap();
+        assert_eq!(in_slot, vec![refresh(3, 5, 101)]);
+        assert_eq!(db.scan_prefix(PREFIX).count(), 2);
+
+        // Slot 1 holds the older value: it is the one due.
+        let now = Instant::now();
+        assert_eq!(log.due(now + FOLD_AFTER, FOLD_AFTER), Some(1));
+
+        // Two dead at once: one slot is taken, the other removed; a commit with no refresh
+        // removes what is dead and takes nothing.
+        commit(&mut log, &[refresh(4, 1, 102)], &[]);
+        commit(
+            &mut log,
+            &[],
+            &[(Fingerprint(2), 2, None), (Fingerprint(3), 5, None)],
+        );
+        assert_eq!(log.dead.len(), 2);
+        let staged = commit(&mut log, &[refresh(5, 1, 103)], &[]);
+        assert_eq!(staged.1, 2);
+        assert!(matches!(staged.0, Some(0 | 1)));
+        assert_eq!(
+            db.scan_prefix(PREFIX).count(),
+            2,
+            "slot 2 and the one taken"
+        );
+        assert_eq!(log.next_seq, 3);
+
+        // Rebuilt from disk, the log finds the same values and latest refreshes.
+        let loaded = Log::load(&db).unwrap();
+        assert_eq!(loaded.values(), log.values());
+        for fp in 1..=5 {
+            let fp = Fingerprint(fp);
+            assert_eq!(loaded.latest_count(fp), log.latest_count(fp), "{fp}");
+        }
     }
 
     #[test]
