@@ -311,6 +311,16 @@ pub async fn serve(
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
     let builder = Arc::new(builder);
+    // hyper arms a header-read timer for every request. tokio wakes its I/O driver (a write to
+    // an eventfd: a syscall per request) for each timer that expires before the earliest it knew
+    // of when it last parked; with no other timer pending, that is every one. A timer that
+    // always expires no later than any header-read timer keeps those registrations quiet.
+    let period = header_read_timeout.max(Duration::from_secs(1));
+    let anchor = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+        }
+    });
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -355,6 +365,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    anchor.abort();
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!(grace = ?grace, "shutdown grace expired with connections still open"),
