@@ -201,8 +201,8 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: PathBuf::from("data"),
-            cache_mb: 16,
-            checkpoint_kb: 16 * 1024,
+            cache_mb: crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024),
+            checkpoint_kb: crate::store::DEFAULT_CHECKPOINT_BYTES / 1024,
         }
     }
 }

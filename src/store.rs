@@ -59,6 +59,8 @@ pub use refresh::{Digest, Refresh};
 const SCHEMA_VERSION: &[u8] = b"1";
 /// The page cache when none is configured: `storage.cache_mb`'s default.
 pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Journal bytes between checkpoints by default (`storage.checkpoint_kb`).
+pub const DEFAULT_CHECKPOINT_BYTES: u64 = journal::CHECKPOINT_BYTES;
 const VALUE_VERSION: u8 = 1;
 
 const META_SCHEMA: &[u8] = b"meta/schema";
@@ -281,7 +283,7 @@ pub struct IncidentFilter {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
-        Store::open_with(path, DEFAULT_CACHE_BYTES, journal::CHECKPOINT_BYTES)
+        Store::open_with(path, DEFAULT_CACHE_BYTES, DEFAULT_CHECKPOINT_BYTES)
     }
 
     /// Open with sled's page cache bounded to `cache_bytes` (sled's own default is 1 GiB, which
