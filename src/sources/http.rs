@@ -314,7 +314,8 @@ pub async fn serve(
     // hyper arms a header-read timer for every request. tokio wakes its I/O driver (a write to
     // an eventfd: a syscall per request) for each timer that expires before the earliest it knew
     // of when it last parked; with no other timer pending, that is every one. A timer that
-    // always expires no later than any header-read timer keeps those registrations quiet.
+    // always expires no later than any header-read timer keeps those registrations quiet (for a
+    // header-read timeout under a second, which this does not tick faster for, they still wake).
     let period = header_read_timeout.max(Duration::from_secs(1));
     let anchor = tokio::spawn(async move {
         loop {

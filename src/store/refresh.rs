@@ -255,7 +255,7 @@ pub(super) struct Log {
     next_born: u64,
     /// Entries in the values on disk, dead ones included.
     logged: usize,
-    /// Values with no live entry: removed by the next commit.
+    /// Values with no live entry: the next commit removes them, or writes its own value over one.
     dead: Vec<u64>,
     digests: HashMap<Fingerprint, Digest>,
 }
