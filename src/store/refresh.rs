@@ -394,22 +394,15 @@ impl Log {
         batch: &mut super::Writes,
         refreshes: &[Refresh],
     ) -> (Option<u64>, usize) {
-        let reused = if refreshes.is_empty() {
-            None
-        } else {
-            self.dead.first().copied()
-        };
-        for &seq in &self.dead {
-            if Some(seq) != reused {
-                batch.remove(key(seq));
-            }
+        let mut dead = self.dead.iter().copied();
+        let slot = (!refreshes.is_empty()).then(|| dead.next().unwrap_or(self.next_seq));
+        for seq in dead {
+            batch.remove(key(seq));
         }
-        if refreshes.is_empty() {
-            return (None, self.dead.len());
+        if let Some(slot) = slot {
+            batch.insert(key(slot), encode(refreshes));
         }
-        let seq = reused.unwrap_or(self.next_seq);
-        batch.insert(key(seq), encode(refreshes));
-        (Some(seq), self.dead.len())
+        (slot, self.dead.len())
     }
 
     /// The staged commit is durable: move the state on.
