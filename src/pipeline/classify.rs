@@ -386,8 +386,15 @@ impl Rules {
     /// Only the rules the index names as candidates are tested, in rule order; the result is
     /// the same as testing every rule in turn ([`Rules::classify_scan`]).
     pub fn classify(&self, alert: &NormalizedAlert) -> Classification {
+        self.classify_labels(alert.alert.labels.clone(), alert)
+    }
+
+    /// [`Rules::classify`] of an alert whose labels the caller has taken out of it (the writer
+    /// owns each alert and needs only the classified labels afterwards), so they are not
+    /// copied. The matchers read labels from `labels` and everything else from `alert`.
+    pub fn classify_labels(&self, labels: Labels, alert: &NormalizedAlert) -> Classification {
         let mut class = Classification {
-            labels: alert.alert.labels.clone(),
+            labels,
             ..Classification::default()
         };
         let mut lists: Vec<&[usize]> = Vec::with_capacity(self.index.by_label.len() + 1);

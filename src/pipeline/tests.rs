@@ -628,7 +628,11 @@ runbook = "https://runbooks.example/db"
     assert_eq!((db.alert_count, db.tier), (2, Tier::L3));
     assert_eq!(h.members(1).len(), 2);
     let record = h.record(&pg_lag);
-    assert_eq!(record.labels.get("team").map(String::as_str), Some("dba"));
+    // The alert's own labels, plus what the rule set (the writer classifies the labels it
+    // takes out of the alert: none may be lost on the way).
+    let mut expected = pg_lag.labels.clone();
+    expected.insert("team".into(), "dba".into());
+    assert_eq!(record.labels, expected);
     assert_eq!(record.rules, ["db"]);
 
     let api = h.incident(2);

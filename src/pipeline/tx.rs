@@ -5,14 +5,14 @@
 //! The pipeline for one alert is spelled once, in [`Tx::ingest_one`]:
 //! normalize ► dedup ► classify ► triage ► silence ► group (join, reopen or open) ► escalate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::alert::{
-    Alert, AlertRecord, Fingerprint, Labels, NormalizedAlert, Severity, Source, Status,
+    Alert, AlertRecord, FastMap, Fingerprint, Labels, NormalizedAlert, Severity, Source, Status,
 };
 use crate::config::FlapAction;
 use crate::incident::{group_key, EventKind, Incident, IncidentId, Tier, SYSTEM_ACTOR};
@@ -152,11 +152,11 @@ pub(super) struct Tx<'a> {
     /// Shared, and replaceable mid-batch by a reload: commands after it see the new policy.
     policy: Arc<Policy>,
     now: DateTime<Utc>,
-    alerts: HashMap<Fingerprint, AlertRecord>,
+    alerts: FastMap<Fingerprint, AlertRecord>,
     /// Pure repeats of firing alerts not otherwise written by this batch: logged, not rewritten.
-    refreshes: HashMap<Fingerprint, Refresh>,
-    incidents: HashMap<IncidentId, Incident>,
-    groups: HashMap<String, Option<IncidentId>>,
+    refreshes: FastMap<Fingerprint, Refresh>,
+    incidents: FastMap<IncidentId, Incident>,
+    groups: FastMap<String, Option<IncidentId>>,
     /// Alerts silenced in this batch (the store's index does not show them yet).
     silenced: Vec<(SilenceId, Fingerprint)>,
     batch: Batch,
@@ -178,10 +178,10 @@ impl<'a> Tx<'a> {
             store,
             policy,
             now,
-            alerts: HashMap::new(),
-            refreshes: HashMap::new(),
-            incidents: HashMap::new(),
-            groups: HashMap::new(),
+            alerts: FastMap::default(),
+            refreshes: FastMap::default(),
+            incidents: FastMap::default(),
+            groups: FastMap::default(),
             silenced: Vec::new(),
             batch: Batch::default(),
             memory,
@@ -493,7 +493,7 @@ impl<'a> Tx<'a> {
     ) -> Result<(), PipelineError> {
         let policy = Arc::clone(&self.policy);
         let now = self.now;
-        let alert = alert.normalize(&policy.exclude_labels, &policy.severities, now);
+        let mut alert = alert.normalize(&policy.exclude_labels, &policy.severities, now);
         let fp = alert.fingerprint;
         if alert.alert.status == Status::Resolved {
             let previous = self.alert(fp)?;
@@ -501,7 +501,9 @@ impl<'a> Tx<'a> {
             return self.resolution(source, &alert, previous, seen, summary);
         }
 
-        let class = policy.rules.classify(&alert);
+        // From here on the alert's labels are read from the classification only.
+        let labels = std::mem::take(&mut alert.alert.labels);
+        let class = policy.rules.classify_labels(labels, &alert);
         if !class.rules.is_empty() {
             self.effects.push(Effect::RulesMatched(class.rules.clone()));
         }

@@ -52,11 +52,15 @@ pub struct Writes {
     buf: Vec<u8>,
 }
 
+/// Room a new record starts with: a batch-1 commit's record fits, so it is not grown (copied)
+/// on the way, as it would be from empty.
+const INITIAL_RECORD_BYTES: usize = 4096;
+
 impl Default for Writes {
     fn default() -> Writes {
-        Writes {
-            buf: vec![0; HEADER],
-        }
+        let mut buf = Vec::with_capacity(INITIAL_RECORD_BYTES);
+        buf.resize(HEADER, 0);
+        Writes { buf }
     }
 }
 

@@ -32,14 +32,14 @@
 //! The writer also needs, to recognise a pure repeat without reading and decoding the record,
 //! a small digest of each firing alert it has written since start ([`Digest`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::alert::{AlertRecord, Fingerprint, Labels, Severity, Status};
+use crate::alert::{AlertRecord, FastMap, Fingerprint, Labels, Severity, Status};
 use crate::incident::IncidentId;
 
 pub(super) const PREFIX: &[u8] = b"refresh/";
@@ -247,7 +247,7 @@ pub(super) struct Log {
     /// The slot after the highest in use: the key of a new value when no dead one is free.
     next_seq: u64,
     /// Each alert's latest refresh: where it is.
-    latest: HashMap<Fingerprint, Latest>,
+    latest: FastMap<Fingerprint, Latest>,
     /// By slot.
     values: BTreeMap<u64, Value>,
     /// The slots of `values`, oldest first (by [`Value::born`]): the next to fold is first.
@@ -257,7 +257,7 @@ pub(super) struct Log {
     logged: usize,
     /// Values with no live entry: the next commit removes them, or writes its own value over one.
     dead: Vec<u64>,
-    digests: HashMap<Fingerprint, Digest>,
+    digests: FastMap<Fingerprint, Digest>,
 }
 
 impl Log {
