@@ -185,17 +185,18 @@ pub async fn run(
             kafka_stopped,
         ))
     });
-    let mut app = App::new(
-        queue.clone(),
-        store,
-        metrics,
-        ready,
-        reloader,
-        kafka_enabled,
-        &server_config,
+    let app = Arc::new(
+        App::new(
+            queue.clone(),
+            store,
+            metrics,
+            ready,
+            reloader,
+            kafka_enabled,
+            &server_config,
+        )
+        .started(started_at),
     );
-    app.started_at = started_at;
-    let app = Arc::new(app);
     // Store open, writer running, listener bound (connections queue in its backlog until `serve`
     // accepts them), Kafka source started (its broker may still be down: /-/ready tells).
     notifier.ready(&format!("listening on {addr}"));

@@ -94,6 +94,15 @@ impl App {
             started_at: chrono::Utc::now(),
         }
     }
+
+    /// Count the uptime from `at` (the daemon's start, before its store opened) rather than
+    /// from when the `App` was made.
+    pub fn started(self, at: chrono::DateTime<chrono::Utc>) -> App {
+        App {
+            started_at: at,
+            ..self
+        }
+    }
 }
 
 /// Bytes as KiB permits, rounded up; at least one.
