@@ -87,6 +87,44 @@ pub struct Metrics {
     pub store_write_failures: IntCounter,
     pub store_refresh_log_entries: IntGauge,
     pub build_info: IntGaugeVec,
+    by_source: BySource<SourceSeries>,
+}
+
+/// The series of one source that every ingest request touches, looked up by label once at
+/// start rather than on each request.
+pub struct SourceSeries {
+    /// `triaged_alerts_received_total{source}`.
+    pub received: IntCounter,
+    /// `triaged_ingest_duration_seconds{source}`.
+    pub ingest_duration: Histogram,
+}
+
+/// One value per [`Source`].
+struct BySource<T> {
+    alertmanager: T,
+    webhook: T,
+    pagerduty: T,
+    native: T,
+}
+
+impl<T> BySource<T> {
+    fn new(make: impl Fn(Source) -> T) -> BySource<T> {
+        BySource {
+            alertmanager: make(Source::Alertmanager),
+            webhook: make(Source::Webhook),
+            pagerduty: make(Source::Pagerduty),
+            native: make(Source::Native),
+        }
+    }
+
+    fn get(&self, source: Source) -> &T {
+        match source {
+            Source::Alertmanager => &self.alertmanager,
+            Source::Webhook => &self.webhook,
+            Source::Pagerduty => &self.pagerduty,
+            Source::Native => &self.native,
+        }
+    }
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -96,12 +134,28 @@ fn opts(name: &str, help: &str) -> Opts {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let m = Metrics {
-            alerts_received: IntCounterVec::new(
-                opts("alerts_received_total", "Alerts received, by source."),
-                &["source"],
+        let alerts_received = IntCounterVec::new(
+            opts("alerts_received_total", "Alerts received, by source."),
+            &["source"],
+        )
+        .unwrap();
+        let ingest_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "ingest_duration_seconds",
+                "Time to accept an ingest request, durable write included.",
             )
-            .unwrap(),
+            .namespace("triaged")
+            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap()),
+            &["source"],
+        )
+        .unwrap();
+        let m = Metrics {
+            by_source: BySource::new(|source| SourceSeries {
+                received: alerts_received.with_label_values(&[source.as_str()]),
+                ingest_duration: ingest_duration_seconds.with_label_values(&[source.as_str()]),
+            }),
+            alerts_received,
+            ingest_duration_seconds,
             alerts_rejected: IntCounterVec::new(
                 opts(
                     "alerts_rejected_total",
@@ -281,16 +335,6 @@ impl Metrics {
                 &["tier", "severity"],
             )
             .unwrap(),
-            ingest_duration_seconds: HistogramVec::new(
-                HistogramOpts::new(
-                    "ingest_duration_seconds",
-                    "Time to accept an ingest request, durable write included.",
-                )
-                .namespace("triaged")
-                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap()),
-                &["source"],
-            )
-            .unwrap(),
             http_connections_open: IntGauge::with_opts(opts(
                 "http_connections_open",
                 "HTTP connections open now.",
@@ -406,6 +450,11 @@ impl Metrics {
             // Names are unique by construction; a clash is a programming error caught by tests.
             self.registry.register(c).expect("metric registered once");
         }
+    }
+
+    /// The per-source series an ingest request touches.
+    pub fn source(&self, source: Source) -> &SourceSeries {
+        self.by_source.get(source)
     }
 
     fn initialise_labels(&self) {

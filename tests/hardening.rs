@@ -614,6 +614,51 @@ fn read_all(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&raw).into_owned()
 }
 
+/// One raw request head (no body), answered and closed.
+fn raw_exchange(d: &Daemon, head: &str) -> Response {
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    parse_response(&raw).unwrap_or_else(|e| panic!("{head:?}: {e}"))
+}
+
+#[test]
+fn http_1_1_requests_need_exactly_one_host_header() {
+    let d = Daemon::with("");
+    let close = "Connection: close\r\n";
+    let missing = raw_exchange(&d, &format!("GET /-/healthy HTTP/1.1\r\n{close}\r\n"));
+    assert_eq!(missing.status, 400, "{missing}");
+    assert!(missing.text().contains("Host"), "{missing}");
+    let body = r#"[{"labels":{"alertname":"NoHost"}}]"#;
+    let ingest = raw_exchange(
+        &d,
+        &format!(
+            "POST /api/v2/alerts HTTP/1.1\r\n{close}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(ingest.status, 400, "{ingest}");
+    let twice = raw_exchange(
+        &d,
+        &format!("GET /-/healthy HTTP/1.1\r\nHost: a\r\nHost: b\r\n{close}\r\n"),
+    );
+    assert_eq!(twice.status, 400, "{twice}");
+    // HTTP/1.0 may leave it out; one Host is what every client sends.
+    let old = raw_exchange(&d, "GET /-/healthy HTTP/1.0\r\n\r\n");
+    assert_eq!(old.status, 200, "{old}");
+    let one = raw_exchange(
+        &d,
+        &format!("GET /-/healthy HTTP/1.1\r\nHost: a\r\n{close}\r\n"),
+    );
+    assert_eq!(one.status, 200, "{one}");
+    // The refused ingest stored nothing.
+    let (status, alerts) = get_json(&d.addr, "/api/v2/alerts");
+    assert_eq!(status, 200);
+    assert_eq!(alerts.as_array().map(Vec::len), Some(0), "{alerts}");
+}
+
 #[test]
 fn slow_clients_are_cut_off_headers_idle_and_body() {
     let d =

@@ -283,8 +283,12 @@ impl From<PipelineError> for ApiError {
 }
 
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
-    // Our own response types always serialize.
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    // Room for most answers at once (an ingest answer is about 150 bytes). Our own response
+    // types always serialize.
+    let mut bytes = Vec::with_capacity(256);
+    if serde_json::to_writer(&mut bytes, body).is_err() {
+        bytes = b"{}".to_vec();
+    }
     let mut response = hyper::Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
     response
@@ -552,10 +556,28 @@ fn denied(
 
 /// Route one request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response, Infallible> {
+    if let Err(e) = check_host(&req) {
+        return Ok(e.into_response());
+    }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let result = route(&app, req, &method, &path).await;
     Ok(result.unwrap_or_else(ApiError::into_response))
+}
+
+/// An HTTP/1.1 request carries exactly one `Host` header, and a server answers 400 to one that
+/// does not (RFC 9112, section 3.2); HTTP/1.0 may leave it out.
+fn check_host(req: &Request<Incoming>) -> Result<(), ApiError> {
+    match req.headers().get_all(hyper::header::HOST).iter().count() {
+        1 => Ok(()),
+        0 if req.version() < hyper::Version::HTTP_11 => Ok(()),
+        0 => Err(ApiError::bad_request(
+            "an HTTP/1.1 request needs a Host header (RFC 9112, section 3.2)",
+        )),
+        _ => Err(ApiError::bad_request(
+            "a request may carry only one Host header",
+        )),
+    }
 }
 
 async fn route(
@@ -694,15 +716,7 @@ fn check_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
     let Some(value) = req.headers().get(CONTENT_TYPE) else {
         return Ok(());
     };
-    let media = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if media == "application/json" || media.ends_with("+json") {
+    if value.to_str().is_ok_and(is_json_media_type) {
         return Ok(());
     }
     Err(
@@ -713,6 +727,17 @@ fn check_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
             ))
             .rejects("unsupported_media_type"),
     )
+}
+
+/// `application/json` or a `+json` type, in any case, with any parameters.
+fn is_json_media_type(content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let suffix = media
+        .len()
+        .checked_sub("+json".len())
+        .and_then(|at| media.get(at..));
+    media.eq_ignore_ascii_case("application/json")
+        || suffix.is_some_and(|s| s.eq_ignore_ascii_case("+json"))
 }
 
 /// Read the whole body, refusing more than `max` bytes (early, from Content-Length, when given).
@@ -825,22 +850,41 @@ async fn ingest(
         app,
         source,
         started,
-        result.map(|summary| {
-            #[derive(Serialize)]
-            struct Body {
-                status: &'static str,
-                #[serde(flatten)]
-                summary: IngestSummary,
-            }
-            json_response(
-                StatusCode::OK,
-                &Body {
-                    status: "success",
-                    summary,
-                },
-            )
-        }),
+        result.map(|summary| json_response(StatusCode::OK, &Accepted(&summary))),
     )
+}
+
+/// What an accepted ingest request is answered: `{"status":"success"}` and the summary's fields.
+/// Written out rather than with serde's `flatten`, which buffers through a map on every
+/// request; the pattern below stops compiling when the summary gains a field.
+struct Accepted<'a>(&'a IngestSummary);
+
+impl Serialize for Accepted<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let IngestSummary {
+            received,
+            accepted,
+            deduplicated,
+            dropped,
+            auto_handled,
+            silenced,
+            resolved,
+            incidents,
+            decisions: _,
+        } = self.0;
+        let mut answer = serializer.serialize_struct("Accepted", 9)?;
+        answer.serialize_field("status", "success")?;
+        answer.serialize_field("received", received)?;
+        answer.serialize_field("accepted", accepted)?;
+        answer.serialize_field("deduplicated", deduplicated)?;
+        answer.serialize_field("dropped", dropped)?;
+        answer.serialize_field("auto_handled", auto_handled)?;
+        answer.serialize_field("silenced", silenced)?;
+        answer.serialize_field("resolved", resolved)?;
+        answer.serialize_field("incidents", incidents)?;
+        answer.end()
+    }
 }
 
 async fn submit_alerts(
@@ -849,8 +893,8 @@ async fn submit_alerts(
     alerts: Vec<Alert>,
 ) -> Result<IngestSummary, ApiError> {
     app.metrics
-        .alerts_received
-        .with_label_values(&[source.as_str()])
+        .source(source)
+        .received
         .inc_by(alerts.len() as u64);
     let outcome = app
         .queue
@@ -878,8 +922,8 @@ fn finish_ingest(
     match &result {
         Ok(_) => app
             .metrics
-            .ingest_duration_seconds
-            .with_label_values(&[source.as_str()])
+            .source(source)
+            .ingest_duration
             .observe(started.elapsed().as_secs_f64()),
         Err(e) => {
             if let Some(reason) = e.reject_reason {
@@ -940,6 +984,59 @@ mod tests {
     use crate::config::Config;
     use crate::pipeline::{channel, Policy, SystemClock};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn json_media_types_are_recognised_in_any_case_with_parameters() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            " application/json ;charset=UTF-8",
+            "application/vnd.api+json",
+            "application/merge-patch+JSON",
+        ] {
+            assert!(is_json_media_type(json), "{json:?} is JSON");
+        }
+        for other in [
+            "",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/jsonp",
+            "json",
+            "+jso",
+            "application/json-seq",
+            "text/json; x=+json",
+        ] {
+            assert!(!is_json_media_type(other), "{other:?} is not JSON");
+        }
+    }
+
+    #[test]
+    fn the_ingest_answer_is_the_whole_summary_after_a_status() {
+        let summary = IngestSummary {
+            received: 9,
+            accepted: 8,
+            deduplicated: 7,
+            dropped: 6,
+            auto_handled: 5,
+            silenced: 4,
+            resolved: 3,
+            incidents: vec![
+                crate::incident::IncidentId(12),
+                crate::incident::IncidentId(13),
+            ],
+            decisions: Vec::new(),
+        };
+        let text = serde_json::to_string(&Accepted(&summary)).unwrap();
+        assert!(
+            text.starts_with(r#"{"status":"success","received":9,"#),
+            "{text}"
+        );
+        let mut expected = serde_json::to_value(&summary).unwrap();
+        expected["status"] = "success".into();
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(answer, expected);
+    }
 
     async fn post(addr: std::net::SocketAddr, body: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -303,10 +303,7 @@ async fn process(
         };
         let (command, dead) = match read {
             Ok((source, alerts)) => {
-                metrics
-                    .alerts_received
-                    .with_label_values(&[source.as_str()])
-                    .inc_by(alerts.len() as u64);
+                metrics.source(source).received.inc_by(alerts.len() as u64);
                 (
                     Command::Ingest {
                         source,
