@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{clean_labels, non_empty, null_as_default, AlertArray, ParseError};
+use super::{clean_labels, from_json, non_empty, null_as_default, AlertArray, ParseError};
 use crate::alert::{given_time, Alert, Labels, Source};
 
 /// One element of the array (Alertmanager's `models.PostableAlert`).
@@ -32,7 +32,7 @@ struct PostableAlert {
 /// Parse a `POST /api/v2/alerts` body. An empty array yields no alerts; a JSON object instead of
 /// an array is a [`ParseError::Json`] saying an array is expected.
 pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
-    let AlertArray(raw) = serde_json::from_slice::<AlertArray<PostableAlert>>(body)?;
+    let AlertArray(raw) = from_json::<AlertArray<PostableAlert>>(body)?;
     raw.into_iter()
         .enumerate()
         .map(|(index, raw)| {

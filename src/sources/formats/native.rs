@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{clean_labels, from_object, non_empty, AlertArray, ParseError};
+use super::{clean_labels, from_json, from_object, non_empty, AlertArray, ParseError};
 use crate::alert::{given_time, Alert, Labels, Severity, Source, Status};
 
 /// What the client is told when the body is neither an array nor an object.
@@ -50,7 +50,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
         .iter()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     let AlertArray(raw) = match first {
-        Some(b'[') => serde_json::from_slice::<AlertArray<NativeAlert>>(body)?,
+        Some(b'[') => from_json::<AlertArray<NativeAlert>>(body)?,
         _ => from_object::<Wrapper>(body, EXPECTING)?.alerts,
     };
     raw.into_iter()
