@@ -60,7 +60,8 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint(pub u64);
 
-/// A hash map for the writer's per-alert state: foldhash, seeded at random like std's SipHash
+/// A hash map for the writer's maps (the refresh log's and a batch's by fingerprint, a batch's
+/// incidents by id and groups by group key): foldhash, seeded at random like std's SipHash
 /// (senders choose the labels, so they must not be able to aim at one bucket), at a fraction of
 /// SipHash's cost, which the writer paid several times per alert.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -458,8 +458,8 @@ impl Metrics {
     }
 
     fn initialise_labels(&self) {
+        // `alerts_received` and `ingest_duration_seconds` are, for every source, by `by_source`.
         for source in Source::ALL.map(Source::as_str) {
-            self.alerts_received.with_label_values(&[source]);
             self.alerts_deduplicated.with_label_values(&[source]);
             for reason in REJECT_REASONS {
                 self.alerts_rejected.with_label_values(&[source, reason]);
@@ -548,6 +548,9 @@ mod tests {
         let text = Metrics::new().render();
         for name in [
             "triaged_alerts_received_total{source=\"alertmanager\"} 0",
+            "triaged_alerts_received_total{source=\"pagerduty\"} 0",
+            "triaged_ingest_duration_seconds_count{source=\"native\"} 0",
+            "triaged_ingest_duration_seconds_count{source=\"webhook\"} 0",
             "triaged_alerts_rejected_total{reason=\"malformed_json\",source=\"native\"} 0",
             "triaged_alerts_deduplicated_total{source=\"webhook\"} 0",
             "triaged_alerts_suppressed_total{reason=\"drop\"} 0",
