@@ -61,7 +61,7 @@ impl fmt::Display for Source {
 pub struct Fingerprint(pub u64);
 
 /// A hash map for the writer's maps (the refresh log's and a batch's by fingerprint, a batch's
-/// incidents by id and groups by group key): foldhash, seeded at random like std's SipHash
+/// incidents by id and groups by group key, the rule index's label values): foldhash, seeded at random like std's SipHash
 /// (senders choose the labels, so they must not be able to aim at one bucket), at a fraction of
 /// SipHash's cost, which the writer paid several times per alert.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

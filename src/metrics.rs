@@ -97,6 +97,8 @@ pub struct SourceSeries {
     pub received: IntCounter,
     /// `triaged_ingest_duration_seconds{source}`.
     pub ingest_duration: Histogram,
+    /// `triaged_alerts_deduplicated_total{source}`, which the writer counts for each repeat.
+    pub deduplicated: IntCounter,
 }
 
 /// One value per [`Source`].
@@ -149,10 +151,19 @@ impl Metrics {
             &["source"],
         )
         .unwrap();
+        let alerts_deduplicated = IntCounterVec::new(
+            opts(
+                "alerts_deduplicated_total",
+                "Alerts that repeated an alert already firing.",
+            ),
+            &["source"],
+        )
+        .unwrap();
         let m = Metrics {
             by_source: BySource::new(|source| SourceSeries {
                 received: alerts_received.with_label_values(&[source.as_str()]),
                 ingest_duration: ingest_duration_seconds.with_label_values(&[source.as_str()]),
+                deduplicated: alerts_deduplicated.with_label_values(&[source.as_str()]),
             }),
             alerts_received,
             ingest_duration_seconds,
@@ -164,14 +175,7 @@ impl Metrics {
                 &["source", "reason"],
             )
             .unwrap(),
-            alerts_deduplicated: IntCounterVec::new(
-                opts(
-                    "alerts_deduplicated_total",
-                    "Alerts that repeated an alert already firing.",
-                ),
-                &["source"],
-            )
-            .unwrap(),
+            alerts_deduplicated,
             alerts_suppressed: IntCounterVec::new(
                 opts(
                     "alerts_suppressed_total",
@@ -458,9 +462,9 @@ impl Metrics {
     }
 
     fn initialise_labels(&self) {
-        // `alerts_received` and `ingest_duration_seconds` are, for every source, by `by_source`.
+        // `alerts_received`, `ingest_duration_seconds` and `alerts_deduplicated` are, for every
+        // source, by `by_source`.
         for source in Source::ALL.map(Source::as_str) {
-            self.alerts_deduplicated.with_label_values(&[source]);
             for reason in REJECT_REASONS {
                 self.alerts_rejected.with_label_values(&[source, reason]);
             }

@@ -4,11 +4,9 @@
 //! anchored regexes, a missing label reads as "") and what a rule may set. The tier decision that
 //! follows is `triage`'s.
 
-use std::collections::HashMap;
-
 use regex::Regex;
 
-use crate::alert::{AlertRecord, Labels, NormalizedAlert, Severity};
+use crate::alert::{AlertRecord, FastMap, Labels, NormalizedAlert, Severity};
 use crate::config::{RuleAction, RuleConfig};
 use crate::incident::Tier;
 
@@ -256,7 +254,7 @@ pub struct Classification {
 #[derive(Debug, Clone, Default)]
 struct RuleIndex {
     /// Label name → label value → the positions of the rules filed under it, ascending.
-    by_label: Vec<(String, HashMap<String, Vec<usize>>)>,
+    by_label: Vec<(String, FastMap<String, Vec<usize>>)>,
     /// Positions of the rules filed under no label, ascending.
     always: Vec<usize>,
 }
@@ -272,7 +270,7 @@ impl RuleIndex {
             let slot = match index.by_label.iter().position(|(n, _)| *n == name) {
                 Some(slot) => slot,
                 None => {
-                    index.by_label.push((name.to_string(), HashMap::new()));
+                    index.by_label.push((name.to_string(), FastMap::default()));
                     index.by_label.len() - 1
                 }
             };

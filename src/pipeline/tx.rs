@@ -79,10 +79,7 @@ pub(super) enum Effect {
 impl Effect {
     pub(super) fn record(self, m: &Metrics) {
         match self {
-            Effect::Deduplicated(source) => m
-                .alerts_deduplicated
-                .with_label_values(&[source.as_str()])
-                .inc(),
+            Effect::Deduplicated(source) => m.source(source).deduplicated.inc(),
             Effect::RulesMatched(rules) => {
                 for rule in rules {
                     m.rule_matches.with_label_values(&[&rule]).inc();
