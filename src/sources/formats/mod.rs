@@ -110,30 +110,19 @@ impl Parsed {
 /// webhook payload has `alerts` with `version`/`receiver`/`groupKey`; an object with `alerts`, a
 /// single alert object, or an array with snake_case alert fields (`status`, `starts_at` ...) is
 /// triaged's own; any other array of alerts is Alertmanager API v2.
+///
+/// Only the keys are read (of the object, or of each object in the array); values are skipped,
+/// not built, so telling the format costs a fraction of reading the body again in it.
 pub fn detect(body: &[u8]) -> Result<Format, ParseError> {
-    let value: serde_json::Value = serde_json::from_slice(body)?;
-    let has = |v: &serde_json::Value, keys: &[&str]| keys.iter().any(|k| v.get(*k).is_some());
-    let format = match &value {
-        serde_json::Value::Array(items) => {
-            if items
-                .iter()
-                .any(|a| has(a, &["status", "starts_at", "ends_at", "severity", "generator_url"]))
-            {
-                Format::Native
-            } else {
-                Format::Alertmanager
-            }
-        }
-        serde_json::Value::Object(_) if has(&value, &["event_action", "routing_key"]) => {
-            Format::Pagerduty
-        }
-        serde_json::Value::Object(_)
-            if has(&value, &["alerts"])
-                && has(&value, &["version", "receiver", "groupKey", "groupLabels"]) =>
-        {
+    let shape = Shape::of(body)?;
+    let format = match shape.kind {
+        ShapeKind::Array if shape.has(Keys::NATIVE_FIELDS) => Format::Native,
+        ShapeKind::Array => Format::Alertmanager,
+        ShapeKind::Object if shape.has(Keys::PAGERDUTY) => Format::Pagerduty,
+        ShapeKind::Object if shape.has(Keys::ALERTS) && shape.has(Keys::WEBHOOK) => {
             Format::Webhook
         }
-        serde_json::Value::Object(_) if has(&value, &["alerts", "labels"]) => Format::Native,
+        ShapeKind::Object if shape.has(Keys::ALERTS | Keys::LABELS) => Format::Native,
         _ => {
             return Err(ParseError::invalid(
                 "body",
@@ -142,6 +131,163 @@ pub fn detect(body: &[u8]) -> Result<Format, ParseError> {
         }
     };
     Ok(format)
+}
+
+/// What [`detect`] reads of a body: whether it is an object or an array, and which of the keys
+/// it looks for appear (at the top of an object, or in any object of an array).
+#[derive(Debug, Default)]
+struct Shape {
+    kind: ShapeKind,
+    keys: Keys,
+}
+
+#[derive(Debug, Default, PartialEq)]
+enum ShapeKind {
+    Object,
+    Array,
+    /// A string, number, boolean or null.
+    #[default]
+    Scalar,
+}
+
+/// A set of the keys [`detect`] looks for.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Keys(u16);
+
+impl Keys {
+    /// snake_case alert fields only triaged's own form has.
+    const NATIVE_FIELDS: Keys = Keys(1);
+    const PAGERDUTY: Keys = Keys(1 << 1);
+    const ALERTS: Keys = Keys(1 << 2);
+    const WEBHOOK: Keys = Keys(1 << 3);
+    const LABELS: Keys = Keys(1 << 4);
+
+    fn of(key: &str) -> Keys {
+        match key {
+            "status" | "starts_at" | "ends_at" | "severity" | "generator_url" => {
+                Keys::NATIVE_FIELDS
+            }
+            "event_action" | "routing_key" => Keys::PAGERDUTY,
+            "alerts" => Keys::ALERTS,
+            "version" | "receiver" | "groupKey" | "groupLabels" => Keys::WEBHOOK,
+            "labels" => Keys::LABELS,
+            _ => Keys(0),
+        }
+    }
+}
+
+impl std::ops::BitOr for Keys {
+    type Output = Keys;
+    fn bitor(self, other: Keys) -> Keys {
+        Keys(self.0 | other.0)
+    }
+}
+
+impl Shape {
+    fn of(body: &[u8]) -> Result<Shape, ParseError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let shape = de.deserialize_any(ShapeVisitor { top: true })?;
+        de.end()?;
+        Ok(shape)
+    }
+
+    /// Whether any of `keys` appears.
+    fn has(&self, keys: Keys) -> bool {
+        self.keys.0 & keys.0 != 0
+    }
+}
+
+/// Reads a value's shape. At the top, an array's shape is the union of its objects' keys;
+/// below it, only objects' keys count and anything else is skipped.
+struct ShapeVisitor {
+    top: bool,
+}
+
+impl ShapeVisitor {
+    fn scalar<E>(self) -> Result<Shape, E> {
+        Ok(Shape::default())
+    }
+}
+
+impl<'de> Visitor<'de> for ShapeVisitor {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        let mut keys = Keys::default();
+        while let Some(key) = map.next_key::<KeyName>()? {
+            keys = keys | key.0;
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(Shape {
+            kind: ShapeKind::Object,
+            keys,
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        let mut keys = Keys::default();
+        if self.top {
+            while let Some(item) = seq.next_element_seed(ShapeVisitor { top: false })? {
+                keys = keys | item.keys;
+            }
+        } else {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        }
+        Ok(Shape {
+            kind: ShapeKind::Array,
+            keys,
+        })
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+        self.scalar()
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+        self.scalar()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+        self.scalar()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+        self.scalar()
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+        self.scalar()
+    }
+    fn visit_unit<E>(self) -> Result<Shape, E> {
+        self.scalar()
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ShapeVisitor {
+    type Value = Shape;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Shape, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// An object key, read as the [`Keys`] it names without copying it (escaped keys, which
+/// serde_json must unescape first, are read all the same).
+struct KeyName(Keys);
+
+impl<'de> Deserialize<'de> for KeyName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<KeyName, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = KeyName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<KeyName, E> {
+                Ok(KeyName(Keys::of(key)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 /// Read `body` in `format` (`None`: [`detect`] it). A single native alert object (one line of
@@ -162,8 +308,11 @@ pub fn parse(
         Format::Native => {
             let trimmed = body.trim_ascii_start();
             let single = trimmed.first() == Some(&b'{')
-                && serde_json::from_slice::<serde_json::Value>(trimmed)
-                    .is_ok_and(|v| v.get("labels").is_some() && v.get("alerts").is_none());
+                && Shape::of(trimmed).is_ok_and(|shape| {
+                    shape.kind == ShapeKind::Object
+                        && shape.has(Keys::LABELS)
+                        && !shape.has(Keys::ALERTS)
+                });
             if single {
                 let wrapped = [&b"["[..], trimmed, b"]"].concat();
                 Parsed::Alerts(Source::Native, native::parse(&wrapped)?)
@@ -701,5 +850,107 @@ mod tests {
         assert_eq!((source, alerts.len()), (Source::Native, 1));
         assert!(detect(b"42").is_err());
         assert!(detect(br#"{"foo": 1}"#).is_err());
+        assert!(matches!(detect(b"[] x"), Err(ParseError::Json(_))));
+        assert!(matches!(
+            detect(br#"{"alerts": [}"#),
+            Err(ParseError::Json(_))
+        ));
+    }
+
+    /// How `detect` read a body before it read keys only: the whole body as a `Value`.
+    fn detect_by_value(body: &[u8]) -> Option<Format> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let has = |v: &serde_json::Value, keys: &[&str]| keys.iter().any(|k| v.get(*k).is_some());
+        match &value {
+            serde_json::Value::Array(items) => Some(
+                if items.iter().any(|a| {
+                    has(
+                        a,
+                        &[
+                            "status",
+                            "starts_at",
+                            "ends_at",
+                            "severity",
+                            "generator_url",
+                        ],
+                    )
+                }) {
+                    Format::Native
+                } else {
+                    Format::Alertmanager
+                },
+            ),
+            serde_json::Value::Object(_) if has(&value, &["event_action", "routing_key"]) => {
+                Some(Format::Pagerduty)
+            }
+            serde_json::Value::Object(_)
+                if has(&value, &["alerts"])
+                    && has(&value, &["version", "receiver", "groupKey", "groupLabels"]) =>
+            {
+                Some(Format::Webhook)
+            }
+            serde_json::Value::Object(_) if has(&value, &["alerts", "labels"]) => {
+                Some(Format::Native)
+            }
+            _ => None,
+        }
+    }
+
+    /// JSON values built from the keys `detect` looks for, some escaped, and a few others.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let key = prop_oneof![
+            proptest::sample::select(vec![
+                "status",
+                "starts_at",
+                "ends_at",
+                "severity",
+                "generator_url",
+                "event_action",
+                "routing_key",
+                "alerts",
+                "version",
+                "receiver",
+                "groupKey",
+                "groupLabels",
+                "labels",
+                "startsAt",
+                "x",
+                "",
+            ])
+            .prop_map(str::to_string),
+            "[a-z_]{1,8}",
+        ];
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z ]{0,6}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::vec((key.clone(), inner), 0..6)
+                    .prop_map(|pairs| serde_json::Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Reading keys only tells every body's format exactly as reading the whole `Value` did,
+        /// whether a key is written plainly or with `\u` escapes.
+        #[test]
+        fn detect_agrees_with_reading_the_whole_value(value in json_value(), escape in any::<bool>()) {
+            let mut body = serde_json::to_string(&value).unwrap();
+            if escape {
+                // `\u0073` is `s`: serde_json must unescape such a key (`status`, `severity`
+                // ...) before it can be matched.
+                body = body.replace("\"s", "\"\\u0073");
+            }
+            let before = detect_by_value(body.as_bytes());
+            let now = detect(body.as_bytes()).ok();
+            prop_assert_eq!(now, before, "{}", body);
+        }
     }
 }
