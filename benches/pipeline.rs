@@ -43,7 +43,7 @@ use triaged::config::Config;
 use triaged::incident::{group_key, Tier};
 use triaged::pipeline::classify::Rules;
 use triaged::pipeline::dedup::{self, Seen};
-use triaged::pipeline::{triage, Policy};
+use triaged::pipeline::{new_record, record_repeat, triage, Policy};
 use triaged::sources::formats::{self, alertmanager};
 
 const LABEL_SETS: usize = 1_000;
@@ -233,13 +233,9 @@ impl Pipeline {
             match (seen, self.seen.get_mut(&fp)) {
                 (Seen::Repeats, Some(record)) => {
                     tally.repeats += 1;
-                    // The writer's repeat: count, times, annotations, severity, expiry.
-                    record.count += 1;
-                    record.last_seen = now;
-                    record.ends_at = alert.alert.ends_at;
-                    record.annotations = alert.alert.annotations.clone();
-                    record.severity = record.severity.max(severity);
+                    // The writer's repeat (its timer aside, which the store keeps).
                     record.expires_at = expires_at;
+                    black_box(record_repeat(record, &alert, severity, now));
                     black_box(&class.rules);
                 }
                 _ => {
@@ -252,12 +248,13 @@ impl Pipeline {
                         tally.group_key_bytes += key.len();
                         black_box(labels);
                     }
+                    let labels = class.labels.clone();
                     let record = new_record(
                         &alert,
+                        Source::Alertmanager,
+                        labels,
                         tier,
-                        severity,
-                        class.labels,
-                        class.rules,
+                        &class,
                         expires_at,
                         now,
                     );
@@ -265,39 +262,6 @@ impl Pipeline {
                 }
             }
         }
-    }
-}
-
-fn new_record(
-    alert: &NormalizedAlert,
-    tier: Tier,
-    severity: triaged::alert::Severity,
-    labels: triaged::alert::Labels,
-    rules: Vec<String>,
-    expires_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> AlertRecord {
-    AlertRecord {
-        fingerprint: alert.fingerprint,
-        source: Source::Alertmanager,
-        status: alert.alert.status,
-        severity,
-        labels,
-        annotations: alert.alert.annotations.clone(),
-        starts_at: alert.alert.starts_at.unwrap_or(now),
-        ends_at: alert.alert.ends_at,
-        expires_at,
-        generator_url: alert.alert.generator_url.clone(),
-        first_seen: now,
-        last_seen: now,
-        count: 1,
-        incident: None,
-        tier,
-        rules,
-        silenced_by: None,
-        state_changes: Vec::new(),
-        flapping: false,
-        timer_at: None,
     }
 }
 

@@ -44,6 +44,7 @@ use crate::silence::{self, PostableSilence, SilenceId, SilenceState};
 use crate::store::{Store, StoreError};
 
 use classify::Rules;
+pub use tx::{new_record, record_repeat};
 use tx::{Memory, Tx};
 
 /// Most commands applied in one group commit: bounds the latency of the first in the batch.

@@ -544,12 +544,7 @@ impl<'a> Tx<'a> {
             self.effects.push(Effect::Deduplicated(source));
             summary.deduplicated += 1;
             self.arm_expiry(&mut record, expires_at);
-            record.count += 1;
-            record.last_seen = now;
-            record.ends_at = alert.alert.ends_at;
-            record.annotations = alert.alert.annotations.clone();
-            let raised = severity > record.severity;
-            record.severity = record.severity.max(severity);
+            let raised = record_repeat(&mut record, &alert, severity, now);
             let incident = record.incident;
             self.decided(
                 summary,
@@ -1233,7 +1228,10 @@ impl<'a> Tx<'a> {
     }
 }
 
-fn new_record(
+/// The record of an alert seen for the first time (or firing again: the caller carries over
+/// what the previous record knew). Public for the pipeline benchmark, which does what the
+/// writer does per alert without a store.
+pub fn new_record(
     alert: &NormalizedAlert,
     source: Source,
     labels: Labels,
@@ -1264,6 +1262,24 @@ fn new_record(
         flapping: false,
         timer_at: None,
     }
+}
+
+/// What a repeat of a firing alert changes in its record (its expiry is the caller's, which
+/// also moves the timer): count, last seen, end, annotations, and the severity, which only
+/// rises. Whether it rose. Public for the pipeline benchmark, like [`new_record`].
+pub fn record_repeat(
+    record: &mut AlertRecord,
+    alert: &NormalizedAlert,
+    severity: Severity,
+    now: DateTime<Utc>,
+) -> bool {
+    record.count += 1;
+    record.last_seen = now;
+    record.ends_at = alert.alert.ends_at;
+    record.annotations = alert.alert.annotations.clone();
+    let raised = severity > record.severity;
+    record.severity = record.severity.max(severity);
+    raised
 }
 
 fn runbook_annotation(annotations: &Labels) -> Option<String> {
