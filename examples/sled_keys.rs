@@ -1,7 +1,9 @@
 //! What sled's memory grows with: record bytes or keys. Writes N records the way triaged's writer
-//! does (batches of 100, each applied and flushed), each with INDEX empty-valued index keys beside
-//! it (as `firing/`, `member/` and `timer/` are beside `alert/`), in a fresh store under the
-//! system's temporary directory, then prints the time taken and the process's peak RSS.
+//! did before its journal (batches of 100, each applied and flushed; the writer now flushes sled
+//! only at checkpoints, and the README's figures were taken this way), each with INDEX
+//! empty-valued index keys beside it (as `firing/`, `member/` and `timer/` were beside
+//! `alert/`), in a fresh store under the system's temporary directory, then prints the time taken
+//! and the process's peak RSS.
 //!
 //! ```text
 //! cargo run --release --example sled_keys -- N INDEX RECORD_BYTES CACHE_MB
