@@ -284,22 +284,18 @@ impl From<PipelineError> for ApiError {
 }
 
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
-    // Room for most answers at once (an ingest answer is about 150 bytes). Our own response
-    // types always serialize.
-    let mut bytes = Vec::with_capacity(256);
-    if serde_json::to_writer(&mut bytes, body).is_err() {
-        bytes = b"{}".to_vec();
-    }
-    let mut response = hyper::Response::new(Full::new(Bytes::from(bytes)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    // Our own response types always serialize.
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    text_response(status, "application/json", bytes)
 }
 
-fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
-    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+/// An answer of `body` as `content_type`.
+fn text_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response {
+    let mut response = hyper::Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -651,7 +647,7 @@ async fn route(
         ["-", "healthy"] if is_get => Ok(text_response(
             StatusCode::OK,
             "text/plain",
-            "triaged is healthy\n".into(),
+            "triaged is healthy\n",
         )),
         ["-", "ready"] if is_get => {
             let kafka_ok = !app.kafka_enabled || app.metrics.kafka_connected.get() == 1;
@@ -667,7 +663,7 @@ async fn route(
                 None => Ok(text_response(
                     StatusCode::OK,
                     "text/plain",
-                    "triaged is ready\n".into(),
+                    "triaged is ready\n",
                 )),
                 Some(why) => Ok(text_response(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -896,11 +892,7 @@ fn accepted_answer(summary: &IngestSummary) -> Response {
         let _ = write!(body, "\"{id}\"");
     }
     body.extend_from_slice(b"]}");
-    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    text_response(StatusCode::OK, "application/json", body)
 }
 
 async fn submit_alerts(
