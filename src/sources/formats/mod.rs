@@ -114,23 +114,7 @@ impl Parsed {
 /// Only the keys are read (of the object, or of each object in the array); values are skipped,
 /// not built, so telling the format costs a fraction of reading the body again in it.
 pub fn detect(body: &[u8]) -> Result<Format, ParseError> {
-    let shape = Shape::of(body)?;
-    let format = match shape.kind {
-        ShapeKind::Array if shape.has(Keys::NATIVE_FIELDS) => Format::Native,
-        ShapeKind::Array => Format::Alertmanager,
-        ShapeKind::Object if shape.has(Keys::PAGERDUTY) => Format::Pagerduty,
-        ShapeKind::Object if shape.has(Keys::ALERTS) && shape.has(Keys::WEBHOOK) => {
-            Format::Webhook
-        }
-        ShapeKind::Object if shape.has(Keys::ALERTS | Keys::LABELS) => Format::Native,
-        _ => {
-            return Err(ParseError::invalid(
-                "body",
-                "cannot tell its format: expected an array of alerts, an object with `alerts`, an alert with `labels`, or a PagerDuty event",
-            ))
-        }
-    };
-    Ok(format)
+    Shape::of(body)?.format()
 }
 
 /// What [`detect`] reads of a body: whether it is an object or an array, and which of the keys
@@ -194,6 +178,31 @@ impl Shape {
     /// Whether any of `keys` appears.
     fn has(&self, keys: Keys) -> bool {
         self.keys.0 & keys.0 != 0
+    }
+
+    /// The format this shape tells (see [`detect`]).
+    fn format(&self) -> Result<Format, ParseError> {
+        let format = match self.kind {
+            ShapeKind::Array if self.has(Keys::NATIVE_FIELDS) => Format::Native,
+            ShapeKind::Array => Format::Alertmanager,
+            ShapeKind::Object if self.has(Keys::PAGERDUTY) => Format::Pagerduty,
+            ShapeKind::Object if self.has(Keys::ALERTS) && self.has(Keys::WEBHOOK) => {
+                Format::Webhook
+            }
+            ShapeKind::Object if self.has(Keys::ALERTS | Keys::LABELS) => Format::Native,
+            _ => {
+                return Err(ParseError::invalid(
+                    "body",
+                    "cannot tell its format: expected an array of alerts, an object with `alerts`, an alert with `labels`, or a PagerDuty event",
+                ))
+            }
+        };
+        Ok(format)
+    }
+
+    /// One native alert object (a line of NDJSON), not a list of them or a wrapper.
+    fn is_one_alert(&self) -> bool {
+        self.kind == ShapeKind::Object && self.has(Keys::LABELS) && !self.has(Keys::ALERTS)
     }
 }
 
@@ -297,9 +306,13 @@ pub fn parse(
     body: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Parsed, ParseError> {
-    let format = match format {
-        Some(f) => f,
-        None => detect(body)?,
+    // Told from the shape, the shape also says whether a native body is one alert.
+    let (format, shape) = match format {
+        Some(f) => (f, None),
+        None => {
+            let shape = Shape::of(body)?;
+            (shape.format()?, Some(shape))
+        }
     };
     Ok(match format {
         Format::Alertmanager => Parsed::Alerts(Source::Alertmanager, alertmanager::parse(body)?),
@@ -307,12 +320,13 @@ pub fn parse(
         Format::Pagerduty => Parsed::PagerDuty(pagerduty::parse(body, now)?),
         Format::Native => {
             let trimmed = body.trim_ascii_start();
-            let single = trimmed.first() == Some(&b'{')
-                && Shape::of(trimmed).is_ok_and(|shape| {
-                    shape.kind == ShapeKind::Object
-                        && shape.has(Keys::LABELS)
-                        && !shape.has(Keys::ALERTS)
-                });
+            let single = match shape {
+                Some(shape) => shape.is_one_alert(),
+                None => {
+                    trimmed.first() == Some(&b'{')
+                        && Shape::of(trimmed).is_ok_and(|shape| shape.is_one_alert())
+                }
+            };
             if single {
                 let wrapped = [&b"["[..], trimmed, b"]"].concat();
                 Parsed::Alerts(Source::Native, native::parse(&wrapped)?)
