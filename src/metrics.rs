@@ -90,8 +90,8 @@ pub struct Metrics {
     by_source: BySource<SourceSeries>,
 }
 
-/// The series of one source that every ingest request touches, looked up by label once at
-/// start rather than on each request.
+/// The series of one source that ingestion touches for every request or repeated alert, looked
+/// up by label once at start rather than each time.
 pub struct SourceSeries {
     /// `triaged_alerts_received_total{source}`.
     pub received: IntCounter,
@@ -456,7 +456,7 @@ impl Metrics {
         }
     }
 
-    /// The per-source series an ingest request touches.
+    /// The per-source series of ingestion (see [`SourceSeries`]).
     pub fn source(&self, source: Source) -> &SourceSeries {
         self.by_source.get(source)
     }

@@ -614,7 +614,7 @@ fn read_all(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&raw).into_owned()
 }
 
-/// One raw request head (no body), answered and closed.
+/// One raw request, sent as written, answered and closed.
 fn raw_exchange(d: &Daemon, head: &str) -> Response {
     let mut s = TcpStream::connect(&d.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
