@@ -19,11 +19,12 @@
 //!   topic of the default `format = "auto"` reads each message: the format told from the body's
 //!   shape, then the body read in it.
 //! - `pipeline/repeat`: parse, normalize (fingerprint, severity), dedup against an in-memory
-//!   map of what was seen (the writer's overlay, here never missing), classify with the shipped
-//!   default rules, triage (severity, tier, expiry), and the record update of a repeat, as the
-//!   writer does it. Every label set has been seen: the steady state of Prometheus re-sending.
+//!   map of what was seen (the writer's overlay and its hasher, here never missing), classify
+//!   with the shipped default rules, triage (severity, tier, expiry), and the record update of a
+//!   repeat, as the writer does it. Every label set has been seen: the steady state of Prometheus re-sending.
 //! - `pipeline/first`: the same with the map emptied before each pass, so every alert fires for
-//!   the first time: a new record and, unless L0, its group key.
+//!   the first time: a new record and, unless L0, its group key. Incidents are not modelled
+//!   (they live in the store), so neither is what only opening one builds.
 //! - `rules/N/scan` and `rules/N/indexed`: `Rules::classify_scan` (every rule tested in order)
 //!   and `Rules::classify` (only the candidates the rule index names), with N = 10, 100, 1,000
 //!   generated rules (see [`rule_set`]), per alert.
@@ -38,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use triaged::alert::{AlertRecord, Fingerprint, NormalizedAlert, Source, Status};
+use triaged::alert::{AlertRecord, FastMap, Fingerprint, NormalizedAlert, Source, Status};
 use triaged::config::Config;
 use triaged::incident::{group_key, Tier};
 use triaged::pipeline::classify::Rules;
@@ -195,7 +196,7 @@ fn rule_set(n: usize) -> Rules {
 /// The writer's overlay of what was seen, and the policy it decides with.
 struct Pipeline {
     policy: Policy,
-    seen: HashMap<Fingerprint, AlertRecord>,
+    seen: FastMap<Fingerprint, AlertRecord>,
 }
 
 /// What one pass of the pipeline did, to check the benchmark computes what it should.
@@ -213,7 +214,7 @@ impl Pipeline {
     fn new() -> Pipeline {
         Pipeline {
             policy: Policy::from_config(&Config::embedded_default()).expect("the default policy"),
-            seen: HashMap::new(),
+            seen: FastMap::default(),
         }
     }
 
@@ -224,10 +225,12 @@ impl Pipeline {
         let policy = &self.policy;
         for alert in alerts {
             tally.alerts += 1;
-            let alert = alert.normalize(&policy.exclude_labels, &policy.severities, now);
+            let mut alert = alert.normalize(&policy.exclude_labels, &policy.severities, now);
             let fp = alert.fingerprint;
             let seen = dedup::observe(self.seen.get(&fp), alert.alert.status);
-            let class = policy.rules.classify(&alert);
+            // As the writer: the labels move into the classification, then into the record.
+            let labels = std::mem::take(&mut alert.alert.labels);
+            let mut class = policy.rules.classify_labels(labels, &alert);
             if class.dropped_by.is_some() {
                 tally.dropped += 1;
                 continue;
@@ -240,29 +243,27 @@ impl Pipeline {
                     tally.repeats += 1;
                     // The writer's repeat (its timer aside, which the store keeps).
                     record.expires_at = expires_at;
-                    black_box(record_repeat(record, &alert, severity, now));
-                    black_box(&class.rules);
+                    black_box(record_repeat(record, alert, severity, now));
+                    black_box(&class);
                 }
                 _ => {
                     tally.fires += 1;
+                    let record = new_record(
+                        alert,
+                        Source::Alertmanager,
+                        std::mem::take(&mut class.labels),
+                        std::mem::take(&mut class.rules),
+                        (severity, tier, expires_at),
+                        now,
+                    );
                     if tier == Tier::L0 {
                         tally.auto_handled += 1;
                     } else {
                         let group_by = class.group_by.as_deref().unwrap_or(&policy.group_by);
-                        let (key, labels) = group_key(&class.labels, group_by);
+                        let key = group_key(&record.labels, group_by);
                         tally.group_key_bytes += key.len();
-                        black_box(labels);
+                        black_box(key);
                     }
-                    let labels = class.labels.clone();
-                    let record = new_record(
-                        &alert,
-                        Source::Alertmanager,
-                        labels,
-                        tier,
-                        &class,
-                        expires_at,
-                        now,
-                    );
                     self.seen.insert(record.fingerprint, record);
                 }
             }

@@ -162,16 +162,21 @@ impl Severity {
     /// The built-in spellings: the five names and the common synonyms monitoring tools use
     /// (PagerDuty's `error`, priorities `p1`..`p5`, ...). Case-insensitive.
     pub fn from_builtin(value: &str) -> Option<Severity> {
-        let v = value.trim().to_ascii_lowercase();
-        Some(match v.as_str() {
-            "critical" | "crit" | "fatal" | "emergency" | "emerg" | "alert" | "page" | "p1" => {
-                Severity::Critical
-            }
-            "major" | "error" | "err" | "high" | "p2" => Severity::Major,
-            "minor" | "medium" | "p3" => Severity::Minor,
-            "warning" | "warn" | "low" | "p4" => Severity::Warning,
-            "info" | "informational" | "information" | "none" | "ok" | "debug" | "notice"
-            | "p5" => Severity::Info,
+        // Lowercased on the stack: no built-in name is longer than "informational", so a longer
+        // value is none of them.
+        let value = value.trim().as_bytes();
+        let mut lower = [0u8; "informational".len()];
+        let lower = lower.get_mut(..value.len())?;
+        lower.copy_from_slice(value);
+        lower.make_ascii_lowercase();
+        Some(match &*lower {
+            b"critical" | b"crit" | b"fatal" | b"emergency" | b"emerg" | b"alert" | b"page"
+            | b"p1" => Severity::Critical,
+            b"major" | b"error" | b"err" | b"high" | b"p2" => Severity::Major,
+            b"minor" | b"medium" | b"p3" => Severity::Minor,
+            b"warning" | b"warn" | b"low" | b"p4" => Severity::Warning,
+            b"info" | b"informational" | b"information" | b"none" | b"ok" | b"debug"
+            | b"notice" | b"p5" => Severity::Info,
             _ => return None,
         })
     }
@@ -265,11 +270,18 @@ impl Default for SeverityMap {
 }
 
 impl SeverityMap {
+    /// The severity a label value names: a configured alias (keys are lowercase), else a
+    /// built-in name, both case-insensitively. Allocates only to lowercase a value with
+    /// capitals when aliases are configured.
     pub fn map_value(&self, value: &str) -> Option<Severity> {
-        self.aliases
-            .get(&value.to_ascii_lowercase())
-            .copied()
-            .or_else(|| Severity::from_builtin(value))
+        let alias = if self.aliases.is_empty() {
+            None
+        } else if value.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.aliases.get(&value.to_ascii_lowercase())
+        } else {
+            self.aliases.get(value)
+        };
+        alias.copied().or_else(|| Severity::from_builtin(value))
     }
 
     pub fn severity_of(&self, labels: &Labels) -> Severity {
@@ -415,6 +427,35 @@ mod tests {
         labels_from(pairs)
     }
 
+    proptest::proptest! {
+        /// Built-in severity names are read trimmed and case-insensitively, whatever the value.
+        #[test]
+        fn builtin_severities_ignore_case_and_surrounding_space(
+            value in proptest::prop_oneof![
+                "\\PC{0,20}",
+                "[ \t]{0,2}(?i:critical|crit|p1|major|err|minor|warn|low|informational|information|info|ok)[ \t]{0,2}x?",
+            ],
+        ) {
+            proptest::prop_assert_eq!(
+                Severity::from_builtin(&value),
+                Severity::from_builtin(&value.trim().to_ascii_lowercase()),
+            );
+        }
+    }
+
+    #[test]
+    fn builtin_severity_names_are_read_up_to_the_longest() {
+        assert_eq!(
+            Severity::from_builtin(" InFoRmAtIoNaL "),
+            Some(Severity::Info)
+        );
+        assert_eq!(Severity::from_builtin("CRIT"), Some(Severity::Critical));
+        assert_eq!(Severity::from_builtin("informationalx"), None);
+        assert_eq!(Severity::from_builtin("informationa"), None);
+        assert_eq!(Severity::from_builtin(""), None);
+        assert_eq!(Severity::from_builtin("sev-1"), None);
+    }
+
     #[test]
     fn fingerprint_equals_alertmanagers_for_the_captured_webhook_alerts() {
         // Both values are Alertmanager 0.25's own, from shared/fixtures/alertmanager-0.25-webhook-firing.json.
@@ -471,6 +512,15 @@ mod tests {
         assert_eq!(
             map.severity_of(&labels(&[("severity", "SEV-1")])),
             Severity::Critical
+        );
+        assert_eq!(
+            map.severity_of(&labels(&[("severity", "sev-1")])),
+            Severity::Critical
+        );
+        // With aliases configured, built-in names still read case-insensitively.
+        assert_eq!(
+            map.severity_of(&labels(&[("severity", "Info")])),
+            Severity::Info
         );
     }
 

@@ -4,7 +4,6 @@
 //! Who decides *when* a transition happens is the pipeline's business; storing the result is the
 //! store's.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -515,9 +514,8 @@ fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> std::time::Duration {
 
 /// The group key of `labels` for `group_by`: `name="value"` pairs in `group_by` order, as
 /// Alertmanager prints group keys. Missing labels read as "".
-pub fn group_key(labels: &Labels, group_by: &[String]) -> (String, Labels) {
+pub fn group_key(labels: &Labels, group_by: &[String]) -> String {
     let mut key = String::with_capacity(64);
-    let mut picked = BTreeMap::new();
     for (i, name) in group_by.iter().enumerate() {
         let value = labels.get(name).map(String::as_str).unwrap_or("");
         if i > 0 {
@@ -526,11 +524,21 @@ pub fn group_key(labels: &Labels, group_by: &[String]) -> (String, Labels) {
         key.push_str(name);
         key.push('=');
         push_quoted(&mut key, value);
-        if !value.is_empty() {
-            picked.insert(name.clone(), value.to_string());
-        }
     }
-    (key, picked)
+    key
+}
+
+/// The labels a group is named by: those of `group_by` that `labels` has with a value. An
+/// incident opened for the group starts with them; only opening needs them, so they are not
+/// part of [`group_key`].
+pub fn group_labels(labels: &Labels, group_by: &[String]) -> Labels {
+    group_by
+        .iter()
+        .filter_map(|name| {
+            let value = labels.get(name).filter(|v| !v.is_empty())?;
+            Some((name.clone(), value.clone()))
+        })
+        .collect()
 }
 
 /// `value` as Rust's `Debug` quotes a string, which group keys have always been written with
@@ -585,9 +593,11 @@ mod tests {
         let labels =
             crate::alert::labels_from(&[("alertname", "Disk \"full\""), ("service", "db")]);
         let by = ["service".to_string(), "alertname".into(), "team".into()];
-        let (key, picked) = group_key(&labels, &by);
-        assert_eq!(key, r#"service="db",alertname="Disk \"full\"",team="""#);
-        assert_eq!(picked.len(), 2);
+        assert_eq!(
+            group_key(&labels, &by),
+            r#"service="db",alertname="Disk \"full\"",team="""#
+        );
+        assert_eq!(group_labels(&labels, &by), labels);
     }
 
     #[test]
@@ -641,11 +651,14 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (key, picked) = group_key(
-            &labels,
-            &["alertname".into(), "service".into(), "cluster".into()],
+        let by = ["alertname".into(), "service".into(), "cluster".into()];
+        assert_eq!(
+            group_key(&labels, &by),
+            r#"alertname="Down",service="db",cluster="""#
         );
-        assert_eq!(key, r#"alertname="Down",service="db",cluster="""#);
-        assert_eq!(picked.len(), 2);
+        let mut with_empty = labels.clone();
+        with_empty.insert("cluster".into(), String::new());
+        with_empty.insert("instance".into(), "db-1".into());
+        assert_eq!(group_labels(&with_empty, &by), labels);
     }
 }

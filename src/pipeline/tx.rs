@@ -15,7 +15,9 @@ use crate::alert::{
     Alert, AlertRecord, FastMap, Fingerprint, Labels, NormalizedAlert, Severity, Source, Status,
 };
 use crate::config::FlapAction;
-use crate::incident::{group_key, EventKind, Incident, IncidentId, Tier, SYSTEM_ACTOR};
+use crate::incident::{
+    group_key, group_labels, EventKind, Incident, IncidentId, Tier, SYSTEM_ACTOR,
+};
 use crate::metrics::Metrics;
 use crate::outbox::OutboxEvent;
 use crate::silence::{self, PostableSilence, Silence, SilenceId};
@@ -495,12 +497,12 @@ impl<'a> Tx<'a> {
         if alert.alert.status == Status::Resolved {
             let previous = self.alert(fp)?;
             let seen = dedup::observe(previous.as_ref(), Status::Resolved);
-            return self.resolution(source, &alert, previous, seen, summary);
+            return self.resolution(source, alert, previous, seen, summary);
         }
 
         // From here on the alert's labels are read from the classification only.
         let labels = std::mem::take(&mut alert.alert.labels);
-        let class = policy.rules.classify_labels(labels, &alert);
+        let mut class = policy.rules.classify_labels(labels, &alert);
         if !class.rules.is_empty() {
             self.effects.push(Effect::RulesMatched(class.rules.clone()));
         }
@@ -538,38 +540,40 @@ impl<'a> Tx<'a> {
         let needs_incident_now = previous
             .as_ref()
             .is_some_and(|r| r.incident.is_none() && r.silenced_by.is_none() && tier > Tier::L0);
-        if let (Seen::Repeats, Some(mut record), false) =
-            (seen, previous.clone(), needs_incident_now)
-        {
-            self.effects.push(Effect::Deduplicated(source));
-            summary.deduplicated += 1;
-            self.arm_expiry(&mut record, expires_at);
-            let raised = record_repeat(&mut record, &alert, severity, now);
-            let incident = record.incident;
-            self.decided(
-                summary,
-                &record,
-                Verdict::Deduplicated,
-                Some(&class),
-                None,
-                None,
-            );
-            self.put_alert(record);
-            if let (true, Some(id)) = (raised, incident) {
-                self.raise_severity(id, severity, tier)?;
-                push_unique(&mut summary.incidents, id);
+        let previous = match previous {
+            Some(mut record) if seen == Seen::Repeats && !needs_incident_now => {
+                self.effects.push(Effect::Deduplicated(source));
+                summary.deduplicated += 1;
+                self.arm_expiry(&mut record, expires_at);
+                let raised = record_repeat(&mut record, alert, severity, now);
+                let incident = record.incident;
+                self.decided(
+                    summary,
+                    &record,
+                    Verdict::Deduplicated,
+                    Some(&class),
+                    None,
+                    None,
+                );
+                self.put_alert(record);
+                if let (true, Some(id)) = (raised, incident) {
+                    self.raise_severity(id, severity, tier)?;
+                    push_unique(&mut summary.incidents, id);
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
+            previous => previous,
+        };
 
         // Fires: new, firing again after it resolved, or an L0 alert now needing a person.
+        // The record takes the classified labels and matched rules: `place` reads the rest of
+        // the classification (set labels, runbook, grouping) and the record for these.
         let mut record = new_record(
-            &alert,
+            alert,
             source,
-            class.labels.clone(),
-            tier,
-            &class,
-            expires_at,
+            std::mem::take(&mut class.labels),
+            std::mem::take(&mut class.rules),
+            (severity, tier, expires_at),
             now,
         );
         let mut started_flapping = false;
@@ -645,7 +649,7 @@ impl<'a> Tx<'a> {
 
         let policy = Arc::clone(&self.policy);
         let group_by = class.group_by.as_deref().unwrap_or(&policy.group_by);
-        let (key, group_labels) = group_key(&record.labels, group_by);
+        let key = group_key(&record.labels, group_by);
         let latest = match self.group(&key)? {
             Some(id) => self.incident(id)?,
             None => None,
@@ -678,7 +682,7 @@ impl<'a> Tx<'a> {
                 self.memory.next_incident += 1;
                 self.batch
                     .set_next_incident_number(self.memory.next_incident);
-                let mut labels = group_labels;
+                let mut labels = group_labels(&record.labels, group_by);
                 labels.extend(class.set_labels.clone());
                 let runbook = class
                     .runbook
@@ -691,7 +695,7 @@ impl<'a> Tx<'a> {
                     key.clone(),
                     labels,
                     runbook,
-                    class.rules.last().cloned(),
+                    record.rules.last().cloned(),
                     now,
                 );
                 tracing::info!(incident = %id, tier = %tier, severity = %severity, group = %key, "incident opened");
@@ -731,7 +735,7 @@ impl<'a> Tx<'a> {
     fn resolution(
         &mut self,
         source: Source,
-        alert: &NormalizedAlert,
+        mut alert: NormalizedAlert,
         previous: Option<AlertRecord>,
         seen: Seen,
         summary: &mut IngestSummary,
@@ -739,17 +743,14 @@ impl<'a> Tx<'a> {
         let now = self.now;
         let ended = alert.alert.ends_at.unwrap_or(now);
         let Some(mut record) = previous else {
-            let class = Classification {
-                labels: alert.alert.labels.clone(),
-                ..Classification::default()
-            };
+            let labels = std::mem::take(&mut alert.alert.labels);
+            let severity = alert.severity;
             let record = new_record(
                 alert,
                 source,
-                class.labels.clone(),
-                Tier::L0,
-                &class,
-                None,
+                labels,
+                Vec::new(),
+                (severity, Tier::L0, None),
                 now,
             );
             self.decided(summary, &record, Verdict::Recorded, None, None, None);
@@ -1229,34 +1230,37 @@ impl<'a> Tx<'a> {
 }
 
 /// The record of an alert seen for the first time (or firing again: the caller carries over
-/// what the previous record knew). Public for the pipeline benchmark, which does what the
-/// writer does per alert without a store.
+/// what the previous record knew), built from the alert, its classified labels and matched rules,
+/// and the triage decision (severity, tier, expiry). It takes them all by value: the record is
+/// where they end up, so nothing is copied. Public for the pipeline benchmark, which does what
+/// the writer does per alert without a store.
 pub fn new_record(
-    alert: &NormalizedAlert,
+    alert: NormalizedAlert,
     source: Source,
     labels: Labels,
-    tier: Tier,
-    class: &Classification,
-    expires_at: Option<DateTime<Utc>>,
+    rules: Vec<String>,
+    (severity, tier, expires_at): (Severity, Tier, Option<DateTime<Utc>>),
     now: DateTime<Utc>,
 ) -> AlertRecord {
+    let fingerprint = alert.fingerprint;
+    let alert = alert.alert;
     AlertRecord {
-        fingerprint: alert.fingerprint,
+        fingerprint,
         source,
-        status: alert.alert.status,
-        severity: triage::severity(alert, class),
+        status: alert.status,
+        severity,
         labels,
-        annotations: alert.alert.annotations.clone(),
-        starts_at: alert.alert.starts_at.unwrap_or(now),
-        ends_at: alert.alert.ends_at,
+        annotations: alert.annotations,
+        starts_at: alert.starts_at.unwrap_or(now),
+        ends_at: alert.ends_at,
         expires_at,
-        generator_url: alert.alert.generator_url.clone(),
+        generator_url: alert.generator_url,
         first_seen: now,
         last_seen: now,
         count: 1,
         incident: None,
         tier,
-        rules: class.rules.clone(),
+        rules,
         silenced_by: None,
         state_changes: Vec::new(),
         flapping: false,
@@ -1266,17 +1270,18 @@ pub fn new_record(
 
 /// What a repeat of a firing alert changes in its record (its expiry is the caller's, which
 /// also moves the timer): count, last seen, end, annotations, and the severity, which only
-/// rises. Whether it rose. Public for the pipeline benchmark, like [`new_record`].
+/// rises. Whether it rose. The alert's annotations move into the record. Public for the
+/// pipeline benchmark, like [`new_record`].
 pub fn record_repeat(
     record: &mut AlertRecord,
-    alert: &NormalizedAlert,
+    alert: NormalizedAlert,
     severity: Severity,
     now: DateTime<Utc>,
 ) -> bool {
     record.count += 1;
     record.last_seen = now;
     record.ends_at = alert.alert.ends_at;
-    record.annotations = alert.alert.annotations.clone();
+    record.annotations = alert.alert.annotations;
     let raised = severity > record.severity;
     record.severity = record.severity.max(severity);
     raised
