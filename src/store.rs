@@ -459,18 +459,18 @@ impl Store {
     pub fn refreshes_due(&self, limit: usize) -> Result<Vec<Fingerprint>> {
         let fold_after = *self.fold_after.lock().unwrap_or_else(|e| e.into_inner());
         let view = self.view()?;
-        let Some(seq) = view.refreshes.due(std::time::Instant::now(), fold_after) else {
+        let Some(slot) = view.refreshes.due(std::time::Instant::now(), fold_after) else {
             return Ok(Vec::new());
         };
-        let key = refresh::key(seq);
+        let key = refresh::key(slot);
         let Some(bytes) = view.db.get(&key)? else {
             return Ok(Vec::new());
         };
         let mut live = view
             .refreshes
-            .live_in(seq, &bytes)
+            .live_in(slot, &bytes)
             .map_err(|why| StoreError::Corrupt {
-                key: format!("refresh/{seq}"),
+                key: format!("refresh/{slot}"),
                 why,
             })?;
         live.truncate(limit);

@@ -183,8 +183,8 @@ pub(super) fn find(bytes: &[u8], fp: Fingerprint) -> Result<Option<Refresh>, Str
         .transpose()
 }
 
-pub(super) fn key(seq: u64) -> Vec<u8> {
-    [PREFIX, &seq.to_be_bytes()].concat()
+pub(super) fn key(slot: u64) -> Vec<u8> {
+    [PREFIX, &slot.to_be_bytes()].concat()
 }
 
 /// What decides whether a received firing alert is a pure repeat of a stored firing record:
@@ -237,7 +237,7 @@ struct Value {
 /// needs of it to count a repeat; a read takes the rest from the value, [`Log::merge`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Latest {
-    seq: u64,
+    slot: u64,
     count: u64,
 }
 
@@ -245,7 +245,7 @@ struct Latest {
 #[derive(Debug, Default)]
 pub(super) struct Log {
     /// The slot after the highest in use: the key of a new value when no dead one is free.
-    next_seq: u64,
+    next_slot: u64,
     /// Each alert's latest refresh: where it is.
     latest: FastMap<Fingerprint, Latest>,
     /// By slot.
@@ -267,64 +267,64 @@ impl Log {
         let now = Instant::now();
         for kv in db.scan_prefix(PREFIX) {
             let (k, v) = kv?;
-            let seq = super::be_u64(&k[PREFIX.len()..]);
+            let slot = super::be_u64(&k[PREFIX.len()..]);
             let entries = decode(&v).map_err(|why| super::StoreError::Corrupt {
-                key: format!("refresh/{seq}"),
+                key: format!("refresh/{slot}"),
                 why,
             })?;
-            log.add_value(seq, entries.len(), now);
+            log.add_value(slot, entries.len(), now);
             for r in &entries {
-                log.set_latest(seq, r);
+                log.set_latest(slot, r);
             }
-            log.next_seq = seq + 1;
+            log.next_slot = slot + 1;
         }
         let dead: Vec<u64> = log
             .values
             .iter()
             .filter(|(_, v)| v.live == 0)
-            .map(|(seq, _)| *seq)
+            .map(|(slot, _)| *slot)
             .collect();
-        for seq in dead {
-            log.drop_value(seq);
+        for slot in dead {
+            log.drop_value(slot);
         }
         Ok(log)
     }
 
     /// Make `r` its alert's latest refresh, if it is newer than the one known.
-    fn set_latest(&mut self, seq: u64, r: &Refresh) {
+    fn set_latest(&mut self, slot: u64, r: &Refresh) {
         if let Some(known) = self.latest.get(&r.fingerprint) {
             if known.count >= r.count {
                 return;
             }
         }
-        if let Some(v) = self.values.get_mut(&seq) {
+        if let Some(v) = self.values.get_mut(&slot) {
             v.live += 1;
         }
         let latest = Latest {
-            seq,
+            slot,
             count: r.count,
         };
         if let Some(old) = self.latest.insert(r.fingerprint, latest) {
-            self.release(old.seq);
+            self.release(old.slot);
         }
     }
 
-    fn release(&mut self, seq: u64) {
-        let Some(v) = self.values.get_mut(&seq) else {
+    fn release(&mut self, slot: u64) {
+        let Some(v) = self.values.get_mut(&slot) else {
             return;
         };
         v.live = v.live.saturating_sub(1);
         if v.live == 0 {
-            self.drop_value(seq);
+            self.drop_value(slot);
         }
     }
 
-    /// A value just written (or found at open) in slot `seq`, the newest so far.
-    fn add_value(&mut self, seq: u64, logged: usize, written: Instant) {
+    /// A value just written (or found at open) in `slot`, the newest so far.
+    fn add_value(&mut self, slot: u64, logged: usize, written: Instant) {
         let born = self.next_born;
         self.next_born += 1;
         self.values.insert(
-            seq,
+            slot,
             Value {
                 live: 0,
                 logged,
@@ -332,15 +332,15 @@ impl Log {
                 born,
             },
         );
-        self.by_age.insert(born, seq);
+        self.by_age.insert(born, slot);
         self.logged += logged;
     }
 
-    fn drop_value(&mut self, seq: u64) {
-        if let Some(v) = self.values.remove(&seq) {
+    fn drop_value(&mut self, slot: u64) {
+        if let Some(v) = self.values.remove(&slot) {
             self.by_age.remove(&v.born);
             self.logged -= v.logged;
-            self.dead.push(seq);
+            self.dead.push(slot);
         }
     }
 
@@ -366,10 +366,10 @@ impl Log {
             return Ok(());
         }
         let corrupt = |why: String| super::StoreError::Corrupt {
-            key: format!("refresh/{}", latest.seq),
+            key: format!("refresh/{}", latest.slot),
             why,
         };
-        let value = db.get(key(latest.seq))?.ok_or_else(|| {
+        let value = db.get(key(latest.slot))?.ok_or_else(|| {
             corrupt(format!(
                 "missing, yet alert {fp} has its latest refresh there"
             ))
@@ -395,9 +395,9 @@ impl Log {
         refreshes: &[Refresh],
     ) -> (Option<u64>, usize) {
         let mut dead = self.dead.iter().copied();
-        let slot = (!refreshes.is_empty()).then(|| dead.next().unwrap_or(self.next_seq));
-        for seq in dead {
-            batch.remove(key(seq));
+        let slot = (!refreshes.is_empty()).then(|| dead.next().unwrap_or(self.next_slot));
+        for other in dead {
+            batch.remove(key(other));
         }
         if let Some(slot) = slot {
             batch.insert(key(slot), encode(refreshes));
@@ -412,13 +412,13 @@ impl Log {
         refreshes: &[Refresh],
         written: &[(Fingerprint, u64, Option<Digest>)],
     ) {
-        let (seq, removed) = staged;
+        let (slot, removed) = staged;
         self.dead.drain(..removed);
         for &(fp, count, digest) in written {
             if let Some(&latest) = self.latest.get(&fp) {
                 if latest.count <= count {
                     self.latest.remove(&fp);
-                    self.release(latest.seq);
+                    self.release(latest.slot);
                 }
             }
             match digest {
@@ -426,14 +426,14 @@ impl Log {
                 None => self.digests.remove(&fp),
             };
         }
-        if let Some(seq) = seq {
-            self.next_seq = self.next_seq.max(seq + 1);
-            self.add_value(seq, refreshes.len(), Instant::now());
+        if let Some(slot) = slot {
+            self.next_slot = self.next_slot.max(slot + 1);
+            self.add_value(slot, refreshes.len(), Instant::now());
             for r in refreshes {
-                self.set_latest(seq, r);
+                self.set_latest(slot, r);
             }
-            if self.values.get(&seq).is_some_and(|v| v.live == 0) {
-                self.drop_value(seq);
+            if self.values.get(&slot).is_some_and(|v| v.live == 0) {
+                self.drop_value(slot);
             }
         }
     }
@@ -441,10 +441,10 @@ impl Log {
     /// The oldest log value, when it is due to be folded into the records: the log is past
     /// [`MAX_LOGGED`] entries, or that value is `fold_after` old ([`FOLD_AFTER`] but in tests).
     pub(super) fn due(&self, now: Instant, fold_after: Duration) -> Option<u64> {
-        let (_, &seq) = self.by_age.first_key_value()?;
-        let oldest = self.values.get(&seq)?;
+        let (_, &slot) = self.by_age.first_key_value()?;
+        let oldest = self.values.get(&slot)?;
         (self.logged > MAX_LOGGED || now.duration_since(oldest.written) >= fold_after)
-            .then_some(seq)
+            .then_some(slot)
     }
 
     /// Entries in the log values on disk, dead ones included (they go with the next commit).
@@ -452,14 +452,14 @@ impl Log {
         self.logged
     }
 
-    /// The alerts whose latest refresh is in the log value `seq` (read from disk as `bytes`).
-    pub(super) fn live_in(&self, seq: u64, bytes: &[u8]) -> Result<Vec<Fingerprint>, String> {
+    /// The alerts whose latest refresh is in the log value at `slot` (read from disk as `bytes`).
+    pub(super) fn live_in(&self, slot: u64, bytes: &[u8]) -> Result<Vec<Fingerprint>, String> {
         Ok(decode(bytes)?
             .into_iter()
             .filter(|r| {
                 self.latest
                     .get(&r.fingerprint)
-                    .is_some_and(|l| l.seq == seq && l.count == r.count)
+                    .is_some_and(|l| l.slot == slot && l.count == r.count)
             })
             .map(|r| r.fingerprint)
             .collect())
@@ -630,7 +630,7 @@ mod tests {
             2,
             "slot 2 and the one taken"
         );
-        assert_eq!(log.next_seq, 3);
+        assert_eq!(log.next_slot, 3);
 
         // Rebuilt from disk, the log finds the same values and latest refreshes.
         let loaded = Log::load(&db).unwrap();
