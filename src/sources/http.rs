@@ -316,10 +316,15 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     // hyper enforces no header-read timeout without a timer: slow clients would hold connections.
+    // Without `writev`, hyper copies a response's body behind its head and sends both with one
+    // plain `send`: at batch 1 the HTTP worker's CPU per request was 8 % lower than with the
+    // two-part `writev` (7 of 7 runs in turn; the kernel's vectored path costs more than the
+    // copy of a small body). Alerts/s stayed within noise (README, Performance).
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        .writev(false);
     let builder = Arc::new(builder);
     // hyper arms a header-read timer for every request. tokio wakes its I/O driver (a write to
     // an eventfd: a syscall per request) for each timer that expires before the earliest it knew
