@@ -21,7 +21,8 @@
 //! - `pipeline/repeat`: parse, normalize (fingerprint, severity), dedup against an in-memory
 //!   map of what was seen (the writer's overlay and its hasher, here never missing), classify
 //!   with the shipped default rules, triage (severity, tier, expiry), and the record update of a
-//!   repeat, as the writer does it. Every label set has been seen: the steady state of Prometheus re-sending.
+//!   repeat, as the writer does it. Every label set has been seen: the steady state of
+//!   Prometheus re-sending.
 //! - `pipeline/first`: the same with the map emptied before each pass, so every alert fires for
 //!   the first time: a new record and, unless L0, its group key. Incidents are not modelled
 //!   (they live in the store), so neither is what only opening one builds.
