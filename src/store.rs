@@ -324,9 +324,14 @@ impl Store {
     /// Close the store, if open, and answer [`StoreError::Unavailable`] with `reason` until
     /// [`Store::reopen`].
     pub fn close(&self, reason: String) {
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        // Dropping the database flushes what sled can and releases the directory's lock.
-        *state = Err(reason);
+        let closed = {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *state, Err(reason))
+        };
+        // Readers are answered Unavailable from here on, while this waits for the lock.
+        if let Ok(handle) = closed {
+            handle.close(&self.path);
+        }
     }
 
     /// Open a store that is down again, from what is on disk, and prove that it takes a durable
@@ -753,7 +758,23 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Ok(handle) = std::mem::replace(state, Err("dropped".to_string())) {
+            handle.close(&self.path);
+        }
+    }
+}
+
 impl Handle {
+    /// Drop the database, which flushes what sled can, and return once sled has let go of the
+    /// directory's lock, so that the store can be opened again at once: see [`await_unlocked`].
+    fn close(self, path: &Path) {
+        drop(self);
+        await_unlocked(&path.join("db"));
+    }
+
     fn open(path: &Path, cache_bytes: u64, checkpoint_bytes: u64) -> Result<Handle> {
         let db = sled::Config::new()
             .path(path)
@@ -1004,6 +1025,40 @@ fn replay_journal(
 fn flush_durably(db: &sled::Db, log: &File) -> Result<()> {
     db.flush()?;
     log.sync_data().map_err(StoreError::Sync)
+}
+
+/// How long closing a store waits for sled to release the directory ([`await_unlocked`]).
+const RELEASE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Return once nothing holds the lock on `lock_path` (sled's `db` file), or after
+/// [`RELEASE_WITHIN`], saying so. sled releases it only when the last reference to the database
+/// goes, and a task of its I/O pool may hold one for a while after the `Db` is dropped (a
+/// regression: reopening a store at once failed "could not acquire lock" on a loaded machine).
+/// Nothing tells when, so this tries the lock itself, backing off.
+fn await_unlocked(lock_path: &Path) {
+    let Ok(file) = File::open(lock_path) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(50);
+    loop {
+        // Taken means released; dropping `file` lets it go again.
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return,
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK && started.elapsed() < RELEASE_WITHIN => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(10));
+            }
+            Err(e) => {
+                tracing::warn!(
+                    path = %lock_path.display(),
+                    error = %e,
+                    "closed the store, but its lock is still held"
+                );
+                return;
+            }
+        }
+    }
 }
 
 /// The open database, or the reason it is down, for a writer holding the state lock.
@@ -1263,6 +1318,8 @@ fn decode_alert(key: &[u8], bytes: &[u8]) -> Result<AlertRecord> {
 mod tests {
     use super::*;
     use crate::alert::Severity;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
 
     fn incident(n: u64, tier: Tier) -> Incident {
         Incident::open(
@@ -1866,6 +1923,54 @@ mod tests {
             Ok(_) => panic!("a second open of a locked store succeeded"),
         };
         assert!(err.contains("another triaged"), "{err}");
+    }
+
+    /// Regression (a flaky test): sled may let go of the directory's lock a while after its `Db`
+    /// is dropped, so a store reopened at once failed. Dropping or closing now waits for the lock.
+    #[test]
+    fn a_dropped_or_closed_store_reopens_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        for n in 1..=20 {
+            let mut batch = Batch::default();
+            batch.put_incident(&incident(n, Tier::L1));
+            batch.set_next_incident_number(n + 1);
+            store.commit(batch, || ()).unwrap();
+            if n % 2 == 0 {
+                store.close(format!("round {n}"));
+                store.reopen().unwrap();
+            } else {
+                drop(store);
+                store = Store::open(dir.path()).unwrap();
+            }
+            assert_eq!(store.next_incident_number().unwrap(), n + 1);
+        }
+    }
+
+    /// What makes the test above pass when the machine is loaded: the wait itself. Another
+    /// handle stands for sled's I/O pool, holding the lock for a while after the store let go.
+    #[test]
+    fn closing_waits_until_nothing_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock_path = dir.path().join("db");
+        let holder = File::create(&lock_path).unwrap();
+        rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let released = Arc::new(AtomicBool::new(false));
+        let waiter = std::thread::spawn({
+            let released = released.clone();
+            move || {
+                await_unlocked(&lock_path);
+                released.load(Ordering::SeqCst)
+            }
+        });
+        // Not a timing assertion: the waiter must not return during this pause, however long.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        released.store(true, Ordering::SeqCst);
+        drop(holder);
+        assert!(waiter.join().unwrap(), "returned while the lock was held");
+        let again = File::open(dir.path().join("db")).unwrap();
+        rustix::fs::flock(&again, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .expect("the waiter let the lock go again");
     }
 
     /// Regression (a flaky end-to-end test): a reader saw an escalation before its metric moved,
