@@ -62,6 +62,9 @@ pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// Journal bytes between checkpoints by default (`storage.checkpoint_kb`).
 pub const DEFAULT_CHECKPOINT_BYTES: u64 = journal::CHECKPOINT_BYTES;
 const VALUE_VERSION: u8 = 1;
+/// sled's file in the store's directory: its log, which a checkpoint fdatasyncs, and what it
+/// locks against a second process.
+const SLED_FILE: &str = "db";
 
 const META_SCHEMA: &[u8] = b"meta/schema";
 const META_NEXT_INCIDENT: &[u8] = b"meta/next_incident";
@@ -760,10 +763,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Ok(handle) = std::mem::replace(state, Err("dropped".to_string())) {
-            handle.close(&self.path);
-        }
+        self.close("dropped".to_string());
     }
 }
 
@@ -772,7 +772,7 @@ impl Handle {
     /// directory's lock, so that the store can be opened again at once: see [`await_unlocked`].
     fn close(self, path: &Path) {
         drop(self);
-        await_unlocked(&path.join("db"));
+        await_unlocked(&path.join(SLED_FILE));
     }
 
     fn open(path: &Path, cache_bytes: u64, checkpoint_bytes: u64) -> Result<Handle> {
@@ -816,7 +816,7 @@ impl Handle {
                 })
             }
         }
-        let log_path = path.join("db");
+        let log_path = path.join(SLED_FILE);
         let log = File::open(&log_path).map_err(|source| StoreError::LogFile {
             path: log_path,
             source,
@@ -1952,7 +1952,7 @@ mod tests {
     #[test]
     fn closing_waits_until_nothing_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let lock_path = dir.path().join("db");
+        let lock_path = dir.path().join(SLED_FILE);
         let holder = File::create(&lock_path).unwrap();
         rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
         let released = Arc::new(AtomicBool::new(false));
@@ -1968,7 +1968,7 @@ mod tests {
         released.store(true, Ordering::SeqCst);
         drop(holder);
         assert!(waiter.join().unwrap(), "returned while the lock was held");
-        let again = File::open(dir.path().join("db")).unwrap();
+        let again = File::open(dir.path().join(SLED_FILE)).unwrap();
         rustix::fs::flock(&again, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .expect("the waiter let the lock go again");
     }
