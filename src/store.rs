@@ -13,7 +13,7 @@
 //! | `incident/<id u64 BE>` | [`Incident`] |
 //! | `open/<id u64 BE>` | the incident's tier (`L1`): index of incidents not yet resolved |
 //! | `group/<group key>` | id of the active incident of that group (u64 BE) |
-//! | `member/<id u64 BE><seq u64 BE>` | fingerprints that one commit made members of the incident ([`write_members`]) |
+//! | `member/<id u64 BE><seq u64 BE>` | fingerprints made members of the incident, added to until it holds 64 ([`write_members`]) |
 //! | `timer/<deadline ms u64 BE><seq u64 BE>` | the deadlines ([`Timer`]s) one commit set for that time ([`write_timers`]) |
 //! | `silence/<uuid 16 bytes>` | [`Silence`] |
 //! | `silenced/<uuid 16 bytes><fp u64 BE>` | empty: alerts a silence holds back |
@@ -35,6 +35,7 @@
 //! `alert/`, and the alert's next write moves its record (see [`Batch::put_alert`]).
 //! What to write is decided by the pipeline; this module only encodes it.
 
+mod hot;
 mod journal;
 mod record;
 pub mod refresh;
@@ -258,6 +259,8 @@ struct Handle {
     refreshes: refresh::Log,
     /// What makes a commit durable ([`journal`]).
     journal: Journal,
+    /// The incidents and open `member/` values the latest commits wrote ([`hot`]).
+    hot: hot::Hot,
 }
 
 /// A read of the open store: holds the state lock for reading (see `Store::state`).
@@ -379,11 +382,13 @@ impl Store {
             written,
             timers,
             members,
+            incidents,
         } = batch;
         let staged = handle.refreshes.stage(&mut inner, &refreshes);
+        let mut open_members = Vec::new();
         let written_out = (|| -> Result<()> {
             write_timers(&handle.db, &mut inner, &timers)?;
-            write_members(&handle.db, &mut inner, &members)?;
+            open_members = write_members(&handle.db, &mut inner, &members, &handle.hot)?;
             if inner.is_empty() {
                 return Ok(());
             }
@@ -409,6 +414,7 @@ impl Store {
             return Err(e);
         }
         handle.refreshes.committed(staged, &refreshes, &written);
+        handle.hot.committed(incidents, open_members);
         durable();
         Ok(())
     }
@@ -487,7 +493,7 @@ impl Store {
 
     pub fn incident(&self, id: IncidentId) -> Result<Option<Incident>> {
         let view = self.view()?;
-        view.get(&incident_key(id))
+        view.incident(id)
     }
 
     /// The active incident of a group, if any.
@@ -553,7 +559,7 @@ impl Store {
         let mut out = Vec::new();
         for key in view.db.scan_prefix(OPEN).keys() {
             let id = IncidentId(be_u64(&key?[OPEN.len()..]));
-            if let Some(incident) = view.get(&incident_key(id))? {
+            if let Some(incident) = view.incident(id)? {
                 out.push(incident);
             }
         }
@@ -575,7 +581,7 @@ impl Store {
                 Some(tier) => tier,
                 None => {
                     let id = IncidentId(be_u64(&key[OPEN.len()..]));
-                    match view.get::<Incident>(&incident_key(id))? {
+                    match view.incident(id)? {
                         Some(incident) => incident.tier,
                         None => continue,
                     }
@@ -605,7 +611,7 @@ impl Store {
         let mut page = Vec::new();
         for key in view.db.range(index.to_vec()..end).keys().rev() {
             let id = IncidentId(be_u64(&key?[index.len()..]));
-            let Some(incident) = view.get::<Incident>(&incident_key(id))? else {
+            let Some(incident) = view.incident(id)? else {
                 continue;
             };
             if filter.state.is_some_and(|s| s != incident.state)
@@ -829,6 +835,7 @@ impl Handle {
             log,
             refreshes,
             journal,
+            hot: hot::Hot::default(),
         })
     }
 
@@ -863,6 +870,14 @@ impl Handle {
         Ok(record)
     }
 
+    /// The incident as last committed: kept decoded ([`hot`]) or read from sled.
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>> {
+        match self.hot.incident(id) {
+            Some(incident) => Ok(Some(incident.clone())),
+            None => self.get(&incident_key(id)),
+        }
+    }
+
     fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
         match self.db.get(key)? {
             None => Ok(None),
@@ -883,8 +898,10 @@ pub struct Batch {
     /// Deadlines set (true) or cleared (false), the last word for each: written at commit, one
     /// value per deadline ([`write_timers`]).
     timers: BTreeMap<(u64, Timer), bool>,
-    /// New members of each incident: written at commit, one value per incident.
+    /// New members of each incident: written at commit ([`write_members`]).
     members: BTreeMap<IncidentId, Vec<Fingerprint>>,
+    /// The incidents written, kept decoded once the commit is durable ([`hot`]).
+    incidents: Vec<Incident>,
 }
 
 impl Batch {
@@ -917,15 +934,16 @@ impl Batch {
     }
 
     /// Writes the incident and keeps the index of active incidents in step.
-    pub fn put_incident(&mut self, incident: &Incident) {
+    pub fn put_incident(&mut self, incident: Incident) {
         self.inner
-            .insert(incident_key(incident.id).as_slice(), encode(incident));
+            .insert(incident_key(incident.id).as_slice(), encode(&incident));
         let open = [OPEN, &incident.id.0.to_be_bytes()].concat();
         if incident.is_active() {
             self.inner.insert(open, incident.tier.as_str().as_bytes());
         } else {
             self.inner.remove(open);
         }
+        self.incidents.push(incident);
     }
 
     pub fn set_group(&mut self, key: &str, id: Option<IncidentId>) {
@@ -1126,27 +1144,57 @@ fn silence_key(id: SilenceId) -> Vec<u8> {
 /// Version byte of a `member/` value.
 const MEMBERS_VERSION: u8 = 1;
 
-/// Write a commit's new memberships into `out`: each incident's new members become one value
-/// (up to 1,024 fingerprints), `member/<id><seq>` ([`add_values`]). Membership is
-/// never taken back, so values are only ever added; for why values and not a key per member,
-/// see [`write_timers`]. Keys of the older layout (`member/<id><fp>`, empty) are still read.
+/// Write a commit's new memberships into `out`, as values `member/<id><seq>` of up to 1,024
+/// fingerprints (a seq from sled's id generator, as in [`add_values`]). An incident whose latest
+/// value the store wrote since it opened and that still has room for these members
+/// ([`hot::OPEN_MEMBERS`]) gets that value rewritten with them added; otherwise they start new
+/// values. At one new alert per commit, a value per commit was a new sled key per alert.
+/// Membership is never taken back, so a value only ever grows; for why values and not a key
+/// per member, see [`write_timers`]. Keys of the older layout (`member/<id><fp>`, empty) are
+/// still read.
+///
+/// Returns, per incident, its latest value if it still has room (for [`hot::Hot::committed`]).
 fn write_members(
     db: &sled::Db,
     out: &mut Writes,
     members: &BTreeMap<IncidentId, Vec<Fingerprint>>,
-) -> Result<()> {
-    for (id, fps) in members {
-        let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
-        add_values(db, out, &prefix, fps, |fps| {
-            let mut value = Vec::with_capacity(1 + 8 * fps.len());
-            value.push(MEMBERS_VERSION);
-            for fp in fps {
-                value.extend_from_slice(&fp.0.to_be_bytes());
+    hot: &hot::Hot,
+) -> Result<Vec<(IncidentId, Option<hot::OpenMembers>)>> {
+    let mut open = Vec::with_capacity(members.len());
+    for (&id, fps) in members {
+        if let Some(latest) = hot.open_members(id) {
+            if latest.fps.len() + fps.len() <= hot::OPEN_MEMBERS {
+                let mut all = latest.fps.clone();
+                all.extend_from_slice(fps);
+                out.insert(&latest.key, encode_members(&all));
+                let room = all.len() < hot::OPEN_MEMBERS;
+                let key = latest.key.clone();
+                open.push((id, room.then_some(hot::OpenMembers { key, fps: all })));
+                continue;
             }
-            value
-        })?;
+        }
+        let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
+        let mut latest = None;
+        for chunk in fps.chunks(MAX_PER_VALUE) {
+            let key = [prefix.as_slice(), &db.generate_id()?.to_be_bytes()].concat();
+            out.insert(&key, encode_members(chunk));
+            latest = (chunk.len() < hot::OPEN_MEMBERS).then(|| hot::OpenMembers {
+                key,
+                fps: chunk.to_vec(),
+            });
+        }
+        open.push((id, latest));
     }
-    Ok(())
+    Ok(open)
+}
+
+fn encode_members(fps: &[Fingerprint]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(1 + 8 * fps.len());
+    value.push(MEMBERS_VERSION);
+    for fp in fps {
+        value.extend_from_slice(&fp.0.to_be_bytes());
+    }
+    value
 }
 
 /// Add `items` under `prefix` as new values of at most [`MAX_PER_VALUE`] items each, encoded by
@@ -1341,11 +1389,11 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             let mut batch = Batch::default();
             for n in 1..=5 {
-                batch.put_incident(&incident(n, if n % 2 == 0 { Tier::L2 } else { Tier::L1 }));
+                batch.put_incident(incident(n, if n % 2 == 0 { Tier::L2 } else { Tier::L1 }));
             }
             let mut resolved = incident(3, Tier::L1);
             resolved.resolve("a", None, Utc::now()).unwrap();
-            batch.put_incident(&resolved);
+            batch.put_incident(resolved);
             batch.set_group("g", Some(IncidentId(5)));
             batch.add_member(IncidentId(5), Fingerprint(9));
             batch.add_member(IncidentId(5), Fingerprint(2));
@@ -1414,7 +1462,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let mut batch = Batch::default();
         for n in 1..=4 {
-            batch.put_incident(&incident(n, Tier::L1));
+            batch.put_incident(incident(n, Tier::L1));
         }
         store.commit(batch, || ()).unwrap();
         let mut batch = Batch::default();
@@ -1422,10 +1470,10 @@ mod tests {
         escalated
             .escalate("a", Some(Tier::L3), "manual", Utc::now())
             .unwrap();
-        batch.put_incident(&escalated);
+        batch.put_incident(escalated);
         let mut resolved = incident(2, Tier::L1);
         resolved.resolve("a", None, Utc::now()).unwrap();
-        batch.put_incident(&resolved);
+        batch.put_incident(resolved);
         store.commit(batch, || ()).unwrap();
         let counts = BTreeMap::from([(Tier::L1, 2), (Tier::L3, 1)]);
         assert_eq!(store.active_by_tier().unwrap(), counts);
@@ -1832,6 +1880,72 @@ mod tests {
         assert_eq!(store.members(IncidentId(6)).unwrap(), []);
     }
 
+    #[test]
+    fn members_added_one_commit_at_a_time_fill_a_value_before_a_new_one_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = IncidentId(4);
+        let member_keys = |store: &Store| store.view().unwrap().db.scan_prefix(MEMBER).count();
+        let total = hot::OPEN_MEMBERS as u64 + 6;
+        for fp in 0..total {
+            let mut batch = Batch::default();
+            batch.add_member(id, Fingerprint(fp));
+            store.commit(batch, || ()).unwrap();
+        }
+        assert_eq!(member_keys(&store), 2, "a full value, then the next one");
+        let want: Vec<Fingerprint> = (0..total).map(Fingerprint).collect();
+        assert_eq!(store.members(id).unwrap(), want);
+        // Reopened, the store no longer knows which value is open: the next member starts a
+        // new one, and none is lost.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.members(id).unwrap(), want);
+        let mut batch = Batch::default();
+        batch.add_member(id, Fingerprint(1000));
+        store.commit(batch, || ()).unwrap();
+        assert_eq!(member_keys(&store), 3);
+        let mut want = want;
+        want.push(Fingerprint(1000));
+        assert_eq!(store.members(id).unwrap(), want);
+    }
+
+    #[test]
+    fn an_incident_is_read_back_as_last_committed_without_decoding_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = Batch::default();
+        batch.put_incident(incident(1, Tier::L1));
+        store.commit(batch, || ()).unwrap();
+        let mut escalated = store.incident(IncidentId(1)).unwrap().unwrap();
+        escalated
+            .escalate("a", Some(Tier::L3), "manual", Utc::now())
+            .unwrap();
+        let mut batch = Batch::default();
+        batch.put_incident(escalated.clone());
+        store.commit(batch, || ()).unwrap();
+        let kept = store.view().unwrap().hot.incident(IncidentId(1)).cloned();
+        assert_eq!(
+            kept.as_ref(),
+            Some(&escalated),
+            "kept decoded once committed"
+        );
+        let stored: Incident = store
+            .view()
+            .unwrap()
+            .get(&incident_key(IncidentId(1)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, escalated);
+        assert_eq!(
+            store.incident(IncidentId(1)).unwrap(),
+            Some(escalated.clone())
+        );
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.view().unwrap().hot.incident(IncidentId(1)).is_none());
+        assert_eq!(store.incident(IncidentId(1)).unwrap(), Some(escalated));
+    }
+
     fn timer_keys(store: &Store) -> usize {
         store.view().unwrap().db.scan_prefix(TIMER).count()
     }
@@ -1933,7 +2047,7 @@ mod tests {
         let mut store = Store::open(dir.path()).unwrap();
         for n in 1..=20 {
             let mut batch = Batch::default();
-            batch.put_incident(&incident(n, Tier::L1));
+            batch.put_incident(incident(n, Tier::L1));
             batch.set_next_incident_number(n + 1);
             store.commit(batch, || ()).unwrap();
             if n % 2 == 0 {
@@ -1981,7 +2095,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
         let mut batch = Batch::default();
-        batch.put_incident(&incident(1, Tier::L1));
+        batch.put_incident(incident(1, Tier::L1));
         let (tx, rx) = std::sync::mpsc::channel();
         let reader = store.clone();
         store

@@ -278,8 +278,8 @@ mod tests {
         let mut old = incident(1, Tier::L2, 0);
         old.resolve("alice", None, at(WINDOW_SECONDS as i64 + 9_000))
             .unwrap();
-        batch.put_incident(&old);
-        batch.put_incident(&incident(2, Tier::L1, 5_000));
+        batch.put_incident(old);
+        batch.put_incident(incident(2, Tier::L1, 5_000));
         // 600 incidents within the window: more than one store page.
         for n in 3..603 {
             let mut i = incident(n, Tier::L1, 10_001 + n as i64);
@@ -287,7 +287,7 @@ mod tests {
                 i.acknowledge("bob", None, at(10_001 + n as i64 + 30))
                     .unwrap();
             }
-            batch.put_incident(&i);
+            batch.put_incident(i);
         }
         store.commit(batch, || {}).unwrap();
 

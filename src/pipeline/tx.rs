@@ -227,7 +227,7 @@ impl<'a> Tx<'a> {
         for refresh in self.refreshes.values() {
             self.batch.refresh(*refresh);
         }
-        for incident in self.incidents.values() {
+        for (_, incident) in self.incidents.drain() {
             self.batch.put_incident(incident);
         }
         (self.batch, self.memory, self.effects, self.policy)
