@@ -385,12 +385,11 @@ impl Store {
             incidents,
         } = batch;
         let staged = handle.refreshes.stage(&mut inner, &refreshes);
-        let mut open_members = Vec::new();
-        let written_out = (|| -> Result<()> {
+        let written_out = (|| -> Result<_> {
             write_timers(&handle.db, &mut inner, &timers)?;
-            open_members = write_members(&handle.db, &mut inner, &members, &handle.hot)?;
+            let open_members = write_members(&handle.db, &mut inner, &members, &handle.hot)?;
             if inner.is_empty() {
-                return Ok(());
+                return Ok(open_members);
             }
             let journal = &mut handle.journal;
             journal
@@ -403,16 +402,19 @@ impl Store {
                 flush_durably(&handle.db, &handle.log)?;
                 journal.restart();
             }
-            Ok(())
+            Ok(open_members)
         })();
-        if let Err(e) = written_out {
-            // Part of the batch may be in sled's memory, and its journal record may or may not
-            // be whole on disk: close before any reader sees it. The reopen applies the journal
-            // again, so this is at worst a batch stored but not acknowledged, which the client's
-            // retry finds deduplicated.
-            *state = Err(e.reason());
-            return Err(e);
-        }
+        let open_members = match written_out {
+            Ok(open_members) => open_members,
+            Err(e) => {
+                // Part of the batch may be in sled's memory, and its journal record may or may
+                // not be whole on disk: close before any reader sees it. The reopen applies the
+                // journal again, so this is at worst a batch stored but not acknowledged, which
+                // the client's retry finds deduplicated.
+                *state = Err(e.reason());
+                return Err(e);
+            }
+        };
         handle.refreshes.committed(staged, &refreshes, &written);
         handle.hot.committed(incidents, open_members);
         durable();
@@ -1162,27 +1164,27 @@ fn write_members(
 ) -> Result<Vec<(IncidentId, Option<hot::OpenMembers>)>> {
     let mut open = Vec::with_capacity(members.len());
     for (&id, fps) in members {
-        if let Some(latest) = hot.open_members(id) {
-            if latest.fps.len() + fps.len() <= hot::OPEN_MEMBERS {
+        let room = |fps: &[Fingerprint]| fps.len() < hot::OPEN_MEMBERS;
+        let latest = match hot.open_members(id) {
+            Some(latest) if latest.fps.len() + fps.len() <= hot::OPEN_MEMBERS => {
                 let mut all = latest.fps.clone();
                 all.extend_from_slice(fps);
                 out.insert(&latest.key, encode_members(&all));
-                let room = all.len() < hot::OPEN_MEMBERS;
-                let key = latest.key.clone();
-                open.push((id, room.then_some(hot::OpenMembers { key, fps: all })));
-                continue;
+                room(&all).then(|| hot::OpenMembers {
+                    key: latest.key.clone(),
+                    fps: all,
+                })
             }
-        }
-        let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
-        let mut latest = None;
-        for chunk in fps.chunks(MAX_PER_VALUE) {
-            let key = [prefix.as_slice(), &db.generate_id()?.to_be_bytes()].concat();
-            out.insert(&key, encode_members(chunk));
-            latest = (chunk.len() < hot::OPEN_MEMBERS).then(|| hot::OpenMembers {
-                key,
-                fps: chunk.to_vec(),
-            });
-        }
+            _ => {
+                let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
+                add_values(db, out, &prefix, fps, encode_members)?
+                    .filter(|(_, chunk)| room(chunk))
+                    .map(|(key, chunk)| hot::OpenMembers {
+                        key,
+                        fps: chunk.to_vec(),
+                    })
+            }
+        };
         open.push((id, latest));
     }
     Ok(open)
@@ -1199,19 +1201,22 @@ fn encode_members(fps: &[Fingerprint]) -> Vec<u8> {
 
 /// Add `items` under `prefix` as new values of at most [`MAX_PER_VALUE`] items each, encoded by
 /// `encode` and keyed `<prefix><seq>` with a seq from sled's id generator, which never repeats,
-/// even across crashes, so a new value never overwrites a stored one.
-fn add_values<T>(
+/// even across crashes, so a new value never overwrites a stored one. Returns the last value's
+/// key and items (none when `items` is empty).
+fn add_values<'a, T>(
     db: &sled::Db,
     out: &mut Writes,
     prefix: &[u8],
-    items: &[T],
+    items: &'a [T],
     encode: impl Fn(&[T]) -> Vec<u8>,
-) -> Result<()> {
+) -> Result<Option<(Vec<u8>, &'a [T])>> {
+    let mut last = None;
     for chunk in items.chunks(MAX_PER_VALUE) {
-        let seq = db.generate_id()?;
-        out.insert([prefix, &seq.to_be_bytes()].concat(), encode(chunk));
+        let key = [prefix, &db.generate_id()?.to_be_bytes()].concat();
+        out.insert(&key, encode(chunk));
+        last = Some((key, chunk));
     }
-    Ok(())
+    Ok(last)
 }
 
 /// Version byte of a `timer/` value.
