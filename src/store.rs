@@ -25,8 +25,9 @@
 //! Beside sled's files, in the same directory, `triaged.journal` holds the commits since sled was
 //! last flushed ([`journal`]).
 //!
-//! Values are a version byte followed by JSON, except alert records (binary, version 2; JSON
-//! records written before are still read) and the refresh log's fixed-size entries.
+//! Values are a version byte followed by JSON, except alert records and incidents (binary,
+//! version 2: [`record`], [`incident_value`]; JSON values written before are still read) and the
+//! refresh log's fixed-size entries.
 //!
 //! An alert's record lives under the prefix of its status, so listing the firing alerts is one
 //! prefix scan and a firing alert costs sled one key, not a record plus an index key (sled's
@@ -35,7 +36,9 @@
 //! `alert/`, and the alert's next write moves its record (see [`Batch::put_alert`]).
 //! What to write is decided by the pipeline; this module only encodes it.
 
+mod codec;
 mod hot;
+mod incident_value;
 mod journal;
 mod record;
 pub mod refresh;
@@ -876,7 +879,13 @@ impl Handle {
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>> {
         match self.hot.incident(id) {
             Some(incident) => Ok(Some(incident.clone())),
-            None => self.get(&incident_key(id)),
+            None => {
+                let key = incident_key(id);
+                match self.db.get(&key)? {
+                    Some(bytes) => decode_incident(&key, &bytes).map(Some),
+                    None => Ok(None),
+                }
+            }
         }
     }
 
@@ -937,8 +946,10 @@ impl Batch {
 
     /// Writes the incident and keeps the index of active incidents in step.
     pub fn put_incident(&mut self, incident: Incident) {
-        self.inner
-            .insert(incident_key(incident.id).as_slice(), encode(&incident));
+        self.inner.insert(
+            incident_key(incident.id).as_slice(),
+            incident_value::encode(&incident),
+        );
         let open = [OPEN, &incident.id.0.to_be_bytes()].concat();
         if incident.is_active() {
             self.inner.insert(open, incident.tier.as_str().as_bytes());
@@ -1367,6 +1378,16 @@ fn decode_alert(key: &[u8], bytes: &[u8]) -> Result<AlertRecord> {
     }
 }
 
+/// An incident in either form: binary ([`incident_value`]), or JSON as written before.
+fn decode_incident(key: &[u8], bytes: &[u8]) -> Result<Incident> {
+    match bytes.split_first() {
+        Some((&incident_value::VERSION, body)) => {
+            incident_value::decode(body).map_err(|why| corrupt(key, why))
+        }
+        _ => decode(key, bytes),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1780,6 +1801,75 @@ mod tests {
         }
     }
 
+    /// Incidents an older triaged wrote as JSON (value version 1) are read, and written back
+    /// binary when they next change.
+    #[test]
+    fn incidents_written_as_json_are_read_and_the_next_write_is_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut escalated = incident(2, Tier::L1);
+        escalated
+            .escalate("ana", Some(Tier::L3), "needs the DBA", Utc::now())
+            .unwrap();
+        let older = [incident(1, Tier::L2), escalated];
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut batch = Batch::default();
+            for i in &older {
+                batch.put_incident(i.clone());
+            }
+            store.commit(batch, || ()).unwrap();
+            for i in &older {
+                let json = encode(i);
+                assert_eq!(json[0], VALUE_VERSION);
+                store
+                    .view()
+                    .unwrap()
+                    .db
+                    .insert(incident_key(i.id), json)
+                    .unwrap();
+            }
+            store.view().unwrap().db.flush().unwrap();
+        }
+        // Reopened, so that nothing is kept decoded and both come from sled.
+        let store = Store::open(dir.path()).unwrap();
+        for i in &older {
+            assert_eq!(store.incident(i.id).unwrap().as_ref(), Some(i));
+        }
+        assert_eq!(store.active_incidents().unwrap(), older);
+        let mut acked = older[0].clone();
+        acked.acknowledge("ana", None, Utc::now()).unwrap();
+        let mut batch = Batch::default();
+        batch.put_incident(acked.clone());
+        store.commit(batch, || ()).unwrap();
+        let key = incident_key(acked.id);
+        let bytes = store.view().unwrap().db.get(&key).unwrap().unwrap();
+        assert_eq!(bytes[0], incident_value::VERSION);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.incident(acked.id).unwrap(), Some(acked));
+    }
+
+    /// A damaged incident is an error that names its key, not a panic or a wrong incident.
+    #[test]
+    fn a_damaged_incident_is_reported_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = incident_key(IncidentId(3));
+        let mut bytes = incident_value::encode(&incident(3, Tier::L1));
+        bytes.truncate(20);
+        store.view().unwrap().db.insert(&key, bytes).unwrap();
+        match store.incident(IncidentId(3)) {
+            Err(StoreError::Corrupt { key, why }) => {
+                assert!(key.starts_with("incident/"), "{key}");
+                assert!(
+                    why.starts_with("truncated") || why.ends_with("bytes left"),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_refusing_disk_is_told_in_the_operating_systems_words() {
         let full = std::io::Error::from_raw_os_error(28);
@@ -1934,13 +2024,9 @@ mod tests {
             Some(&escalated),
             "kept decoded once committed"
         );
-        let stored: Incident = store
-            .view()
-            .unwrap()
-            .get(&incident_key(IncidentId(1)))
-            .unwrap()
-            .unwrap();
-        assert_eq!(stored, escalated);
+        let key = incident_key(IncidentId(1));
+        let bytes = store.view().unwrap().db.get(&key).unwrap().unwrap();
+        assert_eq!(decode_incident(&key, &bytes).unwrap(), escalated);
         assert_eq!(
             store.incident(IncidentId(1)).unwrap(),
             Some(escalated.clone())

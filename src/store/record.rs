@@ -7,7 +7,7 @@
 //! about half the size and needs no float or escape handling. It is internal to the store: the
 //! API still shows records as JSON.
 //!
-//! Layout, after the version byte (integers little-endian; `varint` is LEB128):
+//! Layout, after the version byte (the pieces are [`super::codec`]'s):
 //!
 //! | field | encoding |
 //! |---|---|
@@ -25,14 +25,11 @@
 //! | silenced_by | optional 16 bytes (UUID) |
 //! | state_changes | varint count, then times |
 //! | timer_at | optional time |
-//!
-//! A string is a varint length and UTF-8 bytes; a time is i64 seconds and u32 nanoseconds since
-//! the Unix epoch (exact for every time chrono holds); an optional value is a byte, 0 for none or
-//! 1 followed by the value.
 
-use chrono::{DateTime, TimeZone, Utc};
-
-use crate::alert::{AlertRecord, Fingerprint, Labels, Severity, Source, Status};
+use super::codec::{
+    index_of, put_labels, put_list, put_opt, put_str, put_time, put_varint, Reader,
+};
+use crate::alert::{AlertRecord, Fingerprint, Severity, Source, Status};
 use crate::incident::{IncidentId, Tier};
 use crate::silence::SilenceId;
 
@@ -103,159 +100,12 @@ pub(super) fn decode(bytes: &[u8]) -> Result<AlertRecord, String> {
     Ok(record)
 }
 
-fn index_of<T: PartialEq>(all: &[T], value: T) -> u8 {
-    let i = all.iter().position(|v| *v == value);
-    // Every variant is in its type's ALL (`every_variant_of_the_coded_enums_is_in_its_table`
-    // names each one in an exhaustive match), and each has fewer than 256.
-    i.expect("a variant missing from its ALL") as u8
-}
-
-fn put_varint(w: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        w.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    w.push(n as u8);
-}
-
-fn put_str(w: &mut Vec<u8>, s: &str) {
-    put_varint(w, s.len() as u64);
-    w.extend_from_slice(s.as_bytes());
-}
-
-fn put_time(w: &mut Vec<u8>, t: DateTime<Utc>) {
-    w.extend_from_slice(&t.timestamp().to_le_bytes());
-    w.extend_from_slice(&t.timestamp_subsec_nanos().to_le_bytes());
-}
-
-fn put_opt<T>(w: &mut Vec<u8>, value: Option<T>, put: impl FnOnce(&mut Vec<u8>, T)) {
-    match value {
-        None => w.push(0),
-        Some(v) => {
-            w.push(1);
-            put(w, v);
-        }
-    }
-}
-
-fn put_list<T>(w: &mut Vec<u8>, items: &[T], put: impl Fn(&mut Vec<u8>, &T)) {
-    put_varint(w, items.len() as u64);
-    for item in items {
-        put(w, item);
-    }
-}
-
-fn put_labels(w: &mut Vec<u8>, labels: &Labels) {
-    put_varint(w, labels.len() as u64);
-    for (name, value) in labels {
-        put_str(w, name);
-        put_str(w, value);
-    }
-}
-
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if self.rest.len() < n {
-            return Err(format!(
-                "truncated: {n} bytes wanted, {} left",
-                self.rest.len()
-            ));
-        }
-        let (head, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        Ok(self.take(N)?.try_into().expect("took N bytes"))
-    }
-
-    fn byte(&mut self) -> Result<u8, String> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        self.array().map(u64::from_le_bytes)
-    }
-
-    fn varint(&mut self) -> Result<u64, String> {
-        let mut n = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            n |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(n);
-            }
-        }
-        Err("a varint longer than 10 bytes".into())
-    }
-
-    /// A count of items that each take at least one byte: never more than what is left, so a
-    /// corrupt count cannot make the reader allocate without bound.
-    fn count(&mut self) -> Result<usize, String> {
-        let n = self.varint()?;
-        if n > self.rest.len() as u64 {
-            return Err(format!(
-                "a count of {n} with {} bytes left",
-                self.rest.len()
-            ));
-        }
-        Ok(n as usize)
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        let n = self.count()?;
-        let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec()).map_err(|e| format!("a string that is not UTF-8: {e}"))
-    }
-
-    fn time(&mut self) -> Result<DateTime<Utc>, String> {
-        let secs = i64::from_le_bytes(self.array()?);
-        let nanos = u32::from_le_bytes(self.array()?);
-        Utc.timestamp_opt(secs, nanos)
-            .single()
-            .ok_or_else(|| format!("no such time: {secs} s {nanos} ns"))
-    }
-
-    fn one_of<T: Copy>(&mut self, all: &[T], what: &str) -> Result<T, String> {
-        let i = self.byte()?;
-        all.get(usize::from(i))
-            .copied()
-            .ok_or_else(|| format!("unknown {what} {i}"))
-    }
-
-    fn opt<T>(
-        &mut self,
-        read: impl FnOnce(&mut Self) -> Result<T, String>,
-    ) -> Result<Option<T>, String> {
-        match self.byte()? {
-            0 => Ok(None),
-            1 => read(self).map(Some),
-            b => Err(format!("an option tag of {b}")),
-        }
-    }
-
-    fn list<T>(&mut self, read: impl Fn(&mut Self) -> Result<T, String>) -> Result<Vec<T>, String> {
-        let n = self.count()?;
-        (0..n).map(|_| read(self)).collect()
-    }
-
-    fn labels(&mut self) -> Result<Labels, String> {
-        let n = self.count()?;
-        (0..n)
-            .map(|_| Ok((self.string()?, self.string()?)))
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::labels_from;
+    use crate::alert::{labels_from, Labels};
+    use crate::store::codec::{cut_and_changed_are_errors, round_trips_in_half_of_json};
+    use chrono::{TimeZone, Utc};
     use proptest::prelude::*;
 
     fn full() -> AlertRecord {
@@ -293,16 +143,7 @@ mod tests {
     fn every_field_round_trips_and_the_form_is_smaller_than_json() {
         let minimal = AlertRecord::sample(Fingerprint(7), Status::Firing, Labels::new());
         for record in [full(), minimal] {
-            let bytes = encode(&record);
-            assert_eq!(bytes[0], VERSION);
-            assert_eq!(decode(&bytes[1..]).unwrap(), record);
-            let json = serde_json::to_vec(&record).unwrap();
-            assert!(
-                bytes.len() * 2 < json.len(),
-                "{} vs {}",
-                bytes.len(),
-                json.len()
-            );
+            round_trips_in_half_of_json(&record, VERSION, encode, decode);
         }
     }
 
@@ -384,14 +225,8 @@ mod tests {
         /// allocation.
         #[test]
         fn damaged_records_never_panic(cut in 0usize..400, at in 0usize..400, byte: u8) {
-            let bytes = encode(&full());
-            let body = &bytes[1..];
-            let cut = cut.min(body.len());
-            prop_assert!(decode(&body[..cut]).is_err() || cut == body.len());
-            let mut changed = body.to_vec();
-            let at = at % changed.len();
-            changed[at] = byte;
-            let _ = decode(&changed);
+            let body = &encode(&full())[1..];
+            prop_assert!(cut_and_changed_are_errors(body, cut, at, byte, decode));
         }
     }
 }
