@@ -861,13 +861,7 @@ impl Handle {
     ) -> Result<Option<AlertRecord>> {
         let mut record = match value {
             Some(bytes) if !bytes.is_empty() => Some(decode_alert(firing, &bytes)?),
-            _ => {
-                let key = alert_key(fp);
-                match self.db.get(&key)? {
-                    Some(bytes) => Some(decode_alert(&key, &bytes)?),
-                    None => None,
-                }
-            }
+            _ => self.get_as(&alert_key(fp), decode_alert)?,
         };
         if let Some(record) = &mut record {
             self.refreshes.merge(&self.db, record)?;
@@ -879,21 +873,24 @@ impl Handle {
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>> {
         match self.hot.incident(id) {
             Some(incident) => Ok(Some(incident.clone())),
-            None => {
-                let key = incident_key(id);
-                match self.db.get(&key)? {
-                    Some(bytes) => decode_incident(&key, &bytes).map(Some),
-                    None => Ok(None),
-                }
-            }
+            None => self.get_as(&incident_key(id), decode_incident),
         }
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        match self.db.get(key)? {
-            None => Ok(None),
-            Some(bytes) => decode(key, &bytes).map(Some),
-        }
+        self.get_as(key, decode)
+    }
+
+    /// The value under `key`, read by `decode` (given the key, for its errors).
+    fn get_as<T>(
+        &self,
+        key: &[u8],
+        decode: impl FnOnce(&[u8], &[u8]) -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.db
+            .get(key)?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()
     }
 }
 
@@ -2024,9 +2021,12 @@ mod tests {
             Some(&escalated),
             "kept decoded once committed"
         );
-        let key = incident_key(IncidentId(1));
-        let bytes = store.view().unwrap().db.get(&key).unwrap().unwrap();
-        assert_eq!(decode_incident(&key, &bytes).unwrap(), escalated);
+        let stored = store
+            .view()
+            .unwrap()
+            .get_as(&incident_key(IncidentId(1)), decode_incident)
+            .unwrap();
+        assert_eq!(stored.as_ref(), Some(&escalated));
         assert_eq!(
             store.incident(IncidentId(1)).unwrap(),
             Some(escalated.clone())
