@@ -63,10 +63,22 @@ pub(super) fn put_labels(w: &mut Vec<u8>, labels: &Labels) {
 }
 
 pub(super) struct Reader<'a> {
-    pub(super) rest: &'a [u8],
+    rest: &'a [u8],
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { rest: bytes }
+    }
+
+    /// Every byte was read: anything left after the `what` is an error.
+    pub(super) fn end(&self, what: &str) -> Result<(), String> {
+        match self.rest.len() {
+            0 => Ok(()),
+            n => Err(format!("{n} bytes after the {what}")),
+        }
+    }
+
     pub(super) fn take(&mut self, n: usize) -> Result<&[u8], String> {
         if self.rest.len() < n {
             return Err(format!(

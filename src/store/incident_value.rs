@@ -103,7 +103,7 @@ fn put_tier(w: &mut Vec<u8>, tier: Tier) {
 
 /// The incident in `bytes` (the value after its version byte), or why it cannot be read.
 pub(super) fn decode(bytes: &[u8]) -> Result<Incident, String> {
-    let mut r = Reader { rest: bytes };
+    let mut r = Reader::new(bytes);
     let id = IncidentId(r.u64()?);
     let tier = r.one_of(&Tier::ALL, "tier")?;
     let opened_tier = r.one_of(&Tier::ALL, "tier")?;
@@ -140,9 +140,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Incident, String> {
             to: r.opt(|r| r.one_of(&Tier::ALL, "tier"))?,
         })
     })?;
-    if !r.rest.is_empty() {
-        return Err(format!("{} bytes after the incident", r.rest.len()));
-    }
+    r.end("incident")?;
     Ok(Incident {
         id,
         tier,

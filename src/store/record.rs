@@ -71,7 +71,7 @@ pub(super) fn encode(r: &AlertRecord) -> Vec<u8> {
 
 /// The record in `bytes` (the value after its version byte), or why it cannot be read.
 pub(super) fn decode(bytes: &[u8]) -> Result<AlertRecord, String> {
-    let mut r = Reader { rest: bytes };
+    let mut r = Reader::new(bytes);
     let record = AlertRecord {
         fingerprint: Fingerprint(r.u64()?),
         source: r.one_of(&Source::ALL, "source")?,
@@ -94,9 +94,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<AlertRecord, String> {
         state_changes: r.list(Reader::time)?,
         timer_at: r.opt(Reader::time)?,
     };
-    if !r.rest.is_empty() {
-        return Err(format!("{} bytes after the record", r.rest.len()));
-    }
+    r.end("record")?;
     Ok(record)
 }
 
