@@ -5,7 +5,7 @@
 //! cargo bench --bench pipeline              # 15 rounds, about a minute
 //! cargo bench --bench pipeline -- --quick   # 5 rounds
 //! cargo bench --bench pipeline -- rules/    # only the cases whose name contains "rules/"
-//! cargo test --release --bench pipeline     # one pass of each, checking what they compute
+//! cargo test --profile test-release --bench pipeline  # one pass of each, checking what they compute
 //! ```
 //!
 //! The input is what `benches/loadgen` sends: Alertmanager API v2 bodies of 100 alerts, 1,000

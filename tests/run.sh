@@ -42,4 +42,6 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-cargo test --release "$@"
+# The release build without whole-program optimisation (Cargo.toml, [profile.test-release]):
+# linking each of the suite's binaries with fat LTO would take minutes apiece.
+cargo test --profile test-release "$@"
