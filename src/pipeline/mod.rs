@@ -21,6 +21,7 @@
 pub mod classify;
 pub mod dedup;
 pub mod escalation;
+mod inbox;
 #[cfg(test)]
 mod tests;
 pub mod triage;
@@ -28,7 +29,7 @@ mod tx;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{RecvTimeoutError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,7 @@ use crate::silence::{self, PostableSilence, SilenceId, SilenceState};
 use crate::store::{Store, StoreError};
 
 use classify::Rules;
+use inbox::{Receiver, Sender};
 pub use tx::{new_record, record_repeat};
 use tx::{Memory, Tx};
 
@@ -73,25 +75,7 @@ const REOPEN_EVERY: Duration = Duration::from_secs(1);
 /// The writer then makes about half as many commits per alert at batch 1, and each commit's
 /// fixed cost (the fdatasync) is shared by twice as many requests.
 fn gather(rx: &Receiver<Command>, commands: &mut Vec<Command>, expect: usize, until: Instant) {
-    while commands.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(c) => {
-                commands.push(c);
-                continue;
-            }
-            Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Disconnected) => return,
-        }
-        // The queue is empty: wait for one more only if more are expected.
-        let left = until.saturating_duration_since(Instant::now());
-        if commands.len() >= expect || left.is_zero() {
-            return;
-        }
-        match rx.recv_timeout(left) {
-            Ok(c) => commands.push(c),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
-        }
-    }
+    rx.gather(commands, expect, MAX_BATCH, until);
 }
 
 /// The writer's liveness: when it last came round its loop. The loop comes round at least every
@@ -413,7 +397,7 @@ pub enum SubmitError {
 /// with [`SubmitError::Full`] (HTTP answers 503 + Retry-After) instead of buffering without end.
 #[derive(Clone)]
 pub struct Queue {
-    tx: SyncSender<Command>,
+    tx: Sender<Command>,
     metrics: Arc<Metrics>,
 }
 
@@ -470,7 +454,7 @@ pub fn channel(
     policy: Policy,
     clock: Arc<dyn Clock>,
 ) -> Result<(Queue, Writer), StoreError> {
-    let (tx, rx) = mpsc::sync_channel(capacity);
+    let (tx, rx) = inbox::bounded(capacity);
     metrics
         .queue_capacity
         .set(i64::try_from(capacity).unwrap_or(i64::MAX));

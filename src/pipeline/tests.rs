@@ -2583,7 +2583,7 @@ fn repeats_are_logged_then_folded_into_their_records() {
 #[test]
 fn gather_waits_only_for_expected_commands_and_never_past_its_deadline() {
     let far = || Instant::now() + Duration::from_secs(60);
-    let (tx, rx) = mpsc::sync_channel::<Command>(16);
+    let (tx, rx) = super::inbox::bounded::<Command>(16);
 
     // Whatever is queued is taken; with nothing more expected, it returns at once.
     for _ in 0..3 {

@@ -1,0 +1,433 @@
+//! The writer's queue: bounded, many senders, one receiver, and no system call on either side
+//! unless the other side is asleep.
+//!
+//! `std::sync::mpsc::sync_channel` did the same job, but at batch 1 its sleeping receiver made
+//! the senders pay twice: a sender woke the writer while holding the lock on the channel's list
+//! of sleepers, so the writer, woken, often found that lock taken and went to sleep on it, and
+//! the sender then had a second wake to make when it let go (`perf record -e
+//! syscalls:sys_enter_futex` at 1 × 1,000: a third of the futex calls of the HTTP worker and the
+//! writer were that lock's). Each wake of a sleeping thread is a system call and, on a virtual
+//! machine, an interrupt to the other CPU. Here the queue and the "receiver is asleep" flag share
+//! one mutex, a sender wakes the receiver only when it was asleep and only after letting go of
+//! the lock, and one wake serves all senders until the receiver sleeps again.
+
+use std::collections::VecDeque;
+#[cfg(test)]
+use std::sync::mpsc::TryRecvError;
+use std::sync::mpsc::{RecvTimeoutError, SendError, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+struct State<T> {
+    queue: VecDeque<T>,
+    /// Senders alive; at 0 the receiver, once the queue is empty, is told `Disconnected`.
+    senders: usize,
+    receiver_alive: bool,
+    /// The receiver's thread while it sleeps (or is about to) and nobody has woken it yet.
+    asleep: Option<Thread>,
+    /// How many queued items wake the sleeping receiver: 1, or what it gathers for.
+    wake_at: usize,
+    /// Wakes sent, for the tests.
+    #[cfg(test)]
+    wakes: usize,
+    /// Senders waiting on `not_full` in [`Sender::send`].
+    senders_waiting: usize,
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    capacity: usize,
+    not_full: Condvar,
+}
+
+impl<T> Shared<T> {
+    /// The lock, even if a thread panicked holding it: the queue's fields are each left
+    /// consistent by every critical section, none of which can panic halfway.
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A queue of at most `capacity` items (at least 1).
+pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let capacity = capacity.max(1);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::with_capacity(capacity.min(4096)),
+            senders: 1,
+            receiver_alive: true,
+            asleep: None,
+            wake_at: 1,
+            #[cfg(test)]
+            wakes: 0,
+            senders_waiting: 0,
+        }),
+        capacity,
+        not_full: Condvar::new(),
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
+}
+
+pub struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Sender<T> {
+    /// Queue `item` unless the queue is full or the receiver is gone.
+    pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
+        let state = self.shared.lock();
+        if !state.receiver_alive {
+            return Err(TrySendError::Disconnected(item));
+        }
+        if state.queue.len() >= self.shared.capacity {
+            return Err(TrySendError::Full(item));
+        }
+        self.push(state, item);
+        Ok(())
+    }
+
+    /// Queue `item`, waiting for room; fails only when the receiver is gone.
+    pub fn send(&self, item: T) -> Result<(), SendError<T>> {
+        let mut state = self.shared.lock();
+        loop {
+            if !state.receiver_alive {
+                return Err(SendError(item));
+            }
+            if state.queue.len() < self.shared.capacity {
+                break;
+            }
+            state.senders_waiting += 1;
+            state = self
+                .shared
+                .not_full
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+            state.senders_waiting -= 1;
+        }
+        self.push(state, item);
+        Ok(())
+    }
+
+    fn push(&self, mut state: MutexGuard<'_, State<T>>, item: T) {
+        state.queue.push_back(item);
+        let asleep = if state.queue.len() >= state.wake_at {
+            state.asleep.take()
+        } else {
+            None
+        };
+        #[cfg(test)]
+        {
+            state.wakes += usize::from(asleep.is_some());
+        }
+        drop(state);
+        if let Some(receiver) = asleep {
+            receiver.unpark();
+        }
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        Sender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.senders -= 1;
+        let asleep = if state.senders == 0 {
+            state.asleep.take()
+        } else {
+            None
+        };
+        drop(state);
+        if let Some(receiver) = asleep {
+            receiver.unpark();
+        }
+    }
+}
+
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Receiver<T> {
+    #[cfg(test)]
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let mut state = self.shared.lock();
+        match state.queue.pop_front() {
+            Some(item) => Ok(self.taken(state, item)),
+            None if state.senders == 0 => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// The next item, waiting up to `timeout` for one.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut state = self.shared.lock();
+        loop {
+            if let Some(item) = state.queue.pop_front() {
+                return Ok(self.taken(state, item));
+            }
+            if state.senders == 0 {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            let left = match deadline {
+                Some(at) => at.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
+            if left.is_zero() {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            state = self.sleep(state, 1, left);
+        }
+    }
+
+    /// Move what is queued into `into` (no further than `max` items in all), then, while `into`
+    /// holds fewer than `want`, wait for more until `until`. The sleeping receiver is woken once,
+    /// when as many as it still wants are queued (or every sender is gone), not for each.
+    pub fn gather(&self, into: &mut Vec<T>, want: usize, max: usize, until: Instant) {
+        let want = want.min(max);
+        let mut state = self.shared.lock();
+        loop {
+            let n = state.queue.len().min(max.saturating_sub(into.len()));
+            into.extend(state.queue.drain(..n));
+            if n > 0 && state.senders_waiting > 0 {
+                self.shared.not_full.notify_all();
+            }
+            if into.len() >= want || state.senders == 0 {
+                return;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            state = self.sleep(state, want - into.len(), left);
+        }
+    }
+
+    /// Sleep until `wake_at` items are queued, every sender is gone, or `left` has passed (or
+    /// sooner: the caller looks again). A sender takes the thread's handle and unparks it after
+    /// letting go of the lock; one that comes before the park makes the park return at once.
+    fn sleep<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<T>>,
+        wake_at: usize,
+        left: Duration,
+    ) -> MutexGuard<'a, State<T>> {
+        state.wake_at = wake_at;
+        state.asleep = Some(thread::current());
+        drop(state);
+        thread::park_timeout(left);
+        let mut state = self.shared.lock();
+        state.asleep = None;
+        state
+    }
+
+    /// The next item, waiting as long as it takes; `None` once every sender is gone and the
+    /// queue is empty. For tests.
+    #[cfg(test)]
+    pub fn recv(&self) -> Option<T> {
+        loop {
+            match self.recv_timeout(Duration::from_secs(3600)) {
+                Ok(item) => return Some(item),
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    /// Let a sender waiting for room know there is some.
+    fn taken(&self, state: MutexGuard<'_, State<T>>, item: T) -> T {
+        let wake = state.senders_waiting > 0;
+        drop(state);
+        if wake {
+            self.shared.not_full.notify_one();
+        }
+        item
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.receiver_alive = false;
+        let wake = state.senders_waiting > 0;
+        // What is still queued is dropped here, as std's channel does, so that replies inside
+        // are dropped and their waiters told.
+        let queued = std::mem::take(&mut state.queue);
+        drop(state);
+        drop(queued);
+        if wake {
+            self.shared.not_full.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_queue_refuses_and_frees_room_as_items_are_taken() {
+        let (tx, rx) = bounded::<u32>(2);
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+        assert_eq!(rx.try_recv(), Ok(1));
+        tx.try_send(3).unwrap();
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(rx.try_recv(), Ok(3));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[test]
+    fn a_sleeping_receiver_is_woken_by_a_send() {
+        let (tx, rx) = bounded::<u32>(4);
+        let sender = thread::spawn(move || {
+            // Until the receiver is asleep, so that the wake is what it waits for.
+            while tx.shared.lock().asleep.is_none() {
+                thread::yield_now();
+            }
+            tx.try_send(7).unwrap();
+            tx
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(7));
+        drop(sender.join().unwrap());
+        assert_eq!(rx.recv(), None, "every sender is gone");
+    }
+
+    #[test]
+    fn a_gathering_receiver_is_woken_once_when_all_it_wants_are_queued() {
+        let (tx, rx) = bounded::<u32>(8);
+        tx.try_send(0).unwrap();
+        let sender = thread::spawn(move || {
+            for i in 1..4 {
+                // Each send comes while the receiver sleeps.
+                while tx.shared.lock().asleep.is_none() {
+                    thread::yield_now();
+                }
+                tx.try_send(i).unwrap();
+            }
+            tx
+        });
+        let mut got = Vec::new();
+        rx.gather(&mut got, 4, 8, Instant::now() + Duration::from_secs(60));
+        let tx = sender.join().unwrap();
+        assert_eq!(got, [0, 1, 2, 3]);
+        assert_eq!(tx.shared.lock().wakes, 1, "woken by the fourth only");
+
+        // Never more than `max`; the rest stays queued.
+        for i in 4..8 {
+            tx.try_send(i).unwrap();
+        }
+        let mut got = vec![9];
+        rx.gather(&mut got, 8, 3, Instant::now() + Duration::from_secs(60));
+        assert_eq!(got, [9, 4, 5]);
+        assert_eq!(rx.try_recv(), Ok(6));
+
+        // The deadline ends the wait for what never comes.
+        let mut got = Vec::new();
+        rx.gather(&mut got, 5, 8, Instant::now() + Duration::from_millis(20));
+        assert_eq!(got, [7]);
+    }
+
+    #[test]
+    fn recv_timeout_gives_up_at_its_timeout() {
+        let (_tx, rx) = bounded::<u32>(1);
+        let started = Instant::now();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(30)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert!(started.elapsed() >= Duration::from_millis(30));
+    }
+
+    type Blocked = thread::JoinHandle<Result<(), SendError<u32>>>;
+
+    /// A queue of one, full (1), and a thread blocked in `send(2)`.
+    fn full_with_a_waiting_sender() -> (Sender<u32>, Receiver<u32>, Blocked) {
+        let (tx, rx) = bounded::<u32>(1);
+        tx.try_send(1).unwrap();
+        let sender = {
+            let tx = tx.clone();
+            thread::spawn(move || tx.send(2))
+        };
+        while tx.shared.lock().senders_waiting == 0 {
+            thread::yield_now();
+        }
+        (tx, rx, sender)
+    }
+
+    #[test]
+    fn blocking_send_waits_for_room() {
+        let (_tx, rx, sender) = full_with_a_waiting_sender();
+        assert_eq!(rx.try_recv(), Ok(1));
+        sender.join().unwrap().unwrap();
+        assert_eq!(rx.try_recv(), Ok(2));
+    }
+
+    #[test]
+    fn senders_learn_the_receiver_is_gone_even_while_waiting_for_room() {
+        let (tx, rx, sender) = full_with_a_waiting_sender();
+        drop(rx);
+        assert_eq!(sender.join().unwrap(), Err(SendError(2)));
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Disconnected(3))));
+    }
+
+    #[test]
+    fn the_receiver_drains_what_is_queued_before_it_hears_the_senders_are_gone() {
+        let (tx, rx) = bounded::<u32>(4);
+        let other = tx.clone();
+        tx.try_send(1).unwrap();
+        other.try_send(2).unwrap();
+        drop(tx);
+        drop(other);
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(2));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(60)),
+            Err(RecvTimeoutError::Disconnected)
+        );
+    }
+
+    #[test]
+    fn many_senders_lose_nothing() {
+        let (tx, rx) = bounded::<u64>(8);
+        let senders: Vec<_> = (0..4u64)
+            .map(|s| {
+                let tx = tx.clone();
+                thread::spawn(move || {
+                    for i in 0..10_000 {
+                        tx.send(s * 1_000_000 + i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut next = [0u64; 4];
+        let mut count = 0;
+        while let Some(v) = rx.recv() {
+            let (s, i) = ((v / 1_000_000) as usize, v % 1_000_000);
+            assert_eq!(i, next[s], "each sender's items arrive in order, none lost");
+            next[s] += 1;
+            count += 1;
+        }
+        for s in senders {
+            s.join().unwrap();
+        }
+        assert_eq!(count, 40_000);
+    }
+}
