@@ -162,14 +162,13 @@ pub struct Receiver<T> {
 }
 
 impl<T> Receiver<T> {
+    /// The next item if one is queued. For tests.
     #[cfg(test)]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        let mut state = self.shared.lock();
-        match state.queue.pop_front() {
-            Some(item) => Ok(self.taken(state, item)),
-            None if state.senders == 0 => Err(TryRecvError::Disconnected),
-            None => Err(TryRecvError::Empty),
-        }
+        self.recv_timeout(Duration::ZERO).map_err(|e| match e {
+            RecvTimeoutError::Timeout => TryRecvError::Empty,
+            RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+        })
     }
 
     /// The next item, waiting up to `timeout` for one.
@@ -178,7 +177,8 @@ impl<T> Receiver<T> {
         let mut state = self.shared.lock();
         loop {
             if let Some(item) = state.queue.pop_front() {
-                return Ok(self.taken(state, item));
+                self.freed(&state, 1);
+                return Ok(item);
             }
             if state.senders == 0 {
                 return Err(RecvTimeoutError::Disconnected);
@@ -203,9 +203,7 @@ impl<T> Receiver<T> {
         loop {
             let n = state.queue.len().min(max.saturating_sub(into.len()));
             into.extend(state.queue.drain(..n));
-            if n > 0 && state.senders_waiting > 0 {
-                self.shared.not_full.notify_all();
-            }
+            self.freed(&state, n);
             if into.len() >= want || state.senders == 0 {
                 return;
             }
@@ -248,14 +246,11 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Let a sender waiting for room know there is some.
-    fn taken(&self, state: MutexGuard<'_, State<T>>, item: T) -> T {
-        let wake = state.senders_waiting > 0;
-        drop(state);
-        if wake {
-            self.shared.not_full.notify_one();
+    /// `n` items were taken: let senders waiting for room know (rare: only a shutdown blocks).
+    fn freed(&self, state: &State<T>, n: usize) {
+        if n > 0 && state.senders_waiting > 0 {
+            self.shared.not_full.notify_all();
         }
-        item
     }
 }
 
@@ -292,14 +287,18 @@ mod tests {
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
     }
 
+    /// Wait until the receiver sleeps, so that a send's wake is what it waits for.
+    fn until_asleep(tx: &Sender<u32>) {
+        while tx.shared.lock().asleep.is_none() {
+            thread::yield_now();
+        }
+    }
+
     #[test]
     fn a_sleeping_receiver_is_woken_by_a_send() {
         let (tx, rx) = bounded::<u32>(4);
         let sender = thread::spawn(move || {
-            // Until the receiver is asleep, so that the wake is what it waits for.
-            while tx.shared.lock().asleep.is_none() {
-                thread::yield_now();
-            }
+            until_asleep(&tx);
             tx.try_send(7).unwrap();
             tx
         });
@@ -314,10 +313,7 @@ mod tests {
         tx.try_send(0).unwrap();
         let sender = thread::spawn(move || {
             for i in 1..4 {
-                // Each send comes while the receiver sleeps.
-                while tx.shared.lock().asleep.is_none() {
-                    thread::yield_now();
-                }
+                until_asleep(&tx);
                 tx.try_send(i).unwrap();
             }
             tx
