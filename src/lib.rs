@@ -135,10 +135,17 @@ pub async fn run(
     }
     let heartbeat = writer.heartbeat();
     let writer_started = writer.started();
-    let writer = std::thread::Builder::new()
-        .name("triaged-writer".into())
-        .spawn(move || writer.run())
-        .map_err(RunError::Thread)?;
+    let desk = writer.into_desk();
+    let writer = {
+        let desk = desk.clone();
+        std::thread::Builder::new()
+            .name("triaged-writer".into())
+            .spawn(move || desk.run())
+            .map_err(RunError::Thread)?
+    };
+    // Commits on this runtime while its worker is idle (see `pipeline::Desk`); ends with the
+    // writer.
+    let committer = tokio::spawn(desk.commit_when_idle());
     // Ready means the writer runs (`/-/ready`); if it died instead, the join below reports it.
     let _ = writer_started.await;
     let addr = listener.local_addr().map_err(|source| RunError::Bind {
@@ -234,6 +241,9 @@ pub async fn run(
         writer.join()
     })
     .await;
+    if let Err(e) = committer.await {
+        tracing::error!(error = %e, "the committer panicked");
+    }
     // The watchdog pinged through the drain, as long as the writer made progress.
     if let Some(watchdog) = watchdog {
         watchdog.abort();

@@ -33,6 +33,13 @@ struct State<T> {
     wakes: usize,
     /// Senders waiting on `not_full` in [`Sender::send`].
     senders_waiting: usize,
+    /// Items ever queued: tells a receiver that looks now and then whether anything came
+    /// (and was taken by someone else) in between.
+    pushes: u64,
+    /// When the oldest queued item came (at the latest); `None` while the queue is empty.
+    since: Option<Instant>,
+    /// An urgent item is queued: the receiver takes the queue now, whatever its age.
+    urgent: bool,
 }
 
 struct Shared<T> {
@@ -62,6 +69,9 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             #[cfg(test)]
             wakes: 0,
             senders_waiting: 0,
+            pushes: 0,
+            since: None,
+            urgent: false,
         }),
         capacity,
         not_full: Condvar::new(),
@@ -81,6 +91,12 @@ pub struct Sender<T> {
 impl<T> Sender<T> {
     /// Queue `item` unless the queue is full or the receiver is gone.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
+        self.try_send_urgent(item, false)
+    }
+
+    /// [`Sender::try_send`]; an `urgent` item also wakes a receiver that waits for the queue to
+    /// age ([`Receiver::wait`]), and makes it take the queue at once.
+    pub fn try_send_urgent(&self, item: T, urgent: bool) -> Result<(), TrySendError<T>> {
         let state = self.shared.lock();
         if !state.receiver_alive {
             return Err(TrySendError::Disconnected(item));
@@ -88,7 +104,7 @@ impl<T> Sender<T> {
         if state.queue.len() >= self.shared.capacity {
             return Err(TrySendError::Full(item));
         }
-        self.push(state, item);
+        self.push(state, item, urgent);
         Ok(())
     }
 
@@ -110,13 +126,18 @@ impl<T> Sender<T> {
                 .unwrap_or_else(|e| e.into_inner());
             state.senders_waiting -= 1;
         }
-        self.push(state, item);
+        self.push(state, item, false);
         Ok(())
     }
 
-    fn push(&self, mut state: MutexGuard<'_, State<T>>, item: T) {
+    fn push(&self, mut state: MutexGuard<'_, State<T>>, item: T, urgent: bool) {
+        if state.queue.is_empty() {
+            state.since = Some(Instant::now());
+        }
         state.queue.push_back(item);
-        let asleep = if state.queue.len() >= state.wake_at {
+        state.pushes += 1;
+        state.urgent |= urgent;
+        let asleep = if state.queue.len() >= state.wake_at || urgent {
             state.asleep.take()
         } else {
             None
@@ -177,6 +198,7 @@ impl<T> Receiver<T> {
         let mut state = self.shared.lock();
         loop {
             if let Some(item) = state.queue.pop_front() {
+                Self::taken(&mut state);
                 self.freed(&state, 1);
                 return Ok(item);
             }
@@ -203,6 +225,9 @@ impl<T> Receiver<T> {
         loop {
             let n = state.queue.len().min(max.saturating_sub(into.len()));
             into.extend(state.queue.drain(..n));
+            if n > 0 {
+                Self::taken(&mut state);
+            }
             self.freed(&state, n);
             if into.len() >= want || state.senders == 0 {
                 return;
@@ -215,7 +240,86 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Sleep until `wake_at` items are queued, every sender is gone, or `left` has passed (or
+    /// Wait, taking nothing, until the oldest queued item has waited `age` (at once when it is
+    /// zero) or an urgent item is queued, for at most `timeout`; `Disconnected` once every
+    /// sender is gone and the queue is empty. Items may meanwhile be taken by another thread
+    /// (through [`Receiver::gather`], under a lock of the caller's that this thread takes too).
+    /// While items come and go like that, only urgent sends wake this thread, which looks again
+    /// every `age`; only after a look that finds nothing sent since the last one does it sleep
+    /// until any send wakes it.
+    /// `Ok(true)`: an urgent item is queued.
+    pub fn wait(&self, age: Duration, timeout: Duration) -> Result<bool, RecvTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut state = self.shared.lock();
+        let mut seen = state.pushes;
+        loop {
+            let now = Instant::now();
+            let left = deadline.map_or(Duration::MAX, |at| at.saturating_duration_since(now));
+            if let Some(since) = state.since {
+                let waited = now.saturating_duration_since(since);
+                if waited >= age || state.urgent {
+                    return Ok(state.urgent);
+                }
+                if left.is_zero() {
+                    return Err(RecvTimeoutError::Timeout);
+                }
+                state = self.sleep(state, usize::MAX, (age - waited).min(left));
+                continue;
+            }
+            if state.senders == 0 {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            if left.is_zero() {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            if state.pushes != seen && !age.is_zero() {
+                seen = state.pushes;
+                state = self.sleep(state, usize::MAX, age.min(left));
+            } else {
+                state = self.sleep(state, 1, left);
+            }
+        }
+    }
+
+    /// Items queued since this receiver was made, and whether an urgent one is queued.
+    pub fn pushes(&self) -> (u64, bool) {
+        let state = self.shared.lock();
+        (state.pushes, state.urgent)
+    }
+
+    /// Move what is queued into `into` (at most `max` items), unless an urgent item is queued;
+    /// true when something was moved.
+    pub fn take_unless_urgent(&self, into: &mut Vec<T>, max: usize) -> bool {
+        let mut state = self.shared.lock();
+        if state.urgent || state.queue.is_empty() {
+            return false;
+        }
+        let n = state.queue.len().min(max);
+        into.extend(state.queue.drain(..n));
+        Self::taken(&mut state);
+        self.freed(&state, n);
+        true
+    }
+
+    /// Wake the receiver's thread if it sleeps waiting for a send, so that it looks again.
+    pub fn wake(&self) {
+        let asleep = self.shared.lock().asleep.take();
+        if let Some(receiver) = asleep {
+            receiver.unpark();
+        }
+    }
+
+    /// Items were taken from the front: what is left came no later than now.
+    fn taken(state: &mut State<T>) {
+        if state.queue.is_empty() {
+            state.since = None;
+            state.urgent = false;
+        } else {
+            state.since = Some(Instant::now());
+        }
+    }
+
+    /// Sleep until `wake_at` items (or an urgent one) are queued, every sender is gone, or `left` has passed (or
     /// sooner: the caller looks again). A sender takes the thread's handle and unparks it after
     /// letting go of the lock; one that comes before the park makes the park return at once.
     fn sleep<'a>(

@@ -30,7 +30,7 @@ mod tx;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -62,6 +62,19 @@ const IDLE_WAKE: Duration = Duration::from_secs(60);
 const GATHER_FOR: Duration = Duration::from_micros(200);
 /// While the store is down, how often the writer tries to reopen it.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
+/// How long a queued command is left to the HTTP runtime's committer before the writer's own
+/// thread takes it (see [`Desk`]): longer than the HTTP worker takes to read a request from
+/// each of its busy connections at batch 1 (16 at 20–30 µs each), short beside what a commit
+/// waits for under load.
+const HANDOFF: Duration = Duration::from_millis(1);
+/// After a commit this slow (a disk writing back, or failing), the HTTP runtime's committer
+/// leaves commits to the writer's thread until one is fast again: the runtime's other
+/// connections should not wait on such a disk.
+const SLOW_COMMIT: Duration = Duration::from_millis(20);
+/// A request with this many alerts is committed by the writer's thread at once, not left to
+/// the HTTP runtime's committer (see [`Desk`]): reading such requests keeps the HTTP worker busy,
+/// and the two threads then parse and commit side by side.
+const URGENT_ALERTS: usize = 16;
 
 /// Adds to `commands` (which holds the first) the rest of one group commit: whatever is queued,
 /// then, while fewer than `expect` commands have come, what arrives before `until`.
@@ -76,6 +89,174 @@ const REOPEN_EVERY: Duration = Duration::from_secs(1);
 /// fixed cost (the fdatasync) is shared by twice as many requests.
 fn gather(rx: &Receiver<Command>, commands: &mut Vec<Command>, expect: usize, until: Instant) {
     rx.gather(commands, expect, MAX_BATCH, until);
+}
+
+/// The writer, shared by the two places that commit:
+/// - its own thread ([`Desk::run`]): deadlines, the heartbeat, the store being down and coming
+///   back, shutdown, and every command that has waited [`HANDOFF`] in the queue;
+/// - with the daemon, a task on the HTTP runtime ([`Desk::commit_when_idle`]) that commits what
+///   is queued once its worker has nothing else to run.
+///
+/// Why the second: at batch 1 the senders each wait for their answer, so a cycle is a chain.
+/// The HTTP worker reads and parses a request from every connection, then the commit runs with
+/// its fdatasync, then the worker writes the answers and reads the next requests. Done on the
+/// writer's thread, every cycle crosses threads twice (the writer woken for the requests, the
+/// worker woken for the answers) and moves the parsed alerts to the other CPU and back, while
+/// the other link of the chain waits. Done by the worker that parsed them, the commit costs no
+/// wake on either side and the answers are scheduled on the worker at once (README,
+/// Performance). Under a steady load of large requests the worker is never idle, and the
+/// writer's thread then commits while the worker parses: every command is taken within about
+/// [`HANDOFF`] whoever takes it, and commits stay in queue order because only the holder of
+/// the writer's lock takes from the queue.
+pub struct Desk {
+    rx: Arc<Receiver<Command>>,
+    kick: Arc<tokio::sync::Notify>,
+    heartbeat: Arc<Heartbeat>,
+    /// A committer task runs: the thread then leaves a command to it for [`HANDOFF`].
+    helped: AtomicBool,
+    /// The loop has stopped (asked to, or every sender gone): nothing more is committed.
+    stopped: AtomicBool,
+    writer: Mutex<Writer>,
+}
+
+impl Desk {
+    /// The writer, unless a commit panicked holding it: that is a bug, and the daemon stops.
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        match self.writer.lock() {
+            Ok(writer) => writer,
+            Err(_) => panic!("a commit panicked: the writer's state may be half applied"),
+        }
+    }
+
+    /// The writer's loop: runs on its own thread until [`Command::Shutdown`] or every sender is
+    /// gone.
+    pub fn run(self: Arc<Self>) {
+        self.lock().start();
+        let mut last_step = Instant::now();
+        // Commands the last group commit carried: as many are expected in the next.
+        let mut expect = 0;
+        loop {
+            self.heartbeat.beat();
+            // While the committer commits, look again soon instead of waiting for the lock.
+            let wait = self.writer.try_lock().map_or(HANDOFF, |w| w.wait());
+            let helped = self.helped.load(Ordering::Acquire);
+            let age = if helped { HANDOFF } else { Duration::ZERO };
+            let waited = self.rx.wait(age, wait);
+            if waited == Err(RecvTimeoutError::Disconnected) {
+                break;
+            }
+            let mut writer = self.lock();
+            if self.stopped.load(Ordering::Acquire) {
+                break;
+            }
+            let mut commands = Vec::new();
+            match waited {
+                // Aged: the committer could not take it (its worker is busy). Nothing to wait for.
+                Ok(false) if helped => self.rx.gather(&mut commands, 0, MAX_BATCH, Instant::now()),
+                Ok(_) => {
+                    gather(&self.rx, &mut commands, expect, Instant::now() + GATHER_FOR);
+                    expect = commands.len();
+                }
+                Err(_) => {}
+            }
+            let due = writer
+                .next_deadline
+                .is_some_and(|at| at <= writer.clock.now());
+            if writer.down.is_none()
+                && commands.is_empty()
+                && !due
+                && last_step.elapsed() < IDLE_WAKE
+            {
+                // A wake for the heartbeat only: nothing to apply, so no empty commit.
+                continue;
+            }
+            writer.metrics.queue_depth.sub(commands.len() as i64);
+            let stop = if writer.down.is_some() {
+                writer.refuse(commands)
+            } else {
+                writer.step(commands)
+            };
+            if stop {
+                break;
+            }
+            last_step = Instant::now();
+        }
+        self.stopped.store(true, Ordering::Release);
+        // The committer, if any, sees `stopped` and ends.
+        self.kick.notify_one();
+        self.lock().finish();
+    }
+
+    /// The committer: a task on the HTTP runtime that commits what is queued whenever its worker
+    /// has run every other task that was ready (so that every request already read joins the
+    /// commit). It blocks its worker for the commit, as the worker would otherwise wait for
+    /// the answers anyway; it leaves the commit to the writer's thread while that thread holds
+    /// the writer, while the store is down, and after a commit that took [`SLOW_COMMIT`] or
+    /// more, until one is fast again. Ends once the writer has stopped.
+    pub async fn commit_when_idle(self: Arc<Self>) {
+        /// While the committer runs, the writer's thread leaves commands to it for a while.
+        struct Helping<'a>(&'a AtomicBool);
+        impl Drop for Helping<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        self.helped.store(true, Ordering::Release);
+        let _helping = Helping(&self.helped);
+        // Commands queued before the committer ran.
+        self.kick.notify_one();
+        loop {
+            self.kick.notified().await;
+            if self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            // Yield until two rounds of the scheduler pass with nothing queued anew: a task
+            // woken by the I/O driver in one round may still be behind this one in the next.
+            // What is urgent is the writer's thread's.
+            let mut seen = self.rx.pushes();
+            while !seen.1 {
+                tokio::task::yield_now().await;
+                tokio::task::yield_now().await;
+                let now = self.rx.pushes();
+                if now == seen {
+                    self.commit_queued();
+                    break;
+                }
+                seen = now;
+            }
+        }
+    }
+
+    /// Commit what is queued, on the calling thread, unless the writer's thread should.
+    fn commit_queued(&self) {
+        // The thread holds the writer: it commits, and takes what is left within HANDOFF.
+        let Ok(mut writer) = self.writer.try_lock() else {
+            return;
+        };
+        if writer.down.is_some() || writer.slow || self.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let mut commands = Vec::new();
+        if !self.rx.take_unless_urgent(&mut commands, MAX_BATCH) {
+            return;
+        }
+        writer.metrics.queue_depth.sub(commands.len() as i64);
+        let deadline = writer.next_deadline;
+        let stop = writer.step(commands);
+        // The thread sleeps until what it knew was due: tell it when that changed for the
+        // sooner, when it must stop, or when the store went down (it retries every second).
+        let sooner = writer
+            .next_deadline
+            .is_some_and(|at| deadline.is_none_or(|was| at < was));
+        let wake = stop || sooner || writer.down.is_some();
+        if stop {
+            self.stopped.store(true, Ordering::Release);
+        }
+        drop(writer);
+        if wake {
+            self.rx.wake();
+        }
+    }
 }
 
 /// The writer's liveness: when it last came round its loop. The loop comes round at least every
@@ -399,31 +580,35 @@ pub enum SubmitError {
 pub struct Queue {
     tx: Sender<Command>,
     metrics: Arc<Metrics>,
+    /// Tells the runtime's committer ([`Desk::commit_when_idle`]) that something was queued.
+    kick: Arc<tokio::sync::Notify>,
 }
 
 impl Queue {
     fn send(&self, command: Command) -> Result<(), SubmitError> {
-        self.metrics.queue_depth.inc();
-        self.tx.try_send(command).map_err(|e| {
-            self.metrics.queue_depth.dec();
-            match e {
-                TrySendError::Full(_) => SubmitError::Full,
-                TrySendError::Disconnected(_) => SubmitError::Closed,
-            }
-        })
+        self.try_send(command).map_err(|(e, _)| e)
     }
 
     /// Queue a command without waiting for room: a full queue gives the command back, so the
     /// caller can apply backpressure upstream (the Kafka source pauses) and retry it.
     pub fn try_send(&self, command: Command) -> Result<(), (SubmitError, Box<Command>)> {
         self.metrics.queue_depth.inc();
-        self.tx.try_send(command).map_err(|e| {
-            self.metrics.queue_depth.dec();
-            match e {
-                TrySendError::Full(c) => (SubmitError::Full, Box::new(c)),
-                TrySendError::Disconnected(c) => (SubmitError::Closed, Box::new(c)),
+        // Parsing many alerts keeps the HTTP worker busy: the writer's thread commits them,
+        // beside it, rather than leave them to the committer (see [`Desk`]).
+        let urgent = matches!(&command, Command::Ingest { alerts, .. } if alerts.len() >= URGENT_ALERTS);
+        match self.tx.try_send_urgent(command, urgent) {
+            Ok(()) => {
+                self.kick.notify_one();
+                Ok(())
             }
-        })
+            Err(e) => {
+                self.metrics.queue_depth.dec();
+                Err(match e {
+                    TrySendError::Full(c) => (SubmitError::Full, Box::new(c)),
+                    TrySendError::Disconnected(c) => (SubmitError::Closed, Box::new(c)),
+                })
+            }
+        }
     }
 
     /// Queue the command built around a reply handle and wait for its durable outcome.
@@ -458,12 +643,14 @@ pub fn channel(
     metrics
         .queue_capacity
         .set(i64::try_from(capacity).unwrap_or(i64::MAX));
-    let writer = Writer::new(rx, store, metrics.clone(), policy, clock)?;
-    Ok((Queue { tx, metrics }, writer))
+    let kick = Arc::new(tokio::sync::Notify::new());
+    let writer = Writer::new(rx, kick.clone(), store, metrics.clone(), policy, clock)?;
+    Ok((Queue { tx, metrics, kick }, writer))
 }
 
 pub struct Writer {
-    rx: Receiver<Command>,
+    rx: Arc<Receiver<Command>>,
+    kick: Arc<tokio::sync::Notify>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     policy: Arc<Policy>,
@@ -487,11 +674,14 @@ pub struct Writer {
     idle_wake: Duration,
     /// Told once the loop runs (and `ready` is set).
     started: Option<oneshot::Sender<()>>,
+    /// The last commit took [`SLOW_COMMIT`] or more.
+    slow: bool,
 }
 
 impl Writer {
     fn new(
         rx: Receiver<Command>,
+        kick: Arc<tokio::sync::Notify>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         policy: Policy,
@@ -506,7 +696,8 @@ impl Writer {
         };
         let committed = memory.next_outbox.saturating_sub(1);
         let writer = Writer {
-            rx,
+            rx: Arc::new(rx),
+            kick,
             store,
             metrics,
             policy: Arc::new(policy),
@@ -521,6 +712,7 @@ impl Writer {
             heartbeat: Arc::new(Heartbeat::new()),
             idle_wake: IDLE_WAKE,
             started: None,
+            slow: false,
         };
         writer.show_memory();
         Ok(writer)
@@ -572,8 +764,27 @@ impl Writer {
         self.outbox.subscribe()
     }
 
-    /// The loop: runs on its own thread until [`Command::Shutdown`] or every sender is gone.
-    pub fn run(mut self) {
+    /// The loop on the calling thread, with no committer on a runtime (see [`Desk`]): runs
+    /// until [`Command::Shutdown`] or every sender is gone.
+    pub fn run(self) {
+        self.into_desk().run();
+    }
+
+    /// Share the writer between the thread that runs [`Desk::run`] and a committer task on the
+    /// HTTP runtime ([`Desk::commit_when_idle`]).
+    pub fn into_desk(self) -> Arc<Desk> {
+        Arc::new(Desk {
+            rx: Arc::clone(&self.rx),
+            kick: Arc::clone(&self.kick),
+            heartbeat: Arc::clone(&self.heartbeat),
+            helped: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            writer: Mutex::new(self),
+        })
+    }
+
+    /// Say that the loop runs.
+    fn start(&mut self) {
         self.ready.store(self.down.is_none(), Ordering::SeqCst);
         // Started even with the store down: the daemon runs and says why it refuses (503).
         if let Some(started) = self.started.take() {
@@ -586,48 +797,25 @@ impl Writer {
                 "writer started with the store down: every change is answered 503 until it can be opened"
             ),
         }
-        let mut last_step = Instant::now();
-        // Commands the last group commit carried: as many are expected in the next.
-        let mut expect = 0;
-        loop {
-            self.heartbeat.beat();
-            let wait = match (&self.down, self.next_deadline) {
-                (Some(_), _) => REOPEN_EVERY
-                    .saturating_sub(self.tried.elapsed())
-                    .min(self.idle_wake),
-                (None, Some(at)) => (at - self.clock.now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .min(self.idle_wake),
-                (None, None) => self.idle_wake,
-            };
-            let mut commands = Vec::new();
-            match self.rx.recv_timeout(wait) {
-                Ok(c) => commands.push(c),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if !commands.is_empty() {
-                gather(&self.rx, &mut commands, expect, Instant::now() + GATHER_FOR);
-                expect = commands.len();
-            }
-            let due = self.next_deadline.is_some_and(|at| at <= self.clock.now());
-            if self.down.is_none() && commands.is_empty() && !due && last_step.elapsed() < IDLE_WAKE
-            {
-                // A wake for the heartbeat only: nothing to apply, so no empty commit.
-                continue;
-            }
-            self.metrics.queue_depth.sub(commands.len() as i64);
-            let stop = if self.down.is_some() {
-                self.refuse(commands)
-            } else {
-                self.step(commands)
-            };
-            if stop {
-                break;
-            }
-            last_step = Instant::now();
+    }
+
+    /// The longest the loop may wait for a command: until the next deadline, the next attempt
+    /// to reopen the store, or the idle wake.
+    fn wait(&self) -> Duration {
+        match (&self.down, self.next_deadline) {
+            (Some(_), _) => REOPEN_EVERY
+                .saturating_sub(self.tried.elapsed())
+                .min(self.idle_wake),
+            (None, Some(at)) => (at - self.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(self.idle_wake),
+            (None, None) => self.idle_wake,
         }
+    }
+
+    /// The loop has stopped.
+    fn finish(&mut self) {
         self.ready.store(false, Ordering::SeqCst);
         // Everything is applied: flush sled and empty the journal, so the next start has nothing
         // to apply again. A failure here loses nothing (the journal stays) and is only reported.
@@ -791,9 +979,9 @@ impl Writer {
                         effect.record(metrics);
                     }
                 });
-                self.metrics
-                    .store_flush_seconds
-                    .observe(started.elapsed().as_secs_f64());
+                let took = started.elapsed();
+                self.metrics.store_flush_seconds.observe(took.as_secs_f64());
+                self.slow = took >= SLOW_COMMIT;
                 r
             }
         };
