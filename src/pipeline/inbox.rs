@@ -178,6 +178,17 @@ impl<T> Drop for Sender<T> {
     }
 }
 
+/// The queue seen at one moment ([`Receiver::look`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Look {
+    /// Items ever queued.
+    pub pushes: u64,
+    /// Items queued now.
+    pub queued: usize,
+    /// An urgent item is queued.
+    pub urgent: bool,
+}
+
 pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
 }
@@ -281,10 +292,14 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Items queued since this receiver was made, and whether an urgent one is queued.
-    pub fn pushes(&self) -> (u64, bool) {
+    /// What the queue holds and has held.
+    pub fn look(&self) -> Look {
         let state = self.shared.lock();
-        (state.pushes, state.urgent)
+        Look {
+            pushes: state.pushes,
+            queued: state.queue.len(),
+            urgent: state.urgent,
+        }
     }
 
     /// Move what is queued into `into` (at most `max` items), unless an urgent item is queued;

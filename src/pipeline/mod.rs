@@ -205,21 +205,30 @@ impl Desk {
         let _helping = Helping(&self.helped);
         // Commands queued before the committer ran.
         self.kick.notify_one();
+        // Commands the committer's last commit carried.
+        let mut expect = 0;
         loop {
             self.kick.notified().await;
             if self.stopped.load(Ordering::Acquire) {
                 return;
             }
-            // Yield until two rounds of the scheduler pass with nothing queued anew: a task
-            // woken by the I/O driver in one round may still be behind this one in the next.
-            // What is urgent is the writer's thread's.
-            let mut seen = self.rx.pushes();
-            while !seen.1 {
+            // Yield until two rounds of the scheduler pass with nothing queued anew (a task
+            // woken by the I/O driver in one round may still be behind this one in the next),
+            // and, for up to GATHER_FOR, until as many commands are queued as the last commit
+            // carried: the senders it answered come back together (see [`gather`]). What is
+            // urgent is the writer's thread's.
+            let first = Instant::now();
+            let mut seen = self.rx.look();
+            while !seen.urgent {
                 tokio::task::yield_now().await;
                 tokio::task::yield_now().await;
-                let now = self.rx.pushes();
-                if now == seen {
-                    self.commit_queued();
+                let now = self.rx.look();
+                if now.pushes == seen.pushes
+                    && (now.queued >= expect || first.elapsed() >= GATHER_FOR)
+                {
+                    if let Some(n) = self.commit_queued() {
+                        expect = n;
+                    }
                     break;
                 }
                 seen = now;
@@ -227,20 +236,22 @@ impl Desk {
         }
     }
 
-    /// Commit what is queued, on the calling thread, unless the writer's thread should.
-    fn commit_queued(&self) {
+    /// Commit what is queued, on the calling thread, unless the writer's thread should; how
+    /// many commands it committed.
+    fn commit_queued(&self) -> Option<usize> {
         // The thread holds the writer: it commits, and takes what is left within HANDOFF.
         let Ok(mut writer) = self.writer.try_lock() else {
-            return;
+            return None;
         };
         if writer.down.is_some() || writer.slow || self.stopped.load(Ordering::Acquire) {
-            return;
+            return None;
         }
         let mut commands = Vec::new();
         if !self.rx.take_unless_urgent(&mut commands, MAX_BATCH) {
-            return;
+            return None;
         }
-        writer.metrics.queue_depth.sub(commands.len() as i64);
+        let n = commands.len();
+        writer.metrics.queue_depth.sub(n as i64);
         let deadline = writer.next_deadline;
         let stop = writer.step(commands);
         // The thread sleeps until what it knew was due: tell it when that changed for the
@@ -256,6 +267,7 @@ impl Desk {
         if wake {
             self.rx.wake();
         }
+        Some(n)
     }
 }
 
