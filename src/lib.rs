@@ -136,6 +136,8 @@ pub async fn run(
     let heartbeat = writer.heartbeat();
     let writer_started = writer.started();
     let desk = writer.into_desk();
+    // Made before the thread starts, so that the thread leaves commands to it from the first.
+    let committer = desk.clone().commit_when_idle();
     let writer = {
         let desk = desk.clone();
         std::thread::Builder::new()
@@ -145,7 +147,7 @@ pub async fn run(
     };
     // Commits on this runtime while its worker is idle (see `pipeline::Desk`); ends with the
     // writer.
-    let committer = tokio::spawn(desk.commit_when_idle());
+    let committer = tokio::spawn(committer);
     // Ready means the writer runs (`/-/ready`); if it died instead, the join below reports it.
     let _ = writer_started.await;
     let addr = listener.local_addr().map_err(|source| RunError::Bind {

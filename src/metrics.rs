@@ -85,6 +85,9 @@ pub struct Metrics {
     /// 1 while the store takes writes; 0 while it is down (disk full, read-only ...).
     pub store_writable: IntGauge,
     pub store_write_failures: IntCounter,
+    /// Group commits by where they ran: `writer` (the writer's thread) or `runtime` (the HTTP
+    /// runtime's committer, while its worker was idle).
+    pub store_commits: IntCounterVec,
     pub store_refresh_log_entries: IntGauge,
     pub build_info: IntGaugeVec,
     by_source: BySource<SourceSeries>,
@@ -391,6 +394,14 @@ impl Metrics {
                 "Group commits that failed; each took the store down until it could be reopened.",
             ))
             .unwrap(),
+            store_commits: IntCounterVec::new(
+                opts(
+                    "store_commits_total",
+                    "Group commits, by where they ran: the writer's own thread (writer), or the HTTP runtime's committer while its worker had nothing else to do (runtime).",
+                ),
+                &["by"],
+            )
+            .unwrap(),
             store_refresh_log_entries: IntGauge::with_opts(opts(
                 "store_refresh_log_entries",
                 "Entries in the refresh log: re-sends of firing alerts not yet folded into their records.",
@@ -447,6 +458,7 @@ impl Metrics {
             Box::new(self.store_flush_seconds.clone()),
             Box::new(self.store_writable.clone()),
             Box::new(self.store_write_failures.clone()),
+            Box::new(self.store_commits.clone()),
             Box::new(self.store_refresh_log_entries.clone()),
             Box::new(self.build_info.clone()),
         ];
@@ -474,6 +486,9 @@ impl Metrics {
         }
         for reason in ["drop", "silence"] {
             self.alerts_suppressed.with_label_values(&[reason]);
+        }
+        for by in ["writer", "runtime"] {
+            self.store_commits.with_label_values(&[by]);
         }
         for tier in &Tier::ALL[1..] {
             let tier = tier.as_str();
@@ -573,6 +588,8 @@ mod tests {
             "triaged_incident_resolve_seconds_sum{severity=\"critical\",tier=\"L4\"} 0",
             "triaged_incident_ack_seconds_count{severity=\"major\",tier=\"L2\"} 0",
             "triaged_store_write_failures_total 0",
+            "triaged_store_commits_total{by=\"runtime\"} 0",
+            "triaged_store_commits_total{by=\"writer\"} 0",
             "triaged_store_writable 0",
             "triaged_store_refresh_log_entries 0",
             "triaged_build_info{version=",

@@ -40,6 +40,8 @@ struct State<T> {
     since: Option<Instant>,
     /// An urgent item is queued: the receiver takes the queue now, whatever its age.
     urgent: bool,
+    /// [`Receiver::wake`] was called: the next [`Receiver::wait`] returns at once.
+    woken: bool,
 }
 
 struct Shared<T> {
@@ -72,6 +74,7 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             pushes: 0,
             since: None,
             urgent: false,
+            woken: false,
         }),
         capacity,
         not_full: Condvar::new(),
@@ -90,6 +93,7 @@ pub struct Sender<T> {
 
 impl<T> Sender<T> {
     /// Queue `item` unless the queue is full or the receiver is gone.
+    #[cfg(test)]
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         self.try_send_urgent(item, false)
     }
@@ -109,7 +113,7 @@ impl<T> Sender<T> {
     }
 
     /// Queue `item`, waiting for room; fails only when the receiver is gone.
-    pub fn send(&self, item: T) -> Result<(), SendError<T>> {
+    pub fn send(&self, item: T, urgent: bool) -> Result<(), SendError<T>> {
         let mut state = self.shared.lock();
         loop {
             if !state.receiver_alive {
@@ -126,7 +130,7 @@ impl<T> Sender<T> {
                 .unwrap_or_else(|e| e.into_inner());
             state.senders_waiting -= 1;
         }
-        self.push(state, item, false);
+        self.push(state, item, urgent);
         Ok(())
     }
 
@@ -203,7 +207,8 @@ impl<T> Receiver<T> {
         })
     }
 
-    /// The next item, waiting up to `timeout` for one.
+    /// The next item, waiting up to `timeout` for one. For tests.
+    #[cfg(test)]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
         let mut state = self.shared.lock();
@@ -252,18 +257,20 @@ impl<T> Receiver<T> {
     }
 
     /// Wait, taking nothing, until the oldest queued item has waited `age` (at once when it is
-    /// zero) or an urgent item is queued, for at most `timeout`; `Disconnected` once every
-    /// sender is gone and the queue is empty. Items may meanwhile be taken by another thread
-    /// (through [`Receiver::gather`], under a lock of the caller's that this thread takes too).
-    /// While items come and go like that, only urgent sends wake this thread, which looks again
-    /// every `age`; only after a look that finds nothing sent since the last one does it sleep
-    /// until any send wakes it.
-    /// `Ok(true)`: an urgent item is queued.
+    /// zero) or an urgent item is queued: `Ok(true)` if one is. `Timeout` after `timeout`, or
+    /// at [`Receiver::wake`]; `Disconnected` once every sender is gone and the queue is empty.
+    /// Items may meanwhile be taken by another thread ([`Receiver::take_unless_urgent`], under
+    /// a lock of the caller's that this thread takes too). While items come and go like that,
+    /// only urgent sends wake this thread, which looks again every `age`; only after a look
+    /// that finds nothing sent since the last one does it sleep until any send wakes it.
     pub fn wait(&self, age: Duration, timeout: Duration) -> Result<bool, RecvTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
         let mut state = self.shared.lock();
         let mut seen = state.pushes;
         loop {
+            if std::mem::take(&mut state.woken) {
+                return Err(RecvTimeoutError::Timeout);
+            }
             let now = Instant::now();
             let left = deadline.map_or(Duration::MAX, |at| at.saturating_duration_since(now));
             if let Some(since) = state.since {
@@ -316,9 +323,13 @@ impl<T> Receiver<T> {
         true
     }
 
-    /// Wake the receiver's thread if it sleeps waiting for a send, so that it looks again.
+    /// Make the receiver's [`Receiver::wait`] return now (or the next one at once), as if it
+    /// had timed out: the caller has something to look at again.
     pub fn wake(&self) {
-        let asleep = self.shared.lock().asleep.take();
+        let mut state = self.shared.lock();
+        state.woken = true;
+        let asleep = state.asleep.take();
+        drop(state);
         if let Some(receiver) = asleep {
             receiver.unpark();
         }
@@ -477,7 +488,7 @@ mod tests {
         tx.try_send(1).unwrap();
         let sender = {
             let tx = tx.clone();
-            thread::spawn(move || tx.send(2))
+            thread::spawn(move || tx.send(2, false))
         };
         while tx.shared.lock().senders_waiting == 0 {
             thread::yield_now();
@@ -526,7 +537,7 @@ mod tests {
                 let tx = tx.clone();
                 thread::spawn(move || {
                     for i in 0..10_000 {
-                        tx.send(s * 1_000_000 + i).unwrap();
+                        tx.send(s * 1_000_000 + i, false).unwrap();
                     }
                 })
             })
@@ -544,5 +555,80 @@ mod tests {
             s.join().unwrap();
         }
         assert_eq!(count, 40_000);
+    }
+
+    #[test]
+    fn wait_leaves_a_young_item_until_it_has_aged_and_takes_nothing() {
+        let (tx, rx) = bounded::<u32>(4);
+        let sent = Instant::now();
+        tx.try_send(1).unwrap();
+        let age = Duration::from_millis(20);
+        assert_eq!(rx.wait(age, Duration::from_secs(60)), Ok(false));
+        assert!(sent.elapsed() >= age, "returned before the item had aged");
+        assert_eq!(rx.look().queued, 1);
+        assert_eq!(rx.try_recv(), Ok(1));
+        // Empty again: without a send, the wait ends at its timeout.
+        assert_eq!(
+            rx.wait(age, Duration::from_millis(1)),
+            Err(RecvTimeoutError::Timeout)
+        );
+    }
+
+    #[test]
+    fn an_urgent_send_ends_a_wait_for_age_at_once() {
+        let (tx, rx) = bounded::<u32>(4);
+        tx.try_send(1).unwrap();
+        let sender = thread::spawn(move || {
+            until_asleep(&tx);
+            tx.try_send_urgent(2, true).unwrap();
+            tx
+        });
+        // An hour of age and of timeout: only the urgent send can end this wait.
+        let hour = Duration::from_secs(3600);
+        assert_eq!(rx.wait(hour, hour), Ok(true));
+        let _tx = sender.join().unwrap();
+        let mut taken = Vec::new();
+        rx.gather(&mut taken, 0, 8, Instant::now());
+        assert_eq!(taken, [1, 2]);
+        assert!(!rx.look().urgent, "taking the queue clears the urgency");
+    }
+
+    #[test]
+    fn wake_ends_a_wait_as_a_timeout() {
+        let (tx, rx) = bounded::<u32>(4);
+        let rx = Arc::new(rx);
+        let waker = thread::spawn({
+            let rx = rx.clone();
+            move || {
+                until_asleep(&tx);
+                rx.wake();
+                tx
+            }
+        });
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            rx.wait(Duration::ZERO, hour),
+            Err(RecvTimeoutError::Timeout)
+        );
+        let tx = waker.join().unwrap();
+        // Once only: the next wait sees the send.
+        tx.try_send(5).unwrap();
+        assert_eq!(rx.wait(Duration::ZERO, hour), Ok(false));
+    }
+
+    #[test]
+    fn the_receivers_own_thread_keeps_what_is_urgent() {
+        let (tx, rx) = bounded::<u32>(4);
+        let mut taken = Vec::new();
+        assert!(!rx.take_unless_urgent(&mut taken, 8), "nothing queued");
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert!(rx.take_unless_urgent(&mut taken, 1));
+        assert_eq!(taken, [1]);
+        tx.try_send_urgent(3, true).unwrap();
+        assert!(!rx.take_unless_urgent(&mut taken, 8));
+        assert_eq!(taken, [1]);
+        let look = rx.look();
+        assert_eq!((look.pushes, look.queued, look.urgent), (3, 2, true));
     }
 }

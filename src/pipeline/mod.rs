@@ -112,8 +112,10 @@ pub struct Desk {
     rx: Arc<Receiver<Command>>,
     kick: Arc<tokio::sync::Notify>,
     heartbeat: Arc<Heartbeat>,
-    /// A committer task runs: the thread then leaves a command to it for [`HANDOFF`].
+    /// A committer task runs: the thread then leaves a command to it for `handoff`.
     helped: AtomicBool,
+    /// [`HANDOFF`], but for tests.
+    handoff: Duration,
     /// The loop has stopped (asked to, or every sender gone): nothing more is committed.
     stopped: AtomicBool,
     writer: Mutex<Writer>,
@@ -138,9 +140,9 @@ impl Desk {
         loop {
             self.heartbeat.beat();
             // While the committer commits, look again soon instead of waiting for the lock.
-            let wait = self.writer.try_lock().map_or(HANDOFF, |w| w.wait());
+            let wait = self.writer.try_lock().map_or(self.handoff, |w| w.wait());
             let helped = self.helped.load(Ordering::Acquire);
-            let age = if helped { HANDOFF } else { Duration::ZERO };
+            let age = if helped { self.handoff } else { Duration::ZERO };
             let waited = self.rx.wait(age, wait);
             if waited == Err(RecvTimeoutError::Disconnected) {
                 break;
@@ -193,45 +195,49 @@ impl Desk {
     /// the answers anyway; it leaves the commit to the writer's thread while that thread holds
     /// the writer, while the store is down, and after a commit that took [`SLOW_COMMIT`] or
     /// more, until one is fast again. Ends once the writer has stopped.
-    pub async fn commit_when_idle(self: Arc<Self>) {
-        /// While the committer runs, the writer's thread leaves commands to it for a while.
-        struct Helping<'a>(&'a AtomicBool);
-        impl Drop for Helping<'_> {
+    pub fn commit_when_idle(self: Arc<Self>) -> impl std::future::Future<Output = ()> + Send {
+        /// While it lives, the writer's thread leaves commands to the committer for a while.
+        struct Helping(Arc<Desk>);
+        impl Drop for Helping {
             fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
+                self.0.helped.store(false, Ordering::Release);
             }
         }
+        // Before the first poll: the thread leaves even the first commands to it.
         self.helped.store(true, Ordering::Release);
-        let _helping = Helping(&self.helped);
-        // Commands queued before the committer ran.
-        self.kick.notify_one();
-        // Commands the committer's last commit carried.
-        let mut expect = 0;
-        loop {
-            self.kick.notified().await;
-            if self.stopped.load(Ordering::Acquire) {
-                return;
-            }
-            // Yield until two rounds of the scheduler pass with nothing queued anew (a task
-            // woken by the I/O driver in one round may still be behind this one in the next),
-            // and, for up to GATHER_FOR, until as many commands are queued as the last commit
-            // carried: the senders it answered come back together (see [`gather`]). What is
-            // urgent is the writer's thread's.
-            let first = Instant::now();
-            let mut seen = self.rx.look();
-            while !seen.urgent {
-                tokio::task::yield_now().await;
-                tokio::task::yield_now().await;
-                let now = self.rx.look();
-                if now.pushes == seen.pushes
-                    && (now.queued >= expect || first.elapsed() >= GATHER_FOR)
-                {
-                    if let Some(n) = self.commit_queued() {
-                        expect = n;
-                    }
-                    break;
+        let helping = Helping(self);
+        async move {
+            let desk = &helping.0;
+            // Commands queued before the committer ran.
+            desk.kick.notify_one();
+            // Commands the committer's last commit carried.
+            let mut expect = 0;
+            loop {
+                desk.kick.notified().await;
+                if desk.stopped.load(Ordering::Acquire) {
+                    return;
                 }
-                seen = now;
+                // Yield until two rounds of the scheduler pass with nothing queued anew (a task
+                // woken by the I/O driver in one round may still be behind this one in the next),
+                // and, for up to GATHER_FOR, until as many commands are queued as the last commit
+                // carried: the senders it answered come back together (see [`gather`]). What is
+                // urgent is the writer's thread's.
+                let first = Instant::now();
+                let mut seen = desk.rx.look();
+                while !seen.urgent {
+                    tokio::task::yield_now().await;
+                    tokio::task::yield_now().await;
+                    let now = desk.rx.look();
+                    if now.pushes == seen.pushes
+                        && (now.queued >= expect || first.elapsed() >= GATHER_FOR)
+                    {
+                        if let Some(n) = desk.commit_queued() {
+                            expect = n;
+                        }
+                        break;
+                    }
+                    seen = now;
+                }
             }
         }
     }
@@ -253,7 +259,7 @@ impl Desk {
         let n = commands.len();
         writer.metrics.queue_depth.sub(n as i64);
         let deadline = writer.next_deadline;
-        let stop = writer.step(commands);
+        let stop = writer.step_by(commands, By::Runtime);
         // The thread sleeps until what it knew was due: tell it when that changed for the
         // sooner, when it must stop, or when the store went down (it retries every second).
         let sooner = writer
@@ -607,7 +613,8 @@ impl Queue {
         self.metrics.queue_depth.inc();
         // Parsing many alerts keeps the HTTP worker busy: the writer's thread commits them,
         // beside it, rather than leave them to the committer (see [`Desk`]).
-        let urgent = matches!(&command, Command::Ingest { alerts, .. } if alerts.len() >= URGENT_ALERTS);
+        let urgent =
+            matches!(&command, Command::Ingest { alerts, .. } if alerts.len() >= URGENT_ALERTS);
         match self.tx.try_send_urgent(command, urgent) {
             Ok(()) => {
                 self.kick.notify_one();
@@ -637,7 +644,8 @@ impl Queue {
     pub fn shutdown(&self) {
         self.metrics.queue_depth.inc();
         // A full queue is drained before the writer looks again, so block for the slot.
-        if self.tx.send(Command::Shutdown).is_err() {
+        // Urgent: the writer's thread takes it at once, with whatever is queued before it.
+        if self.tx.send(Command::Shutdown, true).is_err() {
             self.metrics.queue_depth.dec();
         }
     }
@@ -688,6 +696,17 @@ pub struct Writer {
     started: Option<oneshot::Sender<()>>,
     /// The last commit took [`SLOW_COMMIT`] or more.
     slow: bool,
+    /// `triaged_store_commits_total`, by [`By`].
+    commits: [prometheus::IntCounter; 2],
+}
+
+/// Where a commit runs (see [`Desk`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum By {
+    /// The writer's own thread.
+    Writer = 0,
+    /// The HTTP runtime's committer.
+    Runtime = 1,
 }
 
 impl Writer {
@@ -707,6 +726,8 @@ impl Writer {
             Err(e) => return Err(e),
         };
         let committed = memory.next_outbox.saturating_sub(1);
+        let commits =
+            ["writer", "runtime"].map(|by| metrics.store_commits.with_label_values(&[by]));
         let writer = Writer {
             rx: Arc::new(rx),
             kick,
@@ -725,6 +746,7 @@ impl Writer {
             idle_wake: IDLE_WAKE,
             started: None,
             slow: false,
+            commits,
         };
         writer.show_memory();
         Ok(writer)
@@ -785,7 +807,13 @@ impl Writer {
     /// Share the writer between the thread that runs [`Desk::run`] and a committer task on the
     /// HTTP runtime ([`Desk::commit_when_idle`]).
     pub fn into_desk(self) -> Arc<Desk> {
+        self.into_desk_with(HANDOFF)
+    }
+
+    /// [`Writer::into_desk`], the thread leaving commands to the committer for `handoff`.
+    fn into_desk_with(self, handoff: Duration) -> Arc<Desk> {
         Arc::new(Desk {
+            handoff,
             rx: Arc::clone(&self.rx),
             kick: Arc::clone(&self.kick),
             heartbeat: Arc::clone(&self.heartbeat),
@@ -901,8 +929,14 @@ impl Writer {
         }
     }
 
-    /// Apply one batch of commands and due expiries; returns true when asked to stop.
+    /// Apply one batch of commands and due expiries, on the writer's thread; returns true when
+    /// asked to stop.
     fn step(&mut self, commands: Vec<Command>) -> bool {
+        self.step_by(commands, By::Writer)
+    }
+
+    /// [`Writer::step`], on the thread `by` says.
+    fn step_by(&mut self, commands: Vec<Command>, by: By) -> bool {
         let now = self.clock.now();
         let mut tx = Tx::new(
             &self.store,
@@ -994,6 +1028,9 @@ impl Writer {
                 let took = started.elapsed();
                 self.metrics.store_flush_seconds.observe(took.as_secs_f64());
                 self.slow = took >= SLOW_COMMIT;
+                if r.is_ok() {
+                    self.commits[by as usize].inc();
+                }
                 r
             }
         };

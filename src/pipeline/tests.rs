@@ -2587,7 +2587,7 @@ fn gather_waits_only_for_expected_commands_and_never_past_its_deadline() {
 
     // Whatever is queued is taken; with nothing more expected, it returns at once.
     for _ in 0..3 {
-        tx.send(Command::Shutdown).unwrap();
+        tx.send(Command::Shutdown, true).unwrap();
     }
     let started = Instant::now();
     let mut commands = vec![rx.recv().unwrap()];
@@ -2600,7 +2600,7 @@ fn gather_waits_only_for_expected_commands_and_never_past_its_deadline() {
     let late = std::thread::spawn(move || {
         for _ in 0..2 {
             std::thread::sleep(Duration::from_millis(20));
-            sender.send(Command::Shutdown).unwrap();
+            sender.send(Command::Shutdown, true).unwrap();
         }
     });
     let started = Instant::now();
@@ -2621,4 +2621,193 @@ fn gather_waits_only_for_expected_commands_and_never_past_its_deadline() {
     assert_eq!(commands.len(), 1);
     assert!(started.elapsed() >= wait);
     assert!(rx.try_recv().is_err(), "nothing was left behind");
+}
+
+/// The writer's thread and the HTTP runtime's committer ([`Desk`]) on a current-thread runtime,
+/// as the daemon runs them. `handoff`: how long the thread leaves a command to the committer.
+struct Shared {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    clock: Arc<FakeClock>,
+    queue: Queue,
+    desk: Arc<Desk>,
+    thread: std::thread::JoinHandle<()>,
+    runtime: tokio::runtime::Runtime,
+    committer: tokio::task::JoinHandle<()>,
+    _dir: TempDir,
+}
+
+impl Shared {
+    fn start(toml: &str, handoff: Duration) -> Shared {
+        let Harness {
+            store,
+            metrics,
+            clock,
+            queue,
+            writer,
+            dir,
+            ..
+        } = Harness::new(toml);
+        let desk = writer.into_desk_with(handoff);
+        let committer = desk.clone().commit_when_idle();
+        let thread = std::thread::spawn({
+            let desk = desk.clone();
+            move || desk.run()
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let committer = runtime.spawn(committer);
+        Shared {
+            store,
+            metrics,
+            clock,
+            queue,
+            desk,
+            thread,
+            runtime,
+            committer,
+            _dir: dir,
+        }
+    }
+
+    /// Group commits made on the writer's thread and on the runtime.
+    fn commits(&self) -> (u64, u64) {
+        let by = |by| self.metrics.store_commits.with_label_values(&[by]).get();
+        (by("writer"), by("runtime"))
+    }
+
+    /// Ingest each batch from its own task, as connections do, and wait for every answer.
+    fn ingest(&self, batches: Vec<Vec<Alert>>) -> Vec<IngestSummary> {
+        self.runtime.block_on(async {
+            let tasks: Vec<_> = batches
+                .into_iter()
+                .map(|alerts| {
+                    let queue = self.queue.clone();
+                    tokio::spawn(async move {
+                        queue
+                            .submit(|reply| Command::Ingest {
+                                source: Source::Alertmanager,
+                                alerts,
+                                reply,
+                            })
+                            .await
+                    })
+                })
+                .collect();
+            let mut summaries = Vec::new();
+            for task in tasks {
+                match task.await.unwrap() {
+                    Ok(Ok(Outcome::Ingested(summary))) => summaries.push(summary),
+                    other => panic!("expected an ingest summary, got {other:?}"),
+                }
+            }
+            summaries
+        })
+    }
+
+    /// Stop the writer; the committer ends with it.
+    fn stop(self) {
+        self.queue.shutdown();
+        self.thread.join().unwrap();
+        self.runtime.block_on(self.committer).unwrap();
+        assert!(!self.desk.helped.load(Ordering::Acquire));
+    }
+}
+
+fn numbered(n: usize) -> Vec<Alert> {
+    (0..n)
+        .map(|i| alert(&[("alertname", "Load"), ("instance", &format!("host-{i}"))]))
+        .collect()
+}
+
+/// An idle runtime commits what its own tasks queued, answering each only once its alert is
+/// stored; the writer's thread, told to leave commands to it for a minute, commits nothing.
+#[test]
+fn an_idle_runtime_commits_what_its_tasks_queued() {
+    let shared = Shared::start("", Duration::from_secs(60));
+    let alerts = numbered(8);
+    let summaries = shared.ingest(alerts.iter().map(|a| vec![a.clone()]).collect());
+    assert!(summaries.iter().all(|s| s.accepted == 1));
+    for a in &alerts {
+        assert_eq!(
+            shared.store.alert(fp(a)).unwrap().unwrap().status,
+            Status::Firing
+        );
+    }
+    let (writer, runtime) = shared.commits();
+    assert_eq!(writer, 0);
+    assert!(
+        (1..=8).contains(&runtime),
+        "{runtime} commits for 8 requests"
+    );
+    shared.stop();
+}
+
+/// A runtime that is busy (here: blocked) never gets to commit; the writer's thread takes the
+/// command once it has waited the hand-off time.
+#[test]
+fn a_busy_runtime_leaves_the_commit_to_the_writers_thread() {
+    let shared = Shared::start("", Duration::from_millis(1));
+    let a = alert(&[("alertname", "Busy")]);
+    let (command, mut answer) = ingest_command(Source::Alertmanager, vec![a.clone()]);
+    let answered = shared.runtime.block_on(async {
+        shared.queue.try_send(command).map_err(|(e, _)| e).unwrap();
+        // Blocks the runtime's only thread: the committer cannot run until this returns.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match answer.try_recv() {
+                Ok(result) => break result,
+                Err(oneshot::error::TryRecvError::Empty) if Instant::now() < deadline => {
+                    std::thread::yield_now()
+                }
+                Err(e) => panic!("no answer from the writer's thread: {e:?}"),
+            }
+        }
+    });
+    assert!(matches!(answered, Ok(Outcome::Ingested(_))));
+    assert_eq!(
+        shared.store.alert(fp(&a)).unwrap().unwrap().status,
+        Status::Firing
+    );
+    assert_eq!(shared.commits(), (1, 0));
+    shared.stop();
+}
+
+/// A request with many alerts goes to the writer's thread at once, even with the runtime idle
+/// and the hand-off a minute away: parsing such requests keeps the runtime busy, so the two
+/// threads share the work. A single alert is the runtime's.
+#[test]
+fn a_large_request_is_committed_by_the_writers_thread_at_once() {
+    let shared = Shared::start("", Duration::from_secs(60));
+    let summaries = shared.ingest(vec![numbered(URGENT_ALERTS)]);
+    assert_eq!(summaries[0].accepted, URGENT_ALERTS);
+    assert_eq!(shared.commits(), (1, 0));
+    shared.ingest(vec![vec![alert(&[("alertname", "Small")])]]);
+    assert_eq!(shared.commits(), (1, 1));
+    shared.stop();
+}
+
+/// A deadline set by a commit on the runtime reaches the writer's thread, which was asleep
+/// until its idle wake (a minute): the alert's `endsAt` resolves it on time.
+#[test]
+fn a_deadline_committed_on_the_runtime_wakes_the_writers_thread() {
+    let shared = Shared::start(RESOLVE_30S, Duration::from_secs(60));
+    let t0 = shared.clock.now();
+    let mut a = refreshed(&[("alertname", "Short")]);
+    a.ends_at = Some(t0 + secs(1));
+    shared.ingest(vec![vec![a.clone()]]);
+    assert_eq!(shared.commits(), (0, 1));
+    // Past the end on the writer's clock; its thread sleeps for about a second of real time
+    // (what the clock said was left) once it has been told of the deadline.
+    shared.clock.advance(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shared.store.alert(fp(&a)).unwrap().unwrap().status != Status::Resolved {
+        assert!(
+            Instant::now() < deadline,
+            "the writer's thread slept through the alert's end"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    shared.stop();
 }
