@@ -181,7 +181,14 @@ impl Desk {
             if stop {
                 break;
             }
+            drop(writer);
             last_step = Instant::now();
+            // The committer may have found the writer taken by this commit and left what came
+            // meanwhile: hand it back rather than let it wait out the hand-off.
+            let look = self.rx.look();
+            if helped && look.queued > 0 && !look.urgent {
+                self.kick.notify_one();
+            }
         }
         self.stopped.store(true, Ordering::Release);
         // The committer, if any, sees `stopped` and ends.
