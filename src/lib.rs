@@ -148,6 +148,9 @@ pub async fn run(
     // Commits on this runtime while its worker is idle (see `pipeline::Desk`); ends with the
     // writer.
     let committer = tokio::spawn(committer);
+    // Held only by the thread and the committer from here: if both died, the queue's receiver
+    // goes with them and senders are told at once (503) instead of waiting on a full queue.
+    drop(desk);
     // Ready means the writer runs (`/-/ready`); if it died instead, the join below reports it.
     let _ = writer_started.await;
     let addr = listener.local_addr().map_err(|source| RunError::Bind {
