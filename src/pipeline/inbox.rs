@@ -141,7 +141,10 @@ impl<T> Sender<T> {
         state.queue.push_back(item);
         state.pushes += 1;
         state.urgent |= urgent;
-        let asleep = if state.queue.len() >= state.wake_at || urgent {
+        // An urgent item wakes a receiver waiting for the queue to age (`wake_at` is then
+        // `usize::MAX`), not one gathering a number of items.
+        let aging = state.wake_at == usize::MAX;
+        let asleep = if state.queue.len() >= state.wake_at || (urgent && aging) {
             state.asleep.take()
         } else {
             None
@@ -345,9 +348,10 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Sleep until `wake_at` items (or an urgent one) are queued, every sender is gone, or `left` has passed (or
-    /// sooner: the caller looks again). A sender takes the thread's handle and unparks it after
-    /// letting go of the lock; one that comes before the park makes the park return at once.
+    /// Sleep until `wake_at` items are queued (or, with `usize::MAX`, an urgent one), every
+    /// sender is gone, or `left` has passed (or sooner: the caller looks again). A sender takes
+    /// the thread's handle and unparks it after letting go of the lock; one that comes before
+    /// the park makes the park return at once.
     fn sleep<'a>(
         &'a self,
         mut state: MutexGuard<'a, State<T>>,
