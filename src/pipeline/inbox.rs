@@ -242,12 +242,7 @@ impl<T> Receiver<T> {
         let want = want.min(max);
         let mut state = self.shared.lock();
         loop {
-            let n = state.queue.len().min(max.saturating_sub(into.len()));
-            into.extend(state.queue.drain(..n));
-            if n > 0 {
-                Self::taken(&mut state);
-            }
-            self.freed(&state, n);
+            self.take(&mut state, into, max);
             if into.len() >= want || state.senders == 0 {
                 return;
             }
@@ -316,14 +311,7 @@ impl<T> Receiver<T> {
     /// true when something was moved.
     pub fn take_unless_urgent(&self, into: &mut Vec<T>, max: usize) -> bool {
         let mut state = self.shared.lock();
-        if state.urgent || state.queue.is_empty() {
-            return false;
-        }
-        let n = state.queue.len().min(max);
-        into.extend(state.queue.drain(..n));
-        Self::taken(&mut state);
-        self.freed(&state, n);
-        true
+        !state.urgent && self.take(&mut state, into, max) > 0
     }
 
     /// Make the receiver's [`Receiver::wait`] return now (or the next one at once), as if it
@@ -336,6 +324,17 @@ impl<T> Receiver<T> {
         if let Some(receiver) = asleep {
             receiver.unpark();
         }
+    }
+
+    /// Move what is queued into `into`, no further than `max` items in all; how many moved.
+    fn take(&self, state: &mut State<T>, into: &mut Vec<T>, max: usize) -> usize {
+        let n = state.queue.len().min(max.saturating_sub(into.len()));
+        if n > 0 {
+            into.extend(state.queue.drain(..n));
+            Self::taken(state);
+            self.freed(state, n);
+        }
+        n
     }
 
     /// Items were taken from the front: what is left came no later than now.
