@@ -133,14 +133,14 @@ impl Desk {
     /// The writer's loop: runs on its own thread until [`Command::Shutdown`] or every sender is
     /// gone.
     pub fn run(self: Arc<Self>) {
-        self.lock().start();
+        let mut writer = self.lock();
+        writer.start();
+        let mut wait = self.release(writer);
         let mut last_step = Instant::now();
         // Commands the last group commit carried: as many are expected in the next.
         let mut expect = 0;
         loop {
             self.heartbeat.beat();
-            // While the committer commits, look again soon instead of waiting for the lock.
-            let wait = self.writer.try_lock().map_or(self.handoff, |w| w.wait());
             let helped = self.helped.load(Ordering::Acquire);
             let age = if helped { self.handoff } else { Duration::ZERO };
             let waited = self.rx.wait(age, wait);
@@ -154,7 +154,7 @@ impl Desk {
             let mut commands = Vec::new();
             match waited {
                 // Aged: the committer could not take it (its worker is busy). Nothing to wait for.
-                Ok(false) if helped => self.rx.gather(&mut commands, 0, MAX_BATCH, Instant::now()),
+                Ok(false) if helped => gather(&self.rx, &mut commands, 0, Instant::now()),
                 Ok(_) => {
                     gather(&self.rx, &mut commands, expect, Instant::now() + GATHER_FOR);
                     expect = commands.len();
@@ -170,6 +170,7 @@ impl Desk {
                 && last_step.elapsed() < IDLE_WAKE
             {
                 // A wake for the heartbeat only: nothing to apply, so no empty commit.
+                wait = self.release(writer);
                 continue;
             }
             writer.metrics.queue_depth.sub(commands.len() as i64);
@@ -181,19 +182,27 @@ impl Desk {
             if stop {
                 break;
             }
-            drop(writer);
+            wait = self.release(writer);
             last_step = Instant::now();
-            // The committer may have found the writer taken by this commit and left what came
-            // meanwhile: hand it back rather than let it wait out the hand-off.
-            let look = self.rx.look();
-            if helped && look.queued > 0 && !look.urgent {
-                self.kick.notify_one();
-            }
         }
         self.stopped.store(true, Ordering::Release);
         // The committer, if any, sees `stopped` and ends.
         self.kick.notify_one();
         self.lock().finish();
+    }
+
+    /// Let go of the writer on its own thread; how long the thread may then wait (read while
+    /// it held the writer: a commit by the committer that changes it wakes the thread). The
+    /// committer may have found the writer taken meanwhile and left what it was to commit:
+    /// hand that back rather than let it wait out the hand-off.
+    fn release(&self, writer: MutexGuard<'_, Writer>) -> Duration {
+        let wait = writer.wait();
+        drop(writer);
+        let look = self.rx.look();
+        if self.helped.load(Ordering::Acquire) && look.queued > 0 && !look.urgent {
+            self.kick.notify_one();
+        }
+        wait
     }
 
     /// The committer: a task on the HTTP runtime that commits what is queued whenever its worker
