@@ -67,9 +67,19 @@ struct TestProducer {
 
 impl TestProducer {
     fn new(cluster: &Cluster) -> TestProducer {
-        let producer = ClientConfig::new()
+        TestProducer::with(cluster, &[])
+    }
+
+    /// With more librdkafka properties.
+    fn with(cluster: &Cluster, properties: &[(&str, &str)]) -> TestProducer {
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", cluster.bootstrap_servers())
-            .set("linger.ms", "5")
+            .set("linger.ms", "5");
+        for (key, value) in properties {
+            config.set(*key, *value);
+        }
+        let producer = config
             .create_with_context(Deliveries::default())
             .expect("create the test producer");
         TestProducer { producer, sent: 0 }
@@ -374,7 +384,8 @@ fn messages_of_every_format_open_the_expected_incidents() {
 fn kill9_mid_stream_replays_without_loss_or_duplicate_incidents() {
     const N: usize = 300;
     let cluster = cluster(1);
-    let mut p = TestProducer::new(&cluster);
+    // One record batch per message: a fetch returns whole batches, whatever its size limit.
+    let mut p = TestProducer::with(&cluster, &[("batch.num.messages", "1")]);
     let key = group_key("CrashStorm", "ledger");
     let sent: Vec<Value> = (0..N)
         .map(|i| single("CrashStorm", "ledger", &format!("host-{i:03}"), "major"))
@@ -386,8 +397,24 @@ fn kill9_mid_stream_replays_without_loss_or_duplicate_incidents() {
     let expected: BTreeSet<String> = sent.iter().map(|a| fingerprint(&a["labels"])).collect();
     assert_eq!(expected.len(), N);
 
-    // Small batches: many durable writes, so that the kill lands mid-stream.
-    let mut d = kafka_daemon(&cluster.bootstrap_servers(), "crash", "max_batch = 5", "");
+    // Small batches (many durable writes) from a slow broker, so that the kill lands
+    // mid-stream however fast the commits are: every fetch answers after 20 ms with a few
+    // messages (1 KiB at most per partition), so reading all of them takes the first run about
+    // two seconds, and the kill follows the first processed one within milliseconds.
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(20))
+        .expect("slow the mock broker down");
+    let mut d = Daemon::with(&format!(
+        "[kafka]\n\
+         brokers = \"{}\"\n\
+         group_id = \"crash\"\n\
+         topics = [{{ name = \"{TOPIC}\", format = \"auto\" }}]\n\
+         max_batch = 5\n\
+         [kafka.properties]\n\
+         \"session.timeout.ms\" = \"6000\"\n\
+         \"max.partition.fetch.bytes\" = \"1024\"\n",
+        cluster.bootstrap_servers()
+    ));
     let before_kill = poll_until_for("the first messages processed", KAFKA_WAIT, || {
         let ok = kafka_messages(&d, "ok");
         if ok > 0.0 {
@@ -398,6 +425,9 @@ fn kill9_mid_stream_replays_without_loss_or_duplicate_incidents() {
     });
     d.kill9();
     eprintln!("kill -9 after at least {before_kill} of {N} messages were processed");
+    cluster
+        .broker_round_trip_time(1, Duration::ZERO)
+        .expect("the mock broker at full speed again");
 
     d.restart();
     let total = poll_until_for("every alert a member after the restart", KAFKA_WAIT, || {
