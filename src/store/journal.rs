@@ -54,8 +54,6 @@ const PREWRITE_CHUNK: u64 = 1024 * 1024;
 /// The unit of direct writes: their offsets, lengths and buffer addresses are multiples of it
 /// (a device's logical block is 512 bytes or 4 KiB).
 const BLOCK: usize = 4096;
-/// Zeros written ahead at a time with direct writes.
-const ZERO_BLOCKS: usize = 16;
 /// A direct-write buffer grown past this for a large record is let go of after it.
 const KEEP_BUFFER: usize = 1024 * 1024;
 
@@ -171,9 +169,6 @@ struct Direct {
     buf: Vec<u8>,
     /// Where in `buf` the aligned part starts.
     at: usize,
-    /// `ZERO_BLOCKS` blocks of zeros, aligned, for writing the file out ahead.
-    zeros: Vec<u8>,
-    zeros_at: usize,
 }
 
 impl Direct {
@@ -192,24 +187,13 @@ impl Direct {
             Err(e) => return Err(e),
         };
         let (buf, at) = aligned(BLOCK);
-        let (zeros, zeros_at) = aligned(ZERO_BLOCKS * BLOCK);
-        Ok(Some(Direct {
-            file,
-            buf,
-            at,
-            zeros,
-            zeros_at,
-        }))
+        Ok(Some(Direct { file, buf, at }))
     }
 
-    /// Where in `buf` are `len` aligned bytes (a multiple of [`BLOCK`]), growing it if need be
-    /// (the first block is kept).
+    /// Where in `buf` are `len` aligned bytes (a multiple of [`BLOCK`]), growing it if need be.
     fn region(&mut self, len: usize) -> std::ops::Range<usize> {
         if self.buf.len() - self.at < len {
-            let (mut buf, at) = aligned(len);
-            buf[at..at + BLOCK].copy_from_slice(&self.buf[self.at..self.at + BLOCK]);
-            self.buf = buf;
-            self.at = at;
+            self.resize(len);
         }
         self.at..self.at + len
     }
@@ -217,22 +201,16 @@ impl Direct {
     /// After a record that grew the buffer past [`KEEP_BUFFER`]: back to one block.
     fn shrink(&mut self) {
         if self.buf.len() > KEEP_BUFFER {
-            let (mut buf, at) = aligned(BLOCK);
-            buf[at..at + BLOCK].copy_from_slice(&self.buf[self.at..self.at + BLOCK]);
-            self.buf = buf;
-            self.at = at;
+            self.resize(BLOCK);
         }
     }
 
-    /// Zeros over `from..to`, both multiples of [`BLOCK`].
-    fn write_zeros(&self, mut from: u64, to: u64) -> std::io::Result<()> {
-        let zeros = &self.zeros[self.zeros_at..self.zeros_at + ZERO_BLOCKS * BLOCK];
-        while from < to {
-            let n = (to - from).min(zeros.len() as u64);
-            self.file.write_all_at(&zeros[..n as usize], from)?;
-            from += n;
-        }
-        Ok(())
+    /// A new buffer of `len` aligned bytes, starting with the old one's first block.
+    fn resize(&mut self, len: usize) {
+        let (mut buf, at) = aligned(len);
+        buf[at..at + BLOCK].copy_from_slice(&self.buf[self.at..self.at + BLOCK]);
+        self.buf = buf;
+        self.at = at;
     }
 }
 
@@ -401,7 +379,7 @@ impl Journal {
             // have no new size to commit.
             let to = blocks(end.max((self.written + PREWRITE_CHUNK).min(self.checkpoint_bytes)));
             if to > written {
-                direct.write_zeros(written, to)?;
+                write_zeros(&direct.file, written, to)?;
             }
             self.written = to.max(written);
         }
@@ -422,12 +400,18 @@ impl Journal {
     }
 }
 
-/// Write zeros to `file` from `from` up to `to`.
+/// Zeros to write the file out with, aligned for direct writes too.
+#[repr(C, align(4096))]
+struct Zeros([u8; 64 * 1024]);
+
+/// Write zeros to `file` from `from` up to `to` (for a direct write, both multiples of
+/// [`BLOCK`]).
 fn write_zeros(file: &File, mut from: u64, to: u64) -> std::io::Result<()> {
-    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    static ZEROS: Zeros = Zeros([0; 64 * 1024]);
+    const _: () = assert!(std::mem::align_of::<Zeros>() == BLOCK);
     while from < to {
-        let n = (to - from).min(ZEROS.len() as u64);
-        file.write_all_at(&ZEROS[..n as usize], from)?;
+        let n = (to - from).min(ZEROS.0.len() as u64);
+        file.write_all_at(&ZEROS.0[..n as usize], from)?;
         from += n;
     }
     Ok(())
