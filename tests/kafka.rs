@@ -137,6 +137,17 @@ impl TestProducer {
 /// goes into `[kafka]`, `tables` before it (e.g. `[server]`). A short session timeout lets a
 /// restarted member replace a killed one quickly (librdkafka's default is 45 s).
 fn kafka_daemon(brokers: &str, group: &str, kafka_extra: &str, tables: &str) -> Daemon {
+    kafka_daemon_with(brokers, group, kafka_extra, tables, "")
+}
+
+/// [`kafka_daemon`] with more lines for `[kafka.properties]`.
+fn kafka_daemon_with(
+    brokers: &str,
+    group: &str,
+    kafka_extra: &str,
+    tables: &str,
+    properties: &str,
+) -> Daemon {
     Daemon::with(&format!(
         "{tables}\n\
          [kafka]\n\
@@ -145,7 +156,8 @@ fn kafka_daemon(brokers: &str, group: &str, kafka_extra: &str, tables: &str) -> 
          topics = [{{ name = \"{TOPIC}\", format = \"auto\" }}]\n\
          {kafka_extra}\n\
          [kafka.properties]\n\
-         \"session.timeout.ms\" = \"6000\"\n"
+         \"session.timeout.ms\" = \"6000\"\n\
+         {properties}\n"
     ))
 }
 
@@ -404,17 +416,13 @@ fn kill9_mid_stream_replays_without_loss_or_duplicate_incidents() {
     cluster
         .broker_round_trip_time(1, Duration::from_millis(20))
         .expect("slow the mock broker down");
-    let mut d = Daemon::with(&format!(
-        "[kafka]\n\
-         brokers = \"{}\"\n\
-         group_id = \"crash\"\n\
-         topics = [{{ name = \"{TOPIC}\", format = \"auto\" }}]\n\
-         max_batch = 5\n\
-         [kafka.properties]\n\
-         \"session.timeout.ms\" = \"6000\"\n\
-         \"max.partition.fetch.bytes\" = \"1024\"\n",
-        cluster.bootstrap_servers()
-    ));
+    let mut d = kafka_daemon_with(
+        &cluster.bootstrap_servers(),
+        "crash",
+        "max_batch = 5",
+        "",
+        "\"max.partition.fetch.bytes\" = \"1024\"",
+    );
     let before_kill = poll_until_for("the first messages processed", KAFKA_WAIT, || {
         let ok = kafka_messages(&d, "ok");
         if ok > 0.0 {
