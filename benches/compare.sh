@@ -1,27 +1,53 @@
 #!/usr/bin/env bash
 # Compare triaged's Alertmanager API v2 ingestion (POST /api/v2/alerts) with Debian's Alertmanager.
 #
-#   benches/compare.sh [--quick]
+#   benches/compare.sh [--quick] [--rounds N] [--case BATCHxPOOL]...
 #
 # For each case (batch 1 and 100 alerts per request) x (pool of 1,000 and 100,000 label sets), with
 # 16 keep-alive connections for 30 s (--quick: 5 s) after a 1 s warmup, it starts Alertmanager and
 # then triaged, each fresh (new port on 127.0.0.1, new temporary storage), drives it with
 # benches/loadgen, reads its peak RSS (VmHWM) and CPU time from /proc, and stops it with SIGTERM.
+# --rounds N does that N times per case, the two servers in turn, and reports medians; --case
+# (repeatable, e.g. --case 1x1000) runs only the cases named.
 # Everything stays on loopback. It installs nothing: prometheus-alertmanager must be on PATH.
 # Only processes this script started are stopped (trap on EXIT). See benches/README.md.
 set -euo pipefail
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 QUICK=0
-for arg in "$@"; do
-    case "$arg" in
+ROUNDS=1
+ONLY=()
+while (($#)); do
+    case "$1" in
         --quick) QUICK=1 ;;
+        --rounds | --case)
+            if (($# < 2)); then
+                echo "compare.sh: $1 needs a value" >&2
+                usage >&2
+                exit 2
+            fi
+            if [[ $1 == --rounds ]]; then
+                if ! [[ $2 =~ ^[1-9][0-9]*$ ]] || (($2 > 99)); then
+                    echo "compare.sh: --rounds takes a number from 1 to 99, not '$2'" >&2
+                    exit 2
+                fi
+                ROUNDS=$2
+            else
+                if ! [[ $2 =~ ^(1|100)x(1000|100000)$ ]]; then
+                    echo "compare.sh: --case takes one of 1x1000, 1x100000, 100x1000, 100x100000, not '$2'" >&2
+                    exit 2
+                fi
+                ONLY+=("$2")
+            fi
+            shift
+            ;;
         -h | --help) usage; exit 0 ;;
-        *) echo "compare.sh: unknown argument: $arg" >&2; usage >&2; exit 2 ;;
+        *) echo "compare.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
+    shift
 done
 
 DURATION=30s
@@ -140,14 +166,16 @@ field() { # field NAME LINE: value of NAME=... in a "LOADGEN k=v ..." line
     sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<< "$2"
 }
 
-declare -A R # R[server,case,key]
+declare -A R # R[server,case,round,key]
 FAILED=0
 
-# run_one SERVER BATCH POOL
+# run_one SERVER BATCH POOL ROUND
 run_one() {
-    local server=$1 batch=$2 pool=$3 case="${2}x${3}" port dir log pid url out lg alive
+    local server=$1 batch=$2 pool=$3 case="${2}x${3}" round=$4 port dir log pid url out lg alive id of=""
+    id="$case,$round"
+    ((ROUNDS > 1)) && of=", round $round of $ROUNDS"
     port=$(free_port)
-    dir=$(mktemp -d "$WORK/$server-$case.XXXX")
+    dir=$(mktemp -d "$WORK/$server-$case-$round.XXXX")
     log=$dir/server.log
     if [[ $server == alertmanager ]]; then
         printf 'route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n' > "$dir/alertmanager.yml"
@@ -158,7 +186,7 @@ run_one() {
     fi
     pid=$!
     STARTED+=("$pid")
-    echo "--- $server, case $case (batch $batch, pool $pool): pid $pid on 127.0.0.1:$port"
+    echo "--- $server, case $case (batch $batch, pool $pool$of): pid $pid on 127.0.0.1:$port"
     if ! wait_ready "http://127.0.0.1:$port/-/ready" "$pid" 30; then
         echo "!!! $server did not become ready (or died); last log lines:"
         tail -n 20 "$log" | sed 's/^/    /'
@@ -174,8 +202,8 @@ run_one() {
     sed 's/^/    /' "$out"
     alive=yes
     if ! kill -0 "$pid" 2> /dev/null || [[ $(proc_state "$pid") == Z ]]; then alive=no; fi
-    R[$server,$case,hwm]=$(hwm_mb "$pid")
-    R[$server,$case,cpu]=$(cpu_s "$pid")
+    R[$server,$id,hwm]=$(hwm_mb "$pid")
+    R[$server,$id,cpu]=$(cpu_s "$pid")
     if [[ $server == triaged && $alive == yes ]]; then
         # What triaged itself counted: refusals (503 overloaded ...) and durable-flush times.
         curl -sf --max-time 5 "http://127.0.0.1:$port/metrics" > "$dir/metrics.txt" || true
@@ -198,7 +226,7 @@ run_one() {
     stop_server "$pid"
     local warn
     warn=$(grep -ciE 'level=(warn|error)|\b(WARN|ERROR)\b|panicked' "$log" || true)
-    echo "    $server: peak RSS ${R[$server,$case,hwm]} MB, CPU ${R[$server,$case,cpu]} s, stopped after SIGTERM in ${STOP_SECS} s ($STOP_STATUS), log: $(wc -l < "$log") lines, $warn warn/error/panic"
+    echo "    $server: peak RSS ${R[$server,$id,hwm]} MB, CPU ${R[$server,$id,cpu]} s, stopped after SIGTERM in ${STOP_SECS} s ($STOP_STATUS), log: $(wc -l < "$log") lines, $warn warn/error/panic"
     if ((warn > 0)); then
         grep -iE 'level=(warn|error)|\b(WARN|ERROR)\b|panicked' "$log" | head -n 5 | cut -c1-300 | sed 's/^/      /'
     fi
@@ -210,7 +238,7 @@ run_one() {
     fi
     local k
     for k in aps rps p50_ms p99_ms p999_ms max_ms non2xx errors; do
-        R[$server,$case,$k]=$(field "$k" "$lg")
+        R[$server,$id,$k]=$(field "$k" "$lg")
     done
 }
 
@@ -219,7 +247,7 @@ echo "date:      $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
 echo "machine:   $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, kernel $(uname -r)"
 echo "storage:   $WORK on $(df -PT "$WORK" | awk 'NR == 2 { print $2 " (" $1 ")" }')"
 echo "servers:   $(prometheus-alertmanager --version 2>&1 | head -n 1); triaged $(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo '?') (embedded default config)"
-echo "load:      $CONNECTIONS connections, closed loop, ${DURATION} measured after ${WARMUP} warmup, batches ${BATCHES[*]}, pools ${POOLS[*]}"
+echo "load:      $CONNECTIONS connections, closed loop, ${DURATION} measured after ${WARMUP} warmup, batches ${BATCHES[*]}, pools ${POOLS[*]}${ONLY[*]:+ (only ${ONLY[*]})}, $ROUNDS round(s) per case"
 echo
 
 echo "=== building (cargo build --release; loadgen into target/loadgen)"
@@ -227,29 +255,72 @@ fg_run cargo build --release --manifest-path "$ROOT/Cargo.toml"
 fg_run env CARGO_TARGET_DIR="$LOADGEN_TARGET" cargo build --release --manifest-path "$ROOT/benches/loadgen/Cargo.toml"
 echo
 
+# wanted CASE: the case is to run (every case unless --case named some).
+wanted() {
+    local c
+    ((${#ONLY[@]} == 0)) && return 0
+    for c in "${ONLY[@]}"; do [[ $c == "$1" ]] && return 0; done
+    return 1
+}
+
 CASES=()
 for batch in "${BATCHES[@]}"; do
     for pool in "${POOLS[@]}"; do
+        wanted "${batch}x${pool}" || continue
         CASES+=("${batch}x${pool}")
         echo "=== case ${batch}x${pool}"
-        run_one alertmanager "$batch" "$pool"
-        run_one triaged "$batch" "$pool"
+        for ((round = 1; round <= ROUNDS; round++)); do
+            run_one alertmanager "$batch" "$pool" "$round"
+            run_one triaged "$batch" "$pool" "$round"
+        done
         echo
     done
 done
 
 v() { echo "${R[$1,$2,$3]:-NA}"; }
 
+# median VALUE...: the median of the numeric values ("NA" when there are none).
+median() {
+    printf '%s\n' "$@" | grep -E '^[0-9]+([.][0-9]+)?$' | sort -g | awk '
+        { a[NR] = $1 }
+        END {
+            if (NR == 0) print "NA"
+            else if (NR % 2) print a[(NR + 1) / 2]
+            else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2
+        }'
+}
+
+# Over the rounds of each case: the median alerts/s and p99, and the highest peak RSS.
+for case in "${CASES[@]}"; do
+    for server in alertmanager triaged; do
+        for k in aps p99_ms hwm; do
+            vals=()
+            for ((round = 1; round <= ROUNDS; round++)); do vals+=("$(v "$server" "$case,$round" "$k")"); done
+            if [[ $k == hwm ]]; then
+                R[$server,$case,$k]=$(printf '%s\n' "${vals[@]}" | grep -E '^[0-9.]+$' | sort -g | tail -n 1)
+                [[ -z ${R[$server,$case,$k]} ]] && R[$server,$case,$k]=NA
+            else
+                R[$server,$case,$k]=$(median "${vals[@]}")
+            fi
+        done
+    done
+done
+
 echo "=== results (aps: alerts/s answered 2xx; latencies in ms; hwm: peak RSS; cpu: utime+stime over the server's life)"
 printf '%-10s %-12s %10s %8s %8s %8s %8s %9s %7s %6s %8s %7s\n' \
     case server aps rps p50 p99 p99.9 max non2xx errors hwm_mb cpu_s
 for case in "${CASES[@]}"; do
-    for server in alertmanager triaged; do
-        printf '%-10s %-12s %10s %8s %8s %8s %8s %9s %7s %6s %8s %7s\n' "$case" "$server" \
-            "$(v "$server" "$case" aps)" "$(v "$server" "$case" rps)" "$(v "$server" "$case" p50_ms)" \
-            "$(v "$server" "$case" p99_ms)" "$(v "$server" "$case" p999_ms)" "$(v "$server" "$case" max_ms)" \
-            "$(v "$server" "$case" non2xx)" "$(v "$server" "$case" errors)" \
-            "$(v "$server" "$case" hwm)" "$(v "$server" "$case" cpu)"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        label=$case
+        ((ROUNDS > 1)) && label="$case/$round"
+        for server in alertmanager triaged; do
+            id="$case,$round"
+            printf '%-10s %-12s %10s %8s %8s %8s %8s %9s %7s %6s %8s %7s\n' "$label" "$server" \
+                "$(v "$server" "$id" aps)" "$(v "$server" "$id" rps)" "$(v "$server" "$id" p50_ms)" \
+                "$(v "$server" "$id" p99_ms)" "$(v "$server" "$id" p999_ms)" "$(v "$server" "$id" max_ms)" \
+                "$(v "$server" "$id" non2xx)" "$(v "$server" "$id" errors)" \
+                "$(v "$server" "$id" hwm)" "$(v "$server" "$id" cpu)"
+        done
     done
 done
 echo
@@ -257,14 +328,27 @@ echo
 num_or_na() { # num_or_na VALUE FORMAT
     if [[ $1 =~ ^[0-9.]+$ ]]; then awk -v x="$1" -v f="$2" 'BEGIN { printf f, x }'; else echo NA; fi
 }
+ratio_of() { # ratio_of TRIAGED ALERTMANAGER
+    if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk -v a="$2" 'BEGIN { exit !(a > 0) }'; then
+        awk -v t="$1" -v a="$2" 'BEGIN { printf "%.2f", t / a }'
+    else
+        echo NA
+    fi
+}
+if ((ROUNDS > 1)); then
+    for case in "${CASES[@]}"; do
+        for ((round = 1; round <= ROUNDS; round++)); do
+            t=$(v triaged "$case,$round" aps)
+            a=$(v alertmanager "$case,$round" aps)
+            echo "ROUND case=$case round=$round triaged_aps=$(num_or_na "$t" '%.0f') alertmanager_aps=$(num_or_na "$a" '%.0f') ratio=$(ratio_of "$t" "$a")"
+        done
+    done
+    echo "(RESULT: median alerts/s and p99 over the rounds, the ratio of the medians, the highest peak RSS)"
+fi
 for case in "${CASES[@]}"; do
     t=$(v triaged "$case" aps)
     a=$(v alertmanager "$case" aps)
-    if [[ $t =~ ^[0-9.]+$ && $a =~ ^[0-9.]+$ ]] && awk -v a="$a" 'BEGIN { exit !(a > 0) }'; then
-        ratio=$(awk -v t="$t" -v a="$a" 'BEGIN { printf "%.2f", t / a }')
-    else
-        ratio=NA
-    fi
+    ratio=$(ratio_of "$t" "$a")
     echo "RESULT case=$case triaged_aps=$(num_or_na "$t" '%.0f') alertmanager_aps=$(num_or_na "$a" '%.0f') ratio=$ratio" \
         "triaged_p99_ms=$(num_or_na "$(v triaged "$case" p99_ms)" '%.2f') alertmanager_p99_ms=$(num_or_na "$(v alertmanager "$case" p99_ms)" '%.2f')" \
         "triaged_hwm_mb=$(num_or_na "$(v triaged "$case" hwm)" '%.1f') alertmanager_hwm_mb=$(num_or_na "$(v alertmanager "$case" hwm)" '%.1f')"
