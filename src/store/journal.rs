@@ -331,7 +331,7 @@ impl Journal {
                 // Past what the file holds: write it out a chunk further (zeros, which no
                 // reading takes for a record), so that the fdatasyncs until then have no new
                 // size to commit.
-                let to = end.max((self.written + PREWRITE_CHUNK).min(self.checkpoint_bytes));
+                let to = self.written_out_to(end);
                 write_zeros(&self.file, end, to)?;
                 self.written = to;
             }
@@ -342,10 +342,17 @@ impl Journal {
         Ok(())
     }
 
+    /// How far to write the file out once a record ending at `end` passes what it holds: a chunk
+    /// further (no further than the checkpoint size), and at least to `end`.
+    fn written_out_to(&self, end: u64) -> u64 {
+        end.max((self.written + PREWRITE_CHUNK).min(self.checkpoint_bytes))
+    }
+
     /// Write `record` (ending at `end`) and the zeros ahead of it with direct writes; false,
     /// having written nothing, when there are none or the file system refuses them (then for
     /// good).
     fn write_direct(&mut self, record: &[u8], end: u64) -> std::io::Result<bool> {
+        let ahead = self.written_out_to(end);
         let Some(direct) = self.direct.as_mut() else {
             return Ok(false);
         };
@@ -377,7 +384,7 @@ impl Journal {
         if end > self.written {
             // As with ordinary writes: zeros a chunk ahead, so that the fdatasyncs until then
             // have no new size to commit.
-            let to = blocks(end.max((self.written + PREWRITE_CHUNK).min(self.checkpoint_bytes)));
+            let to = blocks(ahead);
             if to > written {
                 write_zeros(&direct.file, written, to)?;
             }
