@@ -279,9 +279,19 @@ done
 
 v() { echo "${R[$1,$2,$3]:-NA}"; }
 
+# numbers VALUE...: the numeric values, one a line, in ascending order.
+numbers() {
+    printf '%s\n' "$@" | grep -E '^[0-9]+([.][0-9]+)?$' | sort -g || true
+}
+
+# highest VALUE...: the highest of the numeric values ("NA" when there are none).
+highest() {
+    numbers "$@" | awk '{ x = $1 } END { print (NR ? x : "NA") }'
+}
+
 # median VALUE...: the median of the numeric values ("NA" when there are none).
 median() {
-    printf '%s\n' "$@" | grep -E '^[0-9]+([.][0-9]+)?$' | sort -g | awk '
+    numbers "$@" | awk '
         { a[NR] = $1 }
         END {
             if (NR == 0) print "NA"
@@ -297,8 +307,7 @@ for case in "${CASES[@]}"; do
             vals=()
             for ((round = 1; round <= ROUNDS; round++)); do vals+=("$(v "$server" "$case,$round" "$k")"); done
             if [[ $k == hwm ]]; then
-                R[$server,$case,$k]=$(printf '%s\n' "${vals[@]}" | grep -E '^[0-9.]+$' | sort -g | tail -n 1)
-                [[ -z ${R[$server,$case,$k]} ]] && R[$server,$case,$k]=NA
+                R[$server,$case,$k]=$(highest "${vals[@]}")
             else
                 R[$server,$case,$k]=$(median "${vals[@]}")
             fi
