@@ -1,35 +1,43 @@
 #!/usr/bin/env bash
 # Compare triaged's Alertmanager API v2 ingestion (POST /api/v2/alerts) with Debian's Alertmanager.
 #
-#   benches/compare.sh [--quick] [--rounds N] [--case BATCHxPOOL]...
+#   benches/compare.sh [--quick] [--rounds N] [--case BATCHxPOOL]... [--engine raw|hyper]
 #
 # For each case (batch 1 and 100 alerts per request) x (pool of 1,000 and 100,000 label sets), with
 # 16 keep-alive connections for 30 s (--quick: 5 s) after a 1 s warmup, it starts Alertmanager and
 # then triaged, each fresh (new port on 127.0.0.1, new temporary storage), drives it with
 # benches/loadgen, reads its peak RSS (VmHWM) and CPU time from /proc, and stops it with SIGTERM.
 # --rounds N does that N times per case, the two servers in turn, and reports medians; --case
-# (repeatable, e.g. --case 1x1000) runs only the cases named.
+# (repeatable, e.g. --case 1x1000) runs only the cases named. --engine picks loadgen's HTTP client:
+# raw (the default: prebuilt requests, the least CPU a request) or hyper (hyper's client).
 # Everything stays on loopback. It installs nothing: prometheus-alertmanager must be on PATH.
 # Only processes this script started are stopped (trap on EXIT). See benches/README.md.
 set -euo pipefail
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 QUICK=0
 ROUNDS=1
 ONLY=()
+ENGINE=raw
 while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
-        --rounds | --case)
+        --rounds | --case | --engine)
             if (($# < 2)); then
                 echo "compare.sh: $1 needs a value" >&2
                 usage >&2
                 exit 2
             fi
-            if [[ $1 == --rounds ]]; then
+            if [[ $1 == --engine ]]; then
+                if ! [[ $2 =~ ^(raw|hyper)$ ]]; then
+                    echo "compare.sh: --engine takes raw or hyper, not '$2'" >&2
+                    exit 2
+                fi
+                ENGINE=$2
+            elif [[ $1 == --rounds ]]; then
                 if ! [[ $2 =~ ^[1-9][0-9]*$ ]] || (($2 > 99)); then
                     echo "compare.sh: --rounds takes a number from 1 to 99, not '$2'" >&2
                     exit 2
@@ -198,7 +206,7 @@ run_one() {
     url="http://127.0.0.1:$port/api/v2/alerts"
     out=$dir/loadgen.out
     fg_run "$LOADGEN" --url "$url" --batch "$batch" --pool "$pool" --connections "$CONNECTIONS" \
-        --duration "$DURATION" --warmup "$WARMUP" > "$out" 2>&1 || true
+        --duration "$DURATION" --warmup "$WARMUP" --engine "$ENGINE" > "$out" 2>&1 || true
     sed 's/^/    /' "$out"
     alive=yes
     if ! kill -0 "$pid" 2> /dev/null || [[ $(proc_state "$pid") == Z ]]; then alive=no; fi
@@ -247,7 +255,7 @@ echo "date:      $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
 echo "machine:   $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, kernel $(uname -r)"
 echo "storage:   $WORK on $(df -PT "$WORK" | awk 'NR == 2 { print $2 " (" $1 ")" }')"
 echo "servers:   $(prometheus-alertmanager --version 2>&1 | head -n 1); triaged $(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo '?') (embedded default config)"
-echo "load:      $CONNECTIONS connections, closed loop, ${DURATION} measured after ${WARMUP} warmup, batches ${BATCHES[*]}, pools ${POOLS[*]}${ONLY[*]:+ (only ${ONLY[*]})}, $ROUNDS round(s) per case"
+echo "load:      $CONNECTIONS connections, closed loop, ${DURATION} measured after ${WARMUP} warmup, batches ${BATCHES[*]}, pools ${POOLS[*]}${ONLY[*]:+ (only ${ONLY[*]})}, $ROUNDS round(s) per case, loadgen --engine $ENGINE"
 echo
 
 echo "=== building (cargo build --release; loadgen into target/loadgen)"

@@ -45,3 +45,10 @@ fi
 # The release build without whole-program optimisation (Cargo.toml, [profile.test-release]):
 # linking each of the suite's binaries with fat LTO would take minutes apiece.
 cargo test --profile test-release "$@"
+
+# The load generator (benches/loadgen) is a package of its own: its tests (the raw engine's HTTP
+# reading) run with the whole suite, not when arguments pick part of it. Its target directory is
+# the one benches/compare.sh builds it in.
+if [ $# -eq 0 ]; then
+  CARGO_TARGET_DIR=target/loadgen cargo test --manifest-path benches/loadgen/Cargo.toml
+fi
