@@ -488,12 +488,11 @@ async fn connection_loop(shared: Arc<Shared>) -> Stats {
                 let done_in_window = t1 >= shared.measure_start && t1 <= shared.end;
                 if done_in_window {
                     st.responses += 1;
-                    let code = status;
                     if (200..300).contains(&status) {
                         st.ok += 1;
                     } else {
-                        *st.by_status.entry(code).or_default() += 1;
-                        st.status_samples.entry(code).or_insert_with(|| {
+                        *st.by_status.entry(status).or_default() += 1;
+                        st.status_samples.entry(status).or_insert_with(|| {
                             let text = String::from_utf8_lossy(&body).into_owned();
                             text.replace('\n', " ")
                         });
