@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
@@ -35,6 +35,15 @@ const MAX_POOL: usize = 1_000_000;
 const MAX_RUN: Duration = Duration::from_secs(3600);
 /// How much of a refusal's body is kept as its sample.
 const SAMPLE_BYTES: usize = 300;
+/// The request's `Content-Type` and `User-Agent`, with either engine.
+const CONTENT_TYPE_JSON: &str = "application/json";
+const USER_AGENT_VALUE: &str = "triaged-loadgen/0.1";
+
+/// Add the start of `data` to `sample`, up to `limit` bytes in all.
+fn keep_sample(sample: &mut Vec<u8>, data: &[u8], limit: usize) {
+    let room = limit.saturating_sub(sample.len()).min(data.len());
+    sample.extend_from_slice(&data[..room]);
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -75,19 +84,10 @@ struct Args {
     engine: Engine,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Engine {
     Hyper,
     Raw,
-}
-
-impl Engine {
-    fn name(self) -> &'static str {
-        match self {
-            Engine::Hyper => "hyper",
-            Engine::Raw => "raw",
-        }
-    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -391,9 +391,8 @@ async fn hyper_exchange(
     let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
         if let Some(data) = frame?.data_ref() {
-            if !status.is_success() && kept.len() < SAMPLE_BYTES {
-                let n = data.len().min(SAMPLE_BYTES - kept.len());
-                kept.extend_from_slice(&data[..n]);
+            if !status.is_success() {
+                keep_sample(&mut kept, data, SAMPLE_BYTES);
             }
         }
     }
@@ -591,7 +590,9 @@ async fn run(args: Args) -> ExitCode {
         fmt_duration(args.duration),
         fmt_duration(args.warmup),
         args.threads,
-        args.engine.name()
+        args.engine
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string())
     );
     println!(
         "bodies:       {} pre-generated in {:.2}s, {} distinct label sets{}, {:.1} MB",
@@ -624,8 +625,8 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(USER_AGENT, HeaderValue::from_static("triaged-loadgen/0.1"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_JSON));
+    headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     let raw = match args.engine {
         Engine::Raw => bodies
             .bodies

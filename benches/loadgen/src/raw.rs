@@ -19,6 +19,8 @@ use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::{keep_sample, CONTENT_TYPE_JSON, USER_AGENT_VALUE};
+
 /// Longest answer head taken.
 const MAX_HEAD: usize = 64 * 1024;
 /// Most headers in an answer head.
@@ -27,7 +29,7 @@ const MAX_HEADERS: usize = 64;
 /// A request with its head, ready to write.
 pub fn request(path: &str, host: &str, body: &[u8]) -> Vec<u8> {
     let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\nuser-agent: triaged-loadgen/0.1\r\ncontent-length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: {CONTENT_TYPE_JSON}\r\nuser-agent: {USER_AGENT_VALUE}\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     let mut req = Vec::with_capacity(head.len() + body.len());
@@ -92,14 +94,8 @@ pub struct Conn<S = TcpStream> {
     end: usize,
 }
 
-impl Conn<TcpStream> {
-    pub fn new(stream: TcpStream) -> Conn<TcpStream> {
-        Conn::over(stream)
-    }
-}
-
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Conn<S> {
-    pub fn over(stream: S) -> Conn<S> {
+    pub fn new(stream: S) -> Conn<S> {
         Conn {
             stream,
             buf: vec![0; 16 * 1024],
@@ -225,8 +221,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Conn<S> {
     fn take(&mut self, n: u64, keep: usize, body: &mut Vec<u8>) -> u64 {
         let have = (self.end - self.start) as u64;
         let took = have.min(n) as usize;
-        let room = keep.saturating_sub(body.len()).min(took);
-        body.extend_from_slice(&self.buf[self.start..self.start + room]);
+        keep_sample(body, &self.buf[self.start..self.start + took], keep);
         self.start += took;
         took as u64
     }
@@ -325,7 +320,7 @@ mod tests {
             let mut sink = Vec::new();
             let _ = server.read_to_end(&mut sink).await;
         });
-        let mut conn = Conn::over(client);
+        let mut conn = Conn::new(client);
         let mut out = Vec::new();
         for _ in 0..n {
             let r = conn.exchange(b"POST / HTTP/1.1\r\n\r\n", keep).await;
@@ -381,34 +376,24 @@ HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nx";
         assert_eq!(got, vec![ok(400, false, b"0123"), ok(200, false, b"")]);
     }
 
+    /// `wire`, read in pieces of `piece` bytes, fails its one exchange with an error of `kind`.
+    async fn fails_as(wire: &[u8], piece: usize, kind: &str) {
+        let got = answers(wire, piece, 1, 0).await;
+        assert!(
+            matches!(&got[..], [Err(e)] if e.starts_with(kind)),
+            "{:?}: wanted {kind}, got {got:?}",
+            String::from_utf8_lossy(wire)
+        );
+    }
+
     #[tokio::test]
     async fn a_cut_or_garbled_answer_is_an_error_of_its_kind() {
-        let cut = answers(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
-            5,
-            1,
-            0,
-        )
-        .await;
-        assert!(
-            matches!(&cut[..], [Err(e)] if e.starts_with("closed_by_server")),
-            "{cut:?}"
-        );
-        let garbled = answers(b"HTTX/1.1 200 OK\r\n\r\n", 5, 1, 0).await;
-        assert!(
-            matches!(&garbled[..], [Err(e)] if e.starts_with("bad_response")),
-            "{garbled:?}"
-        );
-        let nothing = answers(b"", 1, 1, 0).await;
-        assert!(
-            matches!(&nothing[..], [Err(e)] if e.starts_with("closed_by_server")),
-            "{nothing:?}"
-        );
-        let bad_length = answers(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", 5, 1, 0).await;
-        assert!(
-            matches!(&bad_length[..], [Err(e)] if e.starts_with("bad_response")),
-            "{bad_length:?}"
-        );
+        let cut = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort";
+        fails_as(cut, 5, "closed_by_server").await;
+        fails_as(b"HTTX/1.1 200 OK\r\n\r\n", 5, "bad_response").await;
+        fails_as(b"", 1, "closed_by_server").await;
+        let bad_length = b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n";
+        fails_as(bad_length, 5, "bad_response").await;
     }
 
     #[test]
