@@ -287,9 +287,13 @@ done
 
 v() { echo "${R[$1,$2,$3]:-NA}"; }
 
+# is_num VALUE: a number as the load generator and /proc give them (not NA, not empty).
+is_num() { [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]]; }
+
 # numbers VALUE...: the numeric values, one a line, in ascending order.
 numbers() {
-    printf '%s\n' "$@" | grep -E '^[0-9]+([.][0-9]+)?$' | sort -g || true
+    local x
+    for x in "$@"; do if is_num "$x"; then echo "$x"; fi; done | sort -g
 }
 
 # highest VALUE...: the highest of the numeric values ("NA" when there are none).
@@ -343,10 +347,10 @@ done
 echo
 
 num_or_na() { # num_or_na VALUE FORMAT
-    if [[ $1 =~ ^[0-9.]+$ ]]; then awk -v x="$1" -v f="$2" 'BEGIN { printf f, x }'; else echo NA; fi
+    if is_num "$1"; then awk -v x="$1" -v f="$2" 'BEGIN { printf f, x }'; else echo NA; fi
 }
 ratio_of() { # ratio_of TRIAGED ALERTMANAGER
-    if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk -v a="$2" 'BEGIN { exit !(a > 0) }'; then
+    if is_num "$1" && is_num "$2" && awk -v a="$2" 'BEGIN { exit !(a > 0) }'; then
         awk -v t="$1" -v a="$2" 'BEGIN { printf "%.2f", t / a }'
     else
         echo NA
