@@ -9,7 +9,7 @@
 # benches/loadgen, reads its peak RSS (VmHWM) and CPU time from /proc, and stops it with SIGTERM.
 # --rounds N does that N times per case, the two servers in turn, and reports medians; --case
 # (repeatable, e.g. --case 1x1000) runs only the cases named. --engine picks loadgen's HTTP client:
-# raw (the default: prebuilt requests, the least CPU a request) or hyper (hyper's client).
+# hyper (the default: hyper's client) or raw (prebuilt requests, the least CPU a request).
 # Everything stays on loopback. It installs nothing: prometheus-alertmanager must be on PATH.
 # Only processes this script started are stopped (trap on EXIT). See benches/README.md.
 set -euo pipefail
@@ -21,7 +21,7 @@ usage() {
 QUICK=0
 ROUNDS=1
 ONLY=()
-ENGINE=raw
+ENGINE=hyper
 while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
