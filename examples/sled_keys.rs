@@ -1,6 +1,6 @@
 //! What sled's memory grows with: record bytes or keys. Writes N records the way triaged's writer
 //! did before its journal (batches of 100, each applied and flushed; the writer now flushes sled
-//! only at checkpoints, and the README's figures were taken this way), each with INDEX
+//! only at checkpoints, and the figures in benches/HISTORY.md were taken this way), each with INDEX
 //! empty-valued index keys beside it (as `firing/`, `member/` and `timer/` were beside
 //! `alert/`), in a fresh store under the system's temporary directory, then prints the time taken
 //! and the process's peak RSS.
@@ -13,7 +13,7 @@
 //!
 //! All keys here are in fingerprint order, as `alert/` and `firing/` are; triaged's `member/` and
 //! `timer/` keys are grouped by incident and by deadline first, so this is their worst case. Run
-//! one shape per process (peak RSS is the process's). See README, Performance.
+//! one shape per process (peak RSS is the process's). See benches/HISTORY.md.
 
 use std::process::ExitCode;
 use std::time::Instant;

@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 /// jemalloc rather than glibc's malloc: ingestion allocates and frees many small strings (labels)
 /// on the HTTP workers and the writer, and sled churns tree nodes; on the 2-vCPU benchmark
 /// machine jemalloc took 26–39% more alerts/s at batch 100 with the same peak RSS
-/// (`benches/compare.sh`, README "Performance").
+/// (`benches/compare.sh`; `benches/HISTORY.md`).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -20,7 +20,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// instead of jemalloc's 10 s before they go back to the kernel, and go straight back rather
 /// than through `MADV_FREE` (which still counts in RSS until the kernel needs the memory). With
 /// 100,000 firing alerts this lowered peak RSS from 102–104 to 92–98 MB at the same alerts/s
-/// (README, Performance). And one arena for all threads instead of four per CPU: the writer,
+/// (`benches/HISTORY.md`). And one arena for all threads instead of four per CPU: the writer,
 /// the HTTP worker and sled's threads otherwise each keep their own arena's free pages, and
 /// sharing one lowered the peak by about 4 MB (89 → 85 MB), at about 4 % of alerts/s at
 /// batch 100 and none at batch 1. `_RJEM_MALLOC_CONF` in the environment is read after it and
@@ -34,7 +34,7 @@ use triaged::reload::ConfigSource;
 /// The runtime's worker threads (HTTP, Kafka polling, sinks): one fewer than the CPUs, at least
 /// one, so that a CPU is left to the writer, the one thread every change goes through (with
 /// sled's IO threads, which it waits for). On the 2-vCPU benchmark machine one worker instead of
-/// two took 7–20 % more alerts/s at batch 1 and 12–24 % more at batch 100 (README, Performance).
+/// two took 7–20 % more alerts/s at batch 1 and 12–24 % more at batch 100 (`benches/HISTORY.md`).
 /// `TOKIO_WORKER_THREADS`, when set, is tokio's own override and wins (`None` here).
 fn http_workers() -> Option<usize> {
     if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {

@@ -103,8 +103,8 @@ fn gather(rx: &Receiver<Command>, commands: &mut Vec<Command>, expect: usize, un
 /// writer's thread, every cycle crosses threads twice (the writer woken for the requests, the
 /// worker woken for the answers) and moves the parsed alerts to the other CPU and back, while
 /// the other link of the chain waits. Done by the worker that parsed them, the commit costs no
-/// wake on either side and the answers are scheduled on the worker at once (README,
-/// Performance). Under a steady load of large requests the worker is never idle, and the
+/// wake on either side and the answers are scheduled on the worker at once
+/// (`benches/HISTORY.md`). Under a steady load of large requests the worker is never idle, and the
 /// writer's thread then commits while the worker parses: every command is taken within about
 /// [`HANDOFF`] whoever takes it, and commits stay in queue order because only the holder of
 /// the writer's lock takes from the queue.

@@ -319,7 +319,7 @@ pub async fn serve(
     // Without `writev`, hyper copies a response's body behind its head and sends both with one
     // plain `send`: at batch 1 the HTTP worker's CPU per request was 8 % lower than with the
     // two-part `writev` (7 of 7 runs in turn; the kernel's vectored path costs more than the
-    // copy of a small body). Alerts/s stayed within noise (README, Performance).
+    // copy of a small body). Alerts/s stayed within noise (`benches/HISTORY.md`).
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
