@@ -38,6 +38,9 @@ struct State<T> {
     pushes: u64,
     /// When the oldest queued item came (at the latest); `None` while the queue is empty.
     since: Option<Instant>,
+    /// When the oldest item taken with [`Receiver::take_held`] and not yet
+    /// [`Receiver::settle`]d came: a waiting receiver ages it as if it were still queued.
+    held_since: Option<Instant>,
     /// An urgent item is queued: the receiver takes the queue now, whatever its age.
     urgent: bool,
     /// [`Receiver::wake`] was called: the next [`Receiver::wait`] returns at once.
@@ -73,6 +76,7 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             senders_waiting: 0,
             pushes: 0,
             since: None,
+            held_since: None,
             urgent: false,
             woken: false,
         }),
@@ -271,7 +275,11 @@ impl<T> Receiver<T> {
             }
             let now = Instant::now();
             let left = deadline.map_or(Duration::MAX, |at| at.saturating_duration_since(now));
-            if let Some(since) = state.since {
+            let oldest = match (state.since, state.held_since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(since) = oldest {
                 let waited = now.saturating_duration_since(since);
                 if waited >= age || state.urgent {
                     return Ok(state.urgent);
@@ -312,6 +320,28 @@ impl<T> Receiver<T> {
     pub fn take_unless_urgent(&self, into: &mut Vec<T>, max: usize) -> bool {
         let mut state = self.shared.lock();
         !state.urgent && self.take(&mut state, into, max) > 0
+    }
+
+    /// [`Receiver::take_unless_urgent`], for items that stay pending after they are taken (the
+    /// writer applies them now and commits them later): until [`Receiver::settle`],
+    /// [`Receiver::wait`] ages them from when the oldest of them came, as if still queued, so
+    /// that a receiver waiting for items to age still comes for them.
+    pub fn take_held(&self, into: &mut Vec<T>, max: usize) -> bool {
+        let mut state = self.shared.lock();
+        if state.urgent {
+            return false;
+        }
+        let since = state.since;
+        let taken = self.take(&mut state, into, max) > 0;
+        if taken && state.held_since.is_none() {
+            state.held_since = since;
+        }
+        taken
+    }
+
+    /// What [`Receiver::take_held`] took is committed: no longer pending.
+    pub fn settle(&self) {
+        self.shared.lock().held_since = None;
     }
 
     /// Make the receiver's [`Receiver::wait`] return now (or the next one at once), as if it
@@ -575,6 +605,32 @@ mod tests {
             rx.wait(age, Duration::from_millis(1)),
             Err(RecvTimeoutError::Timeout)
         );
+    }
+
+    #[test]
+    fn held_items_age_as_if_queued_until_settled() {
+        let (tx, rx) = bounded::<u32>(4);
+        let sent = Instant::now();
+        tx.try_send(1).unwrap();
+        let mut held = Vec::new();
+        assert!(rx.take_held(&mut held, 4));
+        assert_eq!((held.as_slice(), rx.look().queued), (&[1][..], 0));
+        let age = Duration::from_millis(20);
+        assert_eq!(rx.wait(age, Duration::from_secs(60)), Ok(false));
+        assert!(
+            sent.elapsed() >= age,
+            "returned before the held item had aged"
+        );
+        // Settled (committed): nothing is pending, and the wait ends at its timeout.
+        rx.settle();
+        assert_eq!(
+            rx.wait(age, Duration::from_millis(1)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        // Something urgent is the receiver's thread's: nothing is taken held.
+        tx.send(2, true).unwrap();
+        assert!(!rx.take_held(&mut held, 4));
+        assert_eq!(rx.look().queued, 1);
     }
 
     #[test]

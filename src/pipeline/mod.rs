@@ -166,6 +166,7 @@ impl Desk {
                 .is_some_and(|at| at <= writer.clock.now());
             if writer.down.is_none()
                 && commands.is_empty()
+                && writer.open.is_none()
                 && !due
                 && last_step.elapsed() < IDLE_WAKE
             {
@@ -238,19 +239,26 @@ impl Desk {
                 // and, for up to GATHER_FOR, until as many commands are queued as the last commit
                 // carried: the senders it answered come back together (see [`gather`]). What is
                 // urgent is the writer's thread's.
+                // Meanwhile, what comes is applied to the open transaction at once, while the
+                // worker would otherwise wait for the rest of the group: the commit then only
+                // writes.
                 let first = Instant::now();
                 let mut seen = desk.rx.look();
+                let mut held = 0;
                 while !seen.urgent {
                     tokio::task::yield_now().await;
                     tokio::task::yield_now().await;
                     let now = desk.rx.look();
                     if now.pushes == seen.pushes
-                        && (now.queued >= expect || first.elapsed() >= GATHER_FOR)
+                        && (now.queued + held >= expect || first.elapsed() >= GATHER_FOR)
                     {
                         if let Some(n) = desk.commit_queued() {
                             expect = n;
                         }
                         break;
+                    }
+                    if now.pushes != seen.pushes && !now.urgent {
+                        held += desk.apply_queued();
                     }
                     seen = now;
                 }
@@ -258,8 +266,29 @@ impl Desk {
         }
     }
 
-    /// Commit what is queued, on the calling thread, unless the writer's thread should; how
-    /// many commands it committed.
+    /// Apply what is queued to the open transaction (beginning one), on the calling thread,
+    /// unless the writer's thread should; how many commands. They are committed by the next
+    /// commit, whoever makes it.
+    fn apply_queued(&self) -> usize {
+        let Ok(mut writer) = self.writer.try_lock() else {
+            return 0;
+        };
+        if writer.down.is_some() || writer.slow || self.stopped.load(Ordering::Acquire) {
+            return 0;
+        }
+        let room = MAX_BATCH.saturating_sub(writer.open.as_ref().map_or(0, |open| open.count));
+        let mut commands = Vec::new();
+        if room == 0 || !self.rx.take_held(&mut commands, room) {
+            return 0;
+        }
+        let n = commands.len();
+        writer.metrics.queue_depth.sub(n as i64);
+        writer.add(commands);
+        n
+    }
+
+    /// Commit what is queued, with the open transaction, on the calling thread, unless the
+    /// writer's thread should; how many commands it committed.
     fn commit_queued(&self) -> Option<usize> {
         // The thread holds the writer: it commits, and takes what is left within HANDOFF.
         let Ok(mut writer) = self.writer.try_lock() else {
@@ -268,12 +297,17 @@ impl Desk {
         if writer.down.is_some() || writer.slow || self.stopped.load(Ordering::Acquire) {
             return None;
         }
+        let held = writer.open.as_ref().map_or(0, |open| open.count);
         let mut commands = Vec::new();
-        if !self.rx.take_unless_urgent(&mut commands, MAX_BATCH) {
+        let taken = self
+            .rx
+            .take_unless_urgent(&mut commands, MAX_BATCH.saturating_sub(held));
+        // Something urgent is queued: the thread takes it with the open transaction.
+        if !taken && (held == 0 || self.rx.look().urgent) {
             return None;
         }
-        let n = commands.len();
-        writer.metrics.queue_depth.sub(n as i64);
+        let n = held + commands.len();
+        writer.metrics.queue_depth.sub(commands.len() as i64);
         let deadline = writer.next_deadline;
         let stop = writer.step_by(commands, By::Runtime);
         // The thread sleeps until what it knew was due: tell it when that changed for the
@@ -714,6 +748,24 @@ pub struct Writer {
     slow: bool,
     /// `triaged_store_commits_total`, by [`By`].
     commits: [prometheus::IntCounter; 2],
+    /// The transaction commands are applied to until it is committed: the committer applies
+    /// them as they come, while its worker waits for the rest of a group, so that the commit
+    /// itself only writes (see [`Desk::commit_when_idle`]). Whoever holds the writer commits it.
+    open: Option<Open>,
+}
+
+/// A transaction begun and not yet committed, with the answers its commands wait for.
+struct Open {
+    tx: Tx,
+    /// When it began: its commands' time.
+    now: DateTime<Utc>,
+    replies: Vec<(Reply, Result<Outcome, PipelineError>)>,
+    /// A store read failed while applying: the whole transaction fails.
+    failed: Option<StoreError>,
+    /// One of its commands asked the writer to stop.
+    stop: bool,
+    /// Commands applied.
+    count: usize,
 }
 
 /// Where a commit runs (see [`Desk`]).
@@ -763,6 +815,7 @@ impl Writer {
             started: None,
             slow: false,
             commits,
+            open: None,
         };
         writer.show_memory();
         Ok(writer)
@@ -872,6 +925,8 @@ impl Writer {
 
     /// The loop has stopped.
     fn finish(&mut self) {
+        // Commands the committer applied and did not get to commit (its runtime stopped).
+        self.commit_open(By::Writer);
         self.ready.store(false, Ordering::SeqCst);
         // Everything is applied: flush sled and empty the journal, so the next start has nothing
         // to apply again. A failure here loses nothing (the journal stays) and is only reported.
@@ -951,34 +1006,61 @@ impl Writer {
         self.step_by(commands, By::Writer)
     }
 
-    /// [`Writer::step`], on the thread `by` says.
+    /// [`Writer::step`], on the thread `by` says: the commands join the open transaction, if
+    /// the committer began one, and it is committed.
     fn step_by(&mut self, commands: Vec<Command>, by: By) -> bool {
-        let now = self.clock.now();
-        let mut tx = Tx::new(
-            &self.store,
-            Arc::clone(&self.policy),
-            self.memory.clone(),
-            now,
-            self.trace,
-        );
-        let mut replies = Vec::with_capacity(commands.len());
-        let mut stop = false;
-        let mut failed: Option<StoreError> = None;
+        self.add(commands);
+        self.commit_open(by)
+    }
 
-        // Deadlines are read from the store only when one is due: `next_deadline`, read at load
-        // and after every commit that sets or clears one, is the earliest.
-        let timers = if self.next_deadline.is_some_and(|at| at <= now) {
-            tx.run_timers(MAX_TIMERS_PER_PASS)
-        } else {
-            Ok(())
+    /// Apply commands to the open transaction, beginning one (with the expiries that are due
+    /// and the refresh log's folding) if none is open. Nothing is written until
+    /// [`Writer::commit_open`]; each command's answer waits for it.
+    fn add(&mut self, commands: Vec<Command>) {
+        let open = match &mut self.open {
+            Some(open) => open,
+            None => {
+                let now = self.clock.now();
+                let mut tx = Tx::new(
+                    Arc::clone(&self.store),
+                    Arc::clone(&self.policy),
+                    self.memory.clone(),
+                    now,
+                    self.trace,
+                );
+                let mut failed = None;
+                // Deadlines are read from the store only when one is due: `next_deadline`, read
+                // at load and after every commit that sets or clears one, is the earliest.
+                let timers = if self.next_deadline.is_some_and(|at| at <= now) {
+                    tx.run_timers(MAX_TIMERS_PER_PASS)
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = timers.and_then(|()| tx.fold_refreshes(MAX_FOLDS_PER_PASS)) {
+                    failed = Some(e);
+                }
+                self.open.insert(Open {
+                    tx,
+                    now,
+                    replies: Vec::with_capacity(commands.len()),
+                    failed,
+                    stop: false,
+                    count: 0,
+                })
+            }
         };
-        if let Err(e) = timers.and_then(|()| tx.fold_refreshes(MAX_FOLDS_PER_PASS)) {
-            failed = Some(e);
-        }
+        open.count += commands.len();
+        let Open {
+            tx,
+            replies,
+            failed,
+            stop,
+            ..
+        } = open;
         for command in commands {
             let (reply, result) = match command {
                 Command::Shutdown => {
-                    stop = true;
+                    *stop = true;
                     continue;
                 }
                 Command::Ingest {
@@ -1027,7 +1109,23 @@ impl Writer {
             };
             replies.push((reply, result));
         }
+    }
 
+    /// Commit the open transaction, if any: write it durably, then answer its commands.
+    /// Returns true when one of them asked the writer to stop.
+    fn commit_open(&mut self, by: By) -> bool {
+        let Some(Open {
+            tx,
+            now,
+            replies,
+            failed,
+            stop,
+            ..
+        }) = self.open.take()
+        else {
+            return false;
+        };
+        self.rx.settle();
         let (batch, memory, effects, policy) = tx.finish();
         let moves_deadlines = batch.moves_deadlines();
         let committed = match failed {

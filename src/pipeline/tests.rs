@@ -2754,24 +2754,38 @@ fn a_busy_runtime_leaves_the_commit_to_the_writers_thread() {
     let answered = shared.runtime.block_on(async {
         shared.queue.try_send(command).map_err(|(e, _)| e).unwrap();
         // Blocks the runtime's only thread: the committer cannot run until this returns.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match answer.try_recv() {
-                Ok(result) => break result,
-                Err(oneshot::error::TryRecvError::Empty) if Instant::now() < deadline => {
-                    std::thread::yield_now()
-                }
-                Err(e) => panic!("no answer from the writer's thread: {e:?}"),
-            }
-        }
+        answer_within_30s(&mut answer)
     });
+    stored_by_the_writers_thread(&shared, &a, answered);
+    shared.stop();
+}
+
+/// Wait (blocking the calling thread) for a command's answer, failing after 30 s.
+fn answer_within_30s(answer: &mut Answer) -> Result<Outcome, PipelineError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match answer.try_recv() {
+            Ok(result) => return result,
+            Err(oneshot::error::TryRecvError::Empty) if Instant::now() < deadline => {
+                std::thread::yield_now()
+            }
+            Err(e) => panic!("no answer from the writer's thread: {e:?}"),
+        }
+    }
+}
+
+/// `a` was accepted, is stored firing, and the one commit was the writer's thread's.
+fn stored_by_the_writers_thread(
+    shared: &Shared,
+    a: &Alert,
+    answered: Result<Outcome, PipelineError>,
+) {
     assert!(matches!(answered, Ok(Outcome::Ingested(_))));
     assert_eq!(
-        shared.store.alert(fp(&a)).unwrap().unwrap().status,
+        shared.store.alert(fp(a)).unwrap().unwrap().status,
         Status::Firing
     );
     assert_eq!(shared.commits(), (1, 0));
-    shared.stop();
 }
 
 /// A request with many alerts goes to the writer's thread at once, even with the runtime idle
@@ -2810,4 +2824,36 @@ fn a_deadline_committed_on_the_runtime_wakes_the_writers_thread() {
         std::thread::sleep(Duration::from_millis(10));
     }
     shared.stop();
+}
+
+/// Commands the committer applied to the open transaction, when it does not come back to
+/// commit them (its runtime busy), are committed by the writer's thread once they have waited
+/// the hand-off time, as if they were still queued (the thread's idle wake is a minute away).
+#[test]
+fn what_the_committer_applied_and_left_is_committed_by_the_writers_thread() {
+    let shared = Shared::start("", Duration::from_millis(1));
+    let a = alert(&[("alertname", "Held")]);
+    let (command, mut answer) = ingest_command(Source::Alertmanager, vec![a.clone()]);
+    shared.queue.try_send(command).map_err(|(e, _)| e).unwrap();
+    // What the committer does while it gathers; its runtime is then not driven again.
+    assert_eq!(shared.desk.apply_queued(), 1);
+    assert_eq!(shared.desk.rx.look().queued, 0);
+    let answered = answer_within_30s(&mut answer);
+    stored_by_the_writers_thread(&shared, &a, answered);
+    shared.stop();
+}
+
+/// A command the committer applied and a shutdown queued after it are committed together:
+/// the writer's thread continues the open transaction rather than dropping it.
+#[test]
+fn a_shutdown_commits_what_the_committer_applied() {
+    let shared = Shared::start("", Duration::from_secs(60));
+    let a = alert(&[("alertname", "Held")]);
+    let (command, mut answer) = ingest_command(Source::Alertmanager, vec![a.clone()]);
+    shared.queue.try_send(command).map_err(|(e, _)| e).unwrap();
+    assert_eq!(shared.desk.apply_queued(), 1);
+    let store = Arc::clone(&shared.store);
+    shared.stop();
+    assert!(matches!(answer.try_recv(), Ok(Ok(Outcome::Ingested(_)))));
+    assert_eq!(store.alert(fp(&a)).unwrap().unwrap().status, Status::Firing);
 }

@@ -146,8 +146,8 @@ impl Effect {
     }
 }
 
-pub(super) struct Tx<'a> {
-    store: &'a Store,
+pub(super) struct Tx {
+    store: Arc<Store>,
     /// Shared, and replaceable mid-batch by a reload: commands after it see the new policy.
     policy: Arc<Policy>,
     now: DateTime<Utc>,
@@ -165,14 +165,14 @@ pub(super) struct Tx<'a> {
     trace: bool,
 }
 
-impl<'a> Tx<'a> {
+impl Tx {
     pub(super) fn new(
-        store: &'a Store,
+        store: Arc<Store>,
         policy: Arc<Policy>,
         memory: Memory,
         now: DateTime<Utc>,
         trace: bool,
-    ) -> Tx<'a> {
+    ) -> Tx {
         Tx {
             store,
             policy,
