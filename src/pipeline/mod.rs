@@ -266,17 +266,23 @@ impl Desk {
         }
     }
 
+    /// The writer, for the runtime's committer: not while the thread holds it (the thread then
+    /// commits, and takes what is left within HANDOFF), the store is down, the last commit was
+    /// slow, or the writer has stopped.
+    fn writer_for_runtime(&self) -> Option<MutexGuard<'_, Writer>> {
+        let writer = self.writer.try_lock().ok()?;
+        let leave = writer.down.is_some() || writer.slow || self.stopped.load(Ordering::Acquire);
+        (!leave).then_some(writer)
+    }
+
     /// Apply what is queued to the open transaction (beginning one), on the calling thread,
     /// unless the writer's thread should; how many commands. They are committed by the next
     /// commit, whoever makes it.
     fn apply_queued(&self) -> usize {
-        let Ok(mut writer) = self.writer.try_lock() else {
+        let Some(mut writer) = self.writer_for_runtime() else {
             return 0;
         };
-        if writer.down.is_some() || writer.slow || self.stopped.load(Ordering::Acquire) {
-            return 0;
-        }
-        let room = MAX_BATCH.saturating_sub(writer.open.as_ref().map_or(0, |open| open.count));
+        let room = MAX_BATCH.saturating_sub(writer.held());
         let mut commands = Vec::new();
         if room == 0 || !self.rx.take_held(&mut commands, room) {
             return 0;
@@ -290,14 +296,8 @@ impl Desk {
     /// Commit what is queued, with the open transaction, on the calling thread, unless the
     /// writer's thread should; how many commands it committed.
     fn commit_queued(&self) -> Option<usize> {
-        // The thread holds the writer: it commits, and takes what is left within HANDOFF.
-        let Ok(mut writer) = self.writer.try_lock() else {
-            return None;
-        };
-        if writer.down.is_some() || writer.slow || self.stopped.load(Ordering::Acquire) {
-            return None;
-        }
-        let held = writer.open.as_ref().map_or(0, |open| open.count);
+        let mut writer = self.writer_for_runtime()?;
+        let held = writer.held();
         let mut commands = Vec::new();
         let taken = self
             .rx
@@ -764,8 +764,6 @@ struct Open {
     failed: Option<StoreError>,
     /// One of its commands asked the writer to stop.
     stop: bool,
-    /// Commands applied.
-    count: usize,
 }
 
 /// Where a commit runs (see [`Desk`]).
@@ -923,6 +921,11 @@ impl Writer {
         }
     }
 
+    /// Commands applied to the open transaction (a stop is urgent, so never the committer's).
+    fn held(&self) -> usize {
+        self.open.as_ref().map_or(0, |open| open.replies.len())
+    }
+
     /// The loop has stopped.
     fn finish(&mut self) {
         // Commands the committer applied and did not get to commit (its runtime stopped).
@@ -1045,11 +1048,9 @@ impl Writer {
                     replies: Vec::with_capacity(commands.len()),
                     failed,
                     stop: false,
-                    count: 0,
                 })
             }
         };
-        open.count += commands.len();
         let Open {
             tx,
             replies,

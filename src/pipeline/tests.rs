@@ -2826,18 +2826,24 @@ fn a_deadline_committed_on_the_runtime_wakes_the_writers_thread() {
     shared.stop();
 }
 
+/// Queue one alert and apply it to the open transaction as the committer does while it
+/// gathers; its runtime is then not driven again, so nothing commits it there.
+fn applied_by_the_committer(shared: &Shared) -> (Alert, Answer) {
+    let a = alert(&[("alertname", "Held")]);
+    let (command, answer) = ingest_command(Source::Alertmanager, vec![a.clone()]);
+    shared.queue.try_send(command).map_err(|(e, _)| e).unwrap();
+    assert_eq!(shared.desk.apply_queued(), 1);
+    assert_eq!(shared.desk.rx.look().queued, 0);
+    (a, answer)
+}
+
 /// Commands the committer applied to the open transaction, when it does not come back to
 /// commit them (its runtime busy), are committed by the writer's thread once they have waited
 /// the hand-off time, as if they were still queued (the thread's idle wake is a minute away).
 #[test]
 fn what_the_committer_applied_and_left_is_committed_by_the_writers_thread() {
     let shared = Shared::start("", Duration::from_millis(1));
-    let a = alert(&[("alertname", "Held")]);
-    let (command, mut answer) = ingest_command(Source::Alertmanager, vec![a.clone()]);
-    shared.queue.try_send(command).map_err(|(e, _)| e).unwrap();
-    // What the committer does while it gathers; its runtime is then not driven again.
-    assert_eq!(shared.desk.apply_queued(), 1);
-    assert_eq!(shared.desk.rx.look().queued, 0);
+    let (a, mut answer) = applied_by_the_committer(&shared);
     let answered = answer_within_30s(&mut answer);
     stored_by_the_writers_thread(&shared, &a, answered);
     shared.stop();
@@ -2848,10 +2854,7 @@ fn what_the_committer_applied_and_left_is_committed_by_the_writers_thread() {
 #[test]
 fn a_shutdown_commits_what_the_committer_applied() {
     let shared = Shared::start("", Duration::from_secs(60));
-    let a = alert(&[("alertname", "Held")]);
-    let (command, mut answer) = ingest_command(Source::Alertmanager, vec![a.clone()]);
-    shared.queue.try_send(command).map_err(|(e, _)| e).unwrap();
-    assert_eq!(shared.desk.apply_queued(), 1);
+    let (a, mut answer) = applied_by_the_committer(&shared);
     let store = Arc::clone(&shared.store);
     shared.stop();
     assert!(matches!(answer.try_recv(), Ok(Ok(Outcome::Ingested(_)))));
