@@ -918,11 +918,11 @@ impl Config {
             }
         }
         self.auth_problems(&mut out);
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+        if !is_log_filter(&self.log.level) {
             out.push((
                 vec![Seg::Key("log"), Seg::Key("level")],
                 format!(
-                    "invalid level {:?}: expected trace, debug, info, warn or error",
+                    "invalid level {:?}: expected trace, debug, info, warn or error (or directives such as \"info,triaged=debug\")",
                     self.log.level
                 ),
             ));
@@ -1317,6 +1317,27 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// Whether `filter` is a level, or comma-separated directives each a level or `target=level`.
+/// tracing's own parser takes any word as a target (`"eror"` enables one no event comes from,
+/// so every log line would be lost without a word said): only level names are taken here.
+fn is_log_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let is_level = |word: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word));
+    let is_target = |word: &str| {
+        !word.is_empty()
+            && word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-')
+    };
+    tracing_subscriber::EnvFilter::try_new(filter).is_ok()
+        && filter
+            .split(',')
+            .all(|directive| match directive.split_once('=') {
+                Some((target, level)) => is_target(target) && is_level(level),
+                None => is_level(directive),
+            })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1426,6 +1447,42 @@ mod tests {
             shown.contains("storage.checkpoint_kb: must be greater than 0"),
             "{shown}"
         );
+    }
+
+    /// Regression: a misspelt level was taken as a target by tracing's parser and every log
+    /// line was lost, with `check-config` saying ok.
+    #[test]
+    fn a_log_level_that_is_no_level_is_refused_with_its_line() {
+        for bad in [
+            "eror",
+            "verbose",
+            "",
+            "info,triaged=loud",
+            "info,=debug",
+            "info warn",
+            "warn, hyper=error",
+        ] {
+            let text = format!("[server]\nlisten = \"127.0.0.1:1\"\n\n[log]\nlevel = {bad:?}\n");
+            let shown = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(shown.starts_with("t.toml:5: "), "{bad:?}: {shown}");
+            assert!(
+                shown.contains("log.level: invalid level"),
+                "{bad:?}: {shown}"
+            );
+        }
+        for good in [
+            "info",
+            "WARN",
+            "error",
+            "off",
+            "info,triaged=debug",
+            "warn,hyper=error",
+        ] {
+            let text = format!("[log]\nlevel = {good:?}\n");
+            let config = Config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{good:?}: {e}"));
+            tracing_subscriber::EnvFilter::try_new(&config.log.level)
+                .unwrap_or_else(|e| panic!("{good:?} taken here but not by tracing: {e}"));
+        }
     }
 
     #[test]

@@ -72,7 +72,8 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Validate a config file: exit 0, or print every problem with its line and exit 64.
+    /// Validate a config file: exit 0, or print every problem with its line and exit 64 (a
+    /// syntax or type error stops the check at the first).
     CheckConfig {
         /// TOML config file.
         file: PathBuf,

@@ -490,6 +490,9 @@ impl Metrics {
         for by in ["writer", "runtime"] {
             self.store_commits.with_label_values(&[by]);
         }
+        for kind in ["assign", "revoke"] {
+            self.kafka_rebalances.with_label_values(&[kind]);
+        }
         for tier in &Tier::ALL[1..] {
             let tier = tier.as_str();
             self.incidents_open.with_label_values(&[tier]);

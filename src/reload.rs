@@ -162,14 +162,19 @@ impl Reloader {
             .clone()
     }
 
-    pub async fn reload(&self) -> Result<(), ReloadError> {
+    /// Reload the config file. On success, the sections that changed but take effect only at
+    /// the next restart (`server`, `storage`, `log`), for the answer to say so.
+    pub async fn reload(&self) -> Result<Vec<&'static str>, ReloadError> {
         let _one_at_a_time = self.serial.lock().await;
         let mut reloading = Reloading::start(&self.notifier);
         match self.try_reload().await {
-            Ok(()) => {
-                tracing::info!("configuration reloaded");
+            Ok(restart_required) => {
+                tracing::info!(
+                    restart_required = ?restart_required,
+                    "configuration reloaded"
+                );
                 reloading.status = "configuration reloaded".into();
-                Ok(())
+                Ok(restart_required)
             }
             Err(e) => {
                 self.metrics.config_last_reload_successful.set(0);
@@ -181,7 +186,7 @@ impl Reloader {
         }
     }
 
-    async fn try_reload(&self) -> Result<(), ReloadError> {
+    async fn try_reload(&self) -> Result<Vec<&'static str>, ReloadError> {
         let (mut config, warnings) = self.source.load()?;
         for warning in &warnings {
             tracing::warn!(warning = %warning, "config");
@@ -194,12 +199,20 @@ impl Reloader {
             tls: None,
             ..server.clone()
         };
-        if without_tls(&old.server) != without_tls(&config.server)
-            || tls_switched
-            || old.storage != config.storage
-            || old.log != config.log
-        {
+        let restart_required: Vec<&'static str> = [
+            (
+                "server",
+                without_tls(&old.server) != without_tls(&config.server) || tls_switched,
+            ),
+            ("storage", old.storage != config.storage),
+            ("log", old.log != config.log),
+        ]
+        .into_iter()
+        .filter_map(|(section, changed)| changed.then_some(section))
+        .collect();
+        if !restart_required.is_empty() {
             tracing::warn!(
+                sections = ?restart_required,
                 "changes to [server] (but TLS certificate renewals), [storage] and [log] take effect at the next restart"
             );
         }
@@ -234,7 +247,7 @@ impl Reloader {
             *self.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;
         }
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
-        Ok(())
+        Ok(restart_required)
     }
 }
 

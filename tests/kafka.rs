@@ -813,6 +813,25 @@ fn ready_is_503_without_a_broker_and_200_when_connected() {
     let resp = down.get("/-/ready");
     assert_eq!(resp.status, 503, "{resp}");
     assert_eq!(down.metric("triaged_kafka_connected", &[]), 0.0);
+    // Every series at zero before its first event (README, Metrics), so that `increase()`
+    // counts the first message and the first rebalance.
+    let text = down.metrics();
+    for result in ["ok", "dead_letter"] {
+        let labels = [("topic", TOPIC), ("result", result)];
+        assert_eq!(
+            metric_value(&text, "triaged_kafka_messages_total", &labels),
+            Some(0.0),
+            "{result}"
+        );
+    }
+    for kind in ["assign", "revoke"] {
+        let labels = [("kind", kind)];
+        assert_eq!(
+            metric_value(&text, "triaged_kafka_rebalances_total", &labels),
+            Some(0.0),
+            "{kind}"
+        );
+    }
 
     let cluster = cluster(1);
     let up = kafka_daemon(&cluster.bootstrap_servers(), "ready", "", "");

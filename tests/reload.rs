@@ -45,6 +45,7 @@ fn a_good_reload_changes_the_next_decision_and_a_bad_one_changes_nothing() {
     write_config(&d, FORCE_L3);
     let answer = d.post_json("/-/reload", json!({}));
     assert_eq!(answer.status, 200, "{answer}");
+    assert_eq!(answer.json()["restart_required"], json!([]), "{answer}");
     assert_eq!(reload_gauge(&d), 1.0);
     let incident = post_alert(&d, "PayErrors");
     assert_eq!(incident["tier"], "L3", "{incident}");
@@ -57,6 +58,16 @@ fn a_good_reload_changes_the_next_decision_and_a_bad_one_changes_nothing() {
     assert_eq!(
         d.metric("triaged_rule_matches_total", &[("rule", "payments-to-l3")]),
         1.0
+    );
+
+    // A change that waits for a restart: taken, and the answer says which section.
+    write_config(&d, &format!("{FORCE_L3}\n[storage]\ncache_mb = 32\n"));
+    let answer = d.post_json("/-/reload", json!({}));
+    assert_eq!(answer.status, 200, "{answer}");
+    assert_eq!(
+        answer.json()["restart_required"],
+        json!(["storage"]),
+        "{answer}"
     );
 
     // A bad file: refused with the line that is wrong; the old rules stay.

@@ -369,3 +369,34 @@ fn systemd_analyze_verifies_the_unit_for_the_built_binary() {
     .unwrap();
     run_analyze(&analyze, &["verify".as_ref(), copy.as_os_str()]);
 }
+
+/// A bad config must stop the service for good, not restart it every `RestartSec`: the unit's
+/// `RestartPreventExitStatus` names the exit code `triaged run` gives a bad config, and it
+/// covers the main process only, so a check in `ExecStartPre=` would be restarted in a loop.
+#[test]
+fn a_bad_config_stops_the_unit_instead_of_restarting_it() {
+    let unit = std::fs::read_to_string(unit_path()).expect("read the unit");
+    let service = service_settings(&unit);
+    assert!(
+        !service.contains_key("ExecStartPre"),
+        "RestartPreventExitStatus= does not cover ExecStartPre=: {service:?}"
+    );
+    assert_eq!(service["Restart"], "on-failure");
+    let prevented: i32 = service["RestartPreventExitStatus"]
+        .parse()
+        .expect("one exit code");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("triaged.toml");
+    std::fs::write(&config, "[log]\nlevel = \"eror\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_triaged"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run triaged");
+    assert_eq!(out.status.code(), Some(prevented), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("triaged.toml:2"), "{said}");
+}

@@ -1372,6 +1372,29 @@ fn a_ceiling_below_l3_stops_automatic_escalation_there() {
     assert_eq!(h.escalations(), 1);
 }
 
+/// The ceiling caps escalation over time, not triage: a critical member takes its incident to
+/// L3 under a ceiling of L2, where a critical alert alone opens one.
+#[test]
+fn a_severity_upgrade_goes_to_the_severitys_tier_whatever_the_ceiling() {
+    let mut h = Harness::new("[escalation]\nceiling = \"L2\"\n");
+    h.ingest(vec![alert(&[
+        ("alertname", "Queue"),
+        ("severity", "warning"),
+    ])]);
+    assert_eq!(h.incident(1).tier, Tier::L1);
+    h.ingest(vec![alert(&[
+        ("alertname", "Queue"),
+        ("severity", "critical"),
+        ("instance", "b"),
+    ])]);
+    assert_eq!(h.incident(1).tier, Tier::L3);
+    h.ingest(vec![alert(&[
+        ("alertname", "Other"),
+        ("severity", "critical"),
+    ])]);
+    assert_eq!(h.incident(2).tier, Tier::L3);
+}
+
 #[test]
 fn an_acknowledged_incident_does_not_escalate_for_ack_but_does_at_its_resolve_timeout() {
     let mut h = Harness::new("");
@@ -2040,6 +2063,19 @@ fn the_l4_handover_is_made_from_l3_and_names_the_vendor() {
     ));
     assert_eq!(h.incident(2).tier, Tier::L2);
     assert_eq!(h.incident(1).tier, Tier::L3);
+    // A vendor on an escalation below L4 would be kept nowhere: refused, not dropped.
+    let to_l3 = Action::Escalate {
+        actor: "carol".into(),
+        reason: Some("needs a DBA".into()),
+        to: Some(Tier::L3),
+        vendor: Some("acme".into()),
+        vendor_ref: None,
+    };
+    assert!(
+        matches!(h.act(2, to_l3), Err(PipelineError::Invalid(ref e)) if e.contains("L4 handover")),
+        "a vendor below L4"
+    );
+    assert_eq!(h.incident(2).tier, Tier::L2);
     assert_eq!(h.escalations(), 0);
 
     let l4 = h.act(1, hand_over(Some("acme"), Some("CASE-1"))).unwrap();

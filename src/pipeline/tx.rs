@@ -1198,6 +1198,12 @@ impl Tx {
                         )
                     })?;
                     incident.hand_over(&actor, vendor, vendor_ref, &reason_text, now)?
+                } else if vendor.is_some() || vendor_ref.is_some() {
+                    // Kept nowhere below L4: refused rather than dropped without a word.
+                    return Err(PipelineError::Invalid(format!(
+                        "`vendor` and `vendor_ref` are for the L4 handover, and this escalation goes to {}",
+                        target.map_or_else(|| "no tier above".to_string(), |t| t.to_string())
+                    )));
                 } else {
                     incident.escalate(&actor, to, &reason_text, now)?
                 };

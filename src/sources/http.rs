@@ -627,9 +627,9 @@ async fn route(
             crate::api::expire_silence(app, id).await
         }
         ["-", "reload"] if is_post => match app.reloader.reload().await {
-            Ok(()) => Ok(json_response(
+            Ok(restart_required) => Ok(json_response(
                 StatusCode::OK,
-                &serde_json::json!({"status": "success"}),
+                &serde_json::json!({"status": "success", "restart_required": restart_required}),
             )),
             Err(e) => Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

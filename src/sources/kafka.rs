@@ -186,6 +186,12 @@ pub async fn run(
         .map_err(SourceError::Consumer)?;
     let topics: Vec<String> = config.topics.iter().map(|t| t.name.clone()).collect();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    // Every series at zero before its first message (the topics are known only here).
+    for topic in &names {
+        for result in ["ok", "dead_letter"] {
+            metrics.kafka_messages.with_label_values(&[topic, result]);
+        }
+    }
     consumer
         .subscribe(&names)
         .map_err(|source| SourceError::Subscribe {
