@@ -496,6 +496,7 @@ const FIXTURES: &[&str] = &[
     "alertmanager-0.25-webhook-firing.json",
     "alertmanager-0.25-webhook-resolved.json",
     "alertmanager-0.25-webhook-100-alerts.json",
+    "grafana-11-webhook-firing.json",
     "pagerduty-trigger.json",
     "pagerduty-acknowledge.json",
     "pagerduty-resolve.json",

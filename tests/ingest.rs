@@ -184,6 +184,31 @@ fn amtool_alert_add_opens_l1_warning() {
     assert!(m["ends_at"].is_null(), "zero endsAt taken literally: {m}");
 }
 
+/// Grafana's webhook contact point (payload version "1", pointed at the Alertmanager webhook
+/// URL as the README says): both alerts are taken, the firing one opens an incident, the
+/// resolved one (never seen firing) opens nothing.
+#[test]
+fn a_grafana_webhook_opens_an_incident_for_its_firing_alert() {
+    let d = Daemon::with("");
+    let resp = ingest_ok(&d.post_json(
+        "/api/v1/webhook/alertmanager",
+        fixture("grafana-11-webhook-firing.json"),
+    ));
+    assert_eq!(resp["received"], 2, "{resp}");
+    assert_eq!(resp["accepted"], 2, "{resp}");
+    let ids = touched(&resp);
+    assert_eq!(ids.len(), 1, "{resp}");
+    let inc = d.incident(&ids[0]);
+    assert_eq!(
+        (inc["tier"].as_str(), inc["state"].as_str()),
+        (Some("L2"), Some("open")),
+        "{inc}"
+    );
+    let members = inc["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{inc}");
+    assert_eq!(members[0]["labels"]["instance"], "db-1", "{inc}");
+}
+
 #[test]
 fn alertmanager_webhook_opens_one_l2_incident_with_both_members_then_resolves() {
     let d = Daemon::with("");

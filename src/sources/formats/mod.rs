@@ -850,6 +850,7 @@ mod tests {
             ("amtool-0.25-alert-add.json", Format::Alertmanager),
             ("alertmanager-0.25-webhook-firing.json", Format::Webhook),
             ("alertmanager-0.25-webhook-100-alerts.json", Format::Webhook),
+            ("grafana-11-webhook-firing.json", Format::Webhook),
             ("pagerduty-trigger.json", Format::Pagerduty),
             ("pagerduty-resolve.json", Format::Pagerduty),
             ("native-firing.json", Format::Native),

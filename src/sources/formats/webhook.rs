@@ -1,11 +1,14 @@
 //! Alertmanager webhook receiver payload, version 4: the body Alertmanager's `webhook_configs`
-//! send to `POST /api/v1/webhook/alertmanager`.
+//! send to `POST /api/v1/webhook/alertmanager`; and Grafana's webhook contact point, which sends
+//! the same shape as its version 1 (with `orgId`, `title`, `state`, `message` beside the group,
+//! and `values`, `valueString`, `silenceURL`, `dashboardURL`, `panelURL` on each alert).
 //!
 //! This module owns reading that body: one notification per request, carrying a whole alert
 //! group in `alerts`. Only `version` and `alerts` matter; the group fields (`status`, `receiver`,
 //! `groupLabels`, `commonLabels`, `commonAnnotations`, `externalURL`, `groupKey`,
-//! `truncatedAlerts`) and unknown fields are ignored, as is each alert's own `fingerprint`
-//! (triaged computes its own, which equals Alertmanager's when no labels are excluded).
+//! `truncatedAlerts`), Grafana's additions and unknown fields are ignored, as is each alert's own
+//! `fingerprint` (triaged computes its own, which equals Alertmanager's when no labels are
+//! excluded).
 //! Alertmanager reports resolution itself (`status: "resolved"`), so these alerts do not expire
 //! without a refresh.
 
@@ -15,8 +18,9 @@ use serde::Deserialize;
 use super::{clean_labels, from_object, non_empty, null_as_default, AlertArray, ParseError};
 use crate::alert::{given_time, Alert, Labels, Source, Status};
 
-/// The only payload version this module reads (Alertmanager 0.x all send "4").
-const VERSION: &str = "4";
+/// The payload versions this module reads: Alertmanager 0.x all send "4", Grafana's unified
+/// alerting (9 and later) "1" for the same shape.
+const VERSIONS: [&str; 2] = ["4", "1"];
 
 #[derive(Debug, Deserialize)]
 struct Message {
@@ -48,11 +52,13 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
     let message: Message = from_object(body, "an Alertmanager webhook payload object")?;
     match &message.version {
         None => {}
-        Some(serde_json::Value::String(v)) if v == VERSION => {}
+        Some(serde_json::Value::String(v)) if VERSIONS.contains(&v.as_str()) => {}
         Some(other) => {
             return Err(ParseError::invalid(
                 "payload",
-                format!("unsupported webhook version {other}, expected \"{VERSION}\""),
+                format!(
+                    "unsupported webhook version {other}, expected \"4\" (Alertmanager) or \"1\" (Grafana)"
+                ),
             ))
         }
     }
@@ -99,6 +105,7 @@ mod tests {
         include_bytes!("../../../tests/fixtures/alertmanager-0.25-webhook-firing.json");
     const RESOLVED: &[u8] =
         include_bytes!("../../../tests/fixtures/alertmanager-0.25-webhook-resolved.json");
+    const GRAFANA: &[u8] = include_bytes!("../../../tests/fixtures/grafana-11-webhook-firing.json");
     const HUNDRED: &[u8] =
         include_bytes!("../../../tests/fixtures/alertmanager-0.25-webhook-100-alerts.json");
 
@@ -137,6 +144,40 @@ mod tests {
             alerts[1].starts_at,
             Some(time("2026-11-26T16:12:42.986436322Z"))
         );
+    }
+
+    /// Grafana's webhook contact point: version "1", its own fields beside the group and on
+    /// each alert (`values` a map of numbers, or null), a local-offset `startsAt`.
+    #[test]
+    fn grafana_group() {
+        let alerts = parse(GRAFANA).unwrap();
+        assert_eq!(alerts.len(), 2);
+        let a = &alerts[0];
+        assert_eq!((a.source, a.status), (Source::Webhook, Status::Firing));
+        assert_eq!(
+            a.labels,
+            labels(&[
+                ("alertname", "GrafanaDiskLatency"),
+                ("grafana_folder", "Storage"),
+                ("instance", "db-1"),
+                ("service", "storage"),
+                ("severity", "major"),
+            ])
+        );
+        assert_eq!(
+            a.annotations.get("runbook_url").map(String::as_str),
+            Some("https://runbooks.example/disk-latency")
+        );
+        assert_eq!(a.starts_at, Some(time("2026-11-29T04:10:00.123456Z")));
+        assert_eq!(a.ends_at, None, "the zero endsAt is not given");
+        assert_eq!(
+            a.generator_url.as_deref(),
+            Some("https://grafana.example/alerting/grafana/c1f9a2b7/view?orgId=1")
+        );
+        assert!(!a.expires_without_refresh);
+        let b = &alerts[1];
+        assert_eq!(b.status, Status::Resolved);
+        assert_eq!(b.ends_at, Some(time("2026-11-29T05:05:30Z")));
     }
 
     #[test]
@@ -195,12 +236,12 @@ mod tests {
         assert_eq!(err.reason(), "invalid_alert");
         assert_eq!(
             err.to_string(),
-            r#"invalid payload: unsupported webhook version "3", expected "4""#
+            r#"invalid payload: unsupported webhook version "3", expected "4" (Alertmanager) or "1" (Grafana)"#
         );
         let err = parse(br#"{"version":4,"alerts":[]}"#).unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"invalid payload: unsupported webhook version 4, expected "4""#
+            r#"invalid payload: unsupported webhook version 4, expected "4" (Alertmanager) or "1" (Grafana)"#
         );
     }
 
