@@ -735,9 +735,15 @@ fn a_silence_takes_an_alert_already_firing_and_its_incident_escalates_only_after
     assert_eq!(a["incident"], id.as_str(), "{a}");
     assert_eq!(alerts_listed(&d, filter)[0]["status"]["state"], "active");
     let inc = d.incident(&id);
+    let read_at = Utc::now();
+    assert_eq!(
+        inc["tier"], "L1",
+        "the deadline that fell due while silenced escalated it: {inc}"
+    );
     let fresh_deadline = parse_time(&inc["ack_deadline"]);
     assert!(
-        fresh_deadline >= expired_at + chrono::Duration::seconds(3),
+        fresh_deadline >= expired_at + chrono::Duration::seconds(3)
+            && fresh_deadline <= read_at + chrono::Duration::seconds(3),
         "the ack deadline {fresh_deadline} is not a fresh window from {expired_at}: {inc}"
     );
     let inc = await_tier(&d, &id, "L2");
