@@ -203,6 +203,21 @@ pub struct Incident {
     /// Timeline entries already appended to the outbox.
     #[serde(default)]
     pub events_published: usize,
+    /// Its members that were firing in it when a silence took them: still counted in
+    /// `firing_count` (they still fire, and resolve it when they stop), but while they are all
+    /// the firing members there are, nothing escalates the incident by itself.
+    #[serde(default)]
+    pub silenced_count: u64,
+    /// Since when its automatic escalation is held because every firing member is silenced;
+    /// none while it escalates as usual. Kept so that the end of the hold is seen, whichever
+    /// change ends it, and answered with a fresh window (`escalation_resumed_at`).
+    #[serde(default)]
+    pub escalation_held_since: Option<DateTime<Utc>>,
+    /// When its automatic escalation last resumed after such a hold. Its deadlines count from
+    /// the later of this and `tier_since`: a deadline that fell due while silenced would
+    /// otherwise escalate the instant the silence ends, before anyone could acknowledge.
+    #[serde(default)]
+    pub escalation_resumed_at: Option<DateTime<Utc>>,
 }
 
 /// Reopen times kept per incident: enough for any sensible `reopen_escalate_after`.
@@ -267,6 +282,9 @@ impl Incident {
             resolution_note: None,
             flapping: false,
             events_published: 0,
+            silenced_count: 0,
+            escalation_held_since: None,
+            escalation_resumed_at: None,
             timeline: vec![TimelineEvent {
                 at: now,
                 actor: SYSTEM_ACTOR.into(),
@@ -280,6 +298,20 @@ impl Incident {
 
     pub fn is_active(&self) -> bool {
         self.state != State::Resolved
+    }
+
+    /// Active, and every member firing in it is held by a silence: it escalates nothing by
+    /// itself (operators still act on it). An incident with no firing member at all is not
+    /// silenced: it still waits for someone to resolve it.
+    pub fn silenced(&self) -> bool {
+        self.is_active() && self.silenced_count > 0 && self.silenced_count >= self.firing_count
+    }
+
+    /// When its escalation deadlines count from: reaching its tier, or the end of a silence
+    /// that held it, whichever is later.
+    pub fn escalation_since(&self) -> DateTime<Utc> {
+        self.escalation_resumed_at
+            .map_or(self.tier_since, |resumed| resumed.max(self.tier_since))
     }
 
     /// Acknowledge; returns the time to acknowledgement (MTTA sample).

@@ -16,7 +16,7 @@
 //! | `member/<id u64 BE><seq u64 BE>` | fingerprints made members of the incident, added to until it holds 64 ([`write_members`]) |
 //! | `timer/<deadline ms u64 BE><seq u64 BE>` | the deadlines ([`Timer`]s) one commit set for that time ([`write_timers`]) |
 //! | `silence/<uuid 16 bytes>` | [`Silence`] |
-//! | `silenced/<uuid 16 bytes><fp u64 BE>` | empty: alerts a silence holds back |
+//! | `silenced/<uuid 16 bytes><fp u64 BE>` | alerts a silence holds back: empty for one held on arrival, or the incident (u64 BE) it was firing in when the silence took it |
 //! | `deadletter/<id u64 BE>` | [`DeadLetter`]: a message a source could not read |
 //! | `outbox/<seq u64 BE>` | [`OutboxEvent`]: an incident change for the sinks |
 //! | `cursor/<sink name>` | the last outbox seq the sink has passed (u64 BE) |
@@ -100,6 +100,8 @@ pub enum Timer {
     ResolveTimeout(IncidentId),
     /// A silence ends: what it held back is triaged.
     SilenceEnd(SilenceId),
+    /// A silence set to start later starts: it takes the firing alerts it matches.
+    SilenceStart(SilenceId),
 }
 
 impl Timer {
@@ -109,13 +111,14 @@ impl Timer {
             Timer::AckTimeout(id) => [&[2u8][..], &id.0.to_be_bytes()].concat(),
             Timer::ResolveTimeout(id) => [&[3u8][..], &id.0.to_be_bytes()].concat(),
             Timer::SilenceEnd(id) => [&[4u8][..], id.as_bytes()].concat(),
+            Timer::SilenceStart(id) => [&[5u8][..], id.as_bytes()].concat(),
         }
     }
 
     /// The timer at the start of `bytes`, and the bytes after it.
     fn read(bytes: &[u8]) -> Option<(Timer, &[u8])> {
         let len = match bytes.first()? {
-            4 => 17,
+            4 | 5 => 17,
             _ => 9,
         };
         let (entry, rest) = bytes.split_at_checked(len)?;
@@ -129,6 +132,7 @@ impl Timer {
             2 => Timer::AckTimeout(IncidentId(be_u64(id))),
             3 => Timer::ResolveTimeout(IncidentId(be_u64(id))),
             4 => Timer::SilenceEnd(SilenceId::from_slice(id).ok()?),
+            5 => Timer::SilenceStart(SilenceId::from_slice(id).ok()?),
             _ => return None,
         })
     }
@@ -762,13 +766,31 @@ impl Store {
 
     /// Alerts a silence holds back.
     pub fn silenced(&self, id: SilenceId) -> Result<Vec<Fingerprint>> {
+        Ok(self.held_by(id)?.into_iter().map(|(fp, _)| fp).collect())
+    }
+
+    /// Alerts a silence holds back, each with the incident it was firing in when the silence
+    /// took it (none for an alert held on arrival): see [`Batch::set_silenced`].
+    pub fn held_by(&self, id: SilenceId) -> Result<Vec<(Fingerprint, Option<IncidentId>)>> {
         let view = self.view()?;
         let prefix = [SILENCED, id.as_bytes()].concat();
         view.db
             .scan_prefix(&prefix)
-            .keys()
-            .map(|k| Ok(Fingerprint(be_u64(&k?[prefix.len()..]))))
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((Fingerprint(be_u64(&k[prefix.len()..])), member_of(&v)))
+            })
             .collect()
+    }
+
+    /// The incident alert `fp` was firing in when silence `id` took it; none if the silence
+    /// holds it from its arrival, or does not hold it.
+    pub fn held_member_of(&self, id: SilenceId, fp: Fingerprint) -> Result<Option<IncidentId>> {
+        let view = self.view()?;
+        Ok(view
+            .db
+            .get(silenced_key(id, fp))?
+            .and_then(|v| member_of(&v)))
     }
 }
 
@@ -998,18 +1020,38 @@ impl Batch {
             .insert(silence_key(silence.id).as_slice(), encode(silence));
     }
 
-    pub fn set_silenced(&mut self, id: SilenceId, fp: Fingerprint, present: bool) {
-        let key = [SILENCED, id.as_bytes(), &fp.0.to_be_bytes()].concat();
-        if present {
-            self.inner.insert(key, []);
-        } else {
-            self.inner.remove(key);
+    /// Alert `fp` is held by silence `id` (`present`), or no longer. `member_of` is the
+    /// incident the alert was firing in when the silence took it: the alert stays its member,
+    /// counted among its firing alerts, where an alert held on arrival (`None`) is in no
+    /// incident. The difference decides what its resolution and the silence's end do.
+    pub fn set_silenced(
+        &mut self,
+        id: SilenceId,
+        fp: Fingerprint,
+        present: bool,
+        member_of: Option<IncidentId>,
+    ) {
+        let key = silenced_key(id, fp);
+        match (present, member_of) {
+            (true, None) => self.inner.insert(key, []),
+            (true, Some(incident)) => self.inner.insert(key, incident.0.to_be_bytes()),
+            (false, _) => self.inner.remove(key),
         }
     }
 
     pub fn set_next_incident_number(&mut self, n: u64) {
         self.inner.insert(META_NEXT_INCIDENT, n.to_be_bytes());
     }
+}
+
+fn silenced_key(id: SilenceId, fp: Fingerprint) -> Vec<u8> {
+    [SILENCED, id.as_bytes(), &fp.0.to_be_bytes()].concat()
+}
+
+/// The incident a `silenced/` value names; empty (held on arrival, or written before such
+/// values existed) names none.
+fn member_of(value: &[u8]) -> Option<IncidentId> {
+    (value.len() == 8).then(|| IncidentId(be_u64(value)))
 }
 
 fn alert_key(fp: Fingerprint) -> Vec<u8> {
@@ -1377,11 +1419,12 @@ fn decode_alert(key: &[u8], bytes: &[u8]) -> Result<AlertRecord> {
 
 /// An incident in either form: binary ([`incident_value`]), or JSON as written before.
 fn decode_incident(key: &[u8], bytes: &[u8]) -> Result<Incident> {
-    match bytes.split_first() {
-        Some((&incident_value::VERSION, body)) => {
-            incident_value::decode(body).map_err(|why| corrupt(key, why))
-        }
-        _ => decode(key, bytes),
+    match bytes
+        .split_first()
+        .and_then(|(&version, body)| incident_value::decode_version(version, body))
+    {
+        Some(decoded) => decoded.map_err(|why| corrupt(key, why)),
+        None => decode(key, bytes),
     }
 }
 

@@ -624,6 +624,146 @@ fn a_silence_ends_by_itself_and_releases_what_it_held() {
     assert!(a["silenced_by"].is_null(), "{a}");
 }
 
+/// `GET /api/v2/alerts` with `query`: the alerts listed.
+fn alerts_listed(d: &Daemon, query: &str) -> Vec<Value> {
+    let (status, v) = d.get_json(&format!("/api/v2/alerts{query}"));
+    assert_eq!(status, 200, "GET /api/v2/alerts{query}: {v}");
+    v.as_array()
+        .unwrap_or_else(|| panic!("GET /api/v2/alerts{query} is not an array: {v}"))
+        .clone()
+}
+
+/// The usual workflow: something fires and pages, the on-call silences it for maintenance. The
+/// silence takes the firing alert at once, as Alertmanager does; its incident stays open but
+/// escalates nothing until the silence is expired, and then gets a fresh ack window.
+#[test]
+fn a_silence_takes_an_alert_already_firing_and_its_incident_escalates_only_after_it() {
+    let d = Daemon::with("[escalation.L1]\nack_timeout = \"3s\"\n");
+    let id = open(&d, "FiringThenSilenced", "warning");
+    let inc = d.incident(&id);
+    assert_eq!(
+        (&inc["tier"], &inc["state"]),
+        (&json!("L1"), &json!("open")),
+        "{inc}"
+    );
+    let first_deadline = parse_time(&inc["ack_deadline"]);
+
+    let sid = create_silence(
+        &d,
+        &silence_body(
+            json!([eq_matcher("alertname", "FiringThenSilenced")]),
+            0.0,
+            3600.0,
+        ),
+    );
+    let inc = d.incident(&id);
+    assert_eq!(
+        inc["tier"], "L1",
+        "escalated before the silence was set: {inc}"
+    );
+    assert!(
+        inc["ack_deadline"].is_null(),
+        "a silenced incident keeps a deadline: {inc}"
+    );
+    assert!(inc["escalation_held_since"].is_string(), "{inc}");
+    assert_eq!(
+        (&inc["silenced_count"], &inc["firing_count"]),
+        (&json!(1), &json!(1)),
+        "{inc}"
+    );
+
+    // Shown as Alertmanager shows a silenced alert, and hidden from amtool's default query.
+    let labels_fired = alert_labels("FiringThenSilenced", "warning");
+    let fp = fingerprint(&labels(&labels_fired));
+    let filter = "?filter=alertname%3D%22FiringThenSilenced%22";
+    let listed = alerts_listed(&d, filter);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["fingerprint"], fp.as_str(), "{listed:?}");
+    assert_eq!(listed[0]["status"]["state"], "suppressed", "{listed:?}");
+    assert_eq!(
+        listed[0]["status"]["silencedBy"],
+        json!([sid]),
+        "{listed:?}"
+    );
+    let amtool_default =
+        format!("{filter}&active=true&silenced=false&inhibited=false&unprocessed=false");
+    assert!(alerts_listed(&d, &amtool_default).is_empty());
+    let amtool_silenced =
+        format!("{filter}&active=false&silenced=true&inhibited=false&unprocessed=false");
+    assert_eq!(alerts_listed(&d, &amtool_silenced).len(), 1);
+    let (_, a) = d.alert(&fp);
+    assert_eq!(
+        (&a["silenced_by"], &a["incident"]),
+        (&json!(sid), &json!(id)),
+        "{a}"
+    );
+
+    // A re-send is answered and counted as silenced.
+    let suppressed = d.metric("triaged_alerts_suppressed_total", &[("reason", "silence")]);
+    let resp = post_native(&d, vec![native_alert(&labels_fired, "firing")]);
+    assert_eq!(
+        (&resp["silenced"], &resp["deduplicated"]),
+        (&json!(1), &json!(0)),
+        "{resp}"
+    );
+    assert!(touched(&resp).is_empty(), "{resp}");
+    assert_eq!(
+        d.metric("triaged_alerts_suppressed_total", &[("reason", "silence")]),
+        suppressed + 1.0
+    );
+
+    // Its first ack deadline passes (and the writer wakes for a deadline after it): no
+    // escalation.
+    wait_until("the first ack deadline to pass, and a second more", || {
+        (Utc::now() > first_deadline + chrono::Duration::seconds(1)).then_some(())
+    });
+    let inc = d.incident(&id);
+    assert_eq!(
+        (&inc["tier"], &inc["state"]),
+        (&json!("L1"), &json!("open")),
+        "{inc}"
+    );
+    assert!(events(&inc, "escalated").is_empty(), "{inc}");
+
+    // Expired by hand: the alert is unsilenced, and the incident escalates once a fresh ack
+    // window from then has passed.
+    let expired_at = trunc_ms(Utc::now());
+    let resp = delete(&d, &format!("/api/v2/silence/{sid}"));
+    assert_eq!(resp.status, 200, "DELETE /api/v2/silence/{sid}: {resp}");
+    let (_, a) = d.alert(&fp);
+    assert!(a["silenced_by"].is_null(), "{a}");
+    assert_eq!(a["incident"], id.as_str(), "{a}");
+    assert_eq!(alerts_listed(&d, filter)[0]["status"]["state"], "active");
+    let inc = d.incident(&id);
+    let read_at = Utc::now();
+    assert_eq!(
+        inc["tier"], "L1",
+        "the deadline that fell due while silenced escalated it: {inc}"
+    );
+    let fresh_deadline = parse_time(&inc["ack_deadline"]);
+    assert!(
+        fresh_deadline >= expired_at + chrono::Duration::seconds(3)
+            && fresh_deadline <= read_at + chrono::Duration::seconds(3),
+        "the ack deadline {fresh_deadline} is not a fresh window from {expired_at}: {inc}"
+    );
+    let inc = await_tier(&d, &id, "L2");
+    let esc = events(&inc, "escalated");
+    assert_eq!(esc.len(), 1, "{inc}");
+    assert_eq!(esc[0]["reason"], "ack_timeout", "{inc}");
+    let escalated_at = parse_time(&esc[0]["at"]);
+    assert!(
+        escalated_at >= fresh_deadline,
+        "escalated at {escalated_at}, before its fresh deadline {fresh_deadline}"
+    );
+    let resp = post_native(&d, vec![native_alert(&labels_fired, "firing")]);
+    assert_eq!(
+        (&resp["silenced"], &resp["deduplicated"]),
+        (&json!(0), &json!(1)),
+        "{resp}"
+    );
+    assert_eq!(incidents_of(&d, "FiringThenSilenced").len(), 1);
+}
+
 #[test]
 fn invalid_silences_are_refused_and_unknown_ones_are_404() {
     let d = Daemon::with("");

@@ -66,7 +66,8 @@
       ...detail("Assignee", inc.assignee || none("unassigned")),
       ...detail("Team", labels.team || none()),
       ...detail("Service", labels.service || none()),
-      ...detail("Alerts", inc.firing_count + " firing of " + inc.alert_count),
+      ...detail("Alerts", inc.firing_count + " firing of " + inc.alert_count
+        + (inc.silenced_count ? " (" + inc.silenced_count + " silenced)" : "")),
       ...detail("Runbook", inc.runbook ? link(inc.runbook) : none()),
       ...detail("Rule", inc.rule || none()),
       ...detail("Group", el("code", {}, inc.group_key)),
@@ -74,6 +75,9 @@
         ? detail("Escalates unless acknowledged by", Triaged.timeEl(inc.ack_deadline)) : []),
       ...(inc.resolve_deadline && inc.state !== "resolved"
         ? detail("Escalates unless resolved by", Triaged.timeEl(inc.resolve_deadline)) : []),
+      ...(inc.escalation_held_since && inc.state !== "resolved"
+        ? detail("Escalation held: every firing alert silenced since",
+          Triaged.timeEl(inc.escalation_held_since)) : []),
       ...(inc.vendor ? detail("Vendor", inc.vendor + (inc.vendor_ref ? " · case " + inc.vendor_ref : "")) : []),
       ...(inc.resolution_note ? detail("Resolution note", inc.resolution_note) : []),
       ...(inc.reopen_count ? detail("Reopened", inc.reopen_count + " times") : []));

@@ -10,20 +10,27 @@ use crate::config::EscalationConfig;
 use crate::incident::{Incident, State};
 
 /// The incident's ack and resolve deadlines under `policy`: counted from when it reached its
-/// tier; none once acknowledged (ack) or resolved (both), and none where no automatic escalation
-/// could follow (at the ceiling), so a deadline always means an escalation. Kept to the
-/// millisecond, the precision of timer keys.
+/// tier, or from when a silence that held it ended if that is later
+/// ([`Incident::escalation_since`]); none once acknowledged (ack) or resolved (both), none while
+/// every firing member is silenced, and none where no automatic escalation could follow (at the
+/// ceiling), so a deadline always means an escalation. Kept to the millisecond, the precision of
+/// timer keys.
 pub fn deadlines(
     incident: &Incident,
     policy: &EscalationConfig,
 ) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
     let tier_policy = policy.policy(incident.tier);
-    if !incident.is_active() || tier_policy.is_none() || policy.auto_next(incident.tier).is_none() {
+    if !incident.is_active()
+        || incident.silenced()
+        || tier_policy.is_none()
+        || policy.auto_next(incident.tier).is_none()
+    {
         return (None, None);
     }
+    let since = incident.escalation_since();
     let after = |d: Option<crate::config::HumanDuration>| {
         d.and_then(|d| chrono::Duration::from_std(d.0).ok())
-            .and_then(|d| incident.tier_since.checked_add_signed(d))
+            .and_then(|d| since.checked_add_signed(d))
             .map(|t| t.trunc_subsecs(3))
     };
     let ack = match incident.state {

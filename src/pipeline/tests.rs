@@ -1836,11 +1836,12 @@ fn a_silence_holds_matching_alerts_back_and_triages_them_when_it_ends() {
     assert_eq!(h.silenced(), 1);
     assert_eq!(h.incident_ids(), [1]);
 
-    // A repeat while silenced stays held: a plain repeat.
+    // A repeat while silenced stays held, and is answered and counted as silenced.
     h.clock.advance(10 * MIN);
     let s = h.ingest(vec![held.clone()]);
-    assert_eq!((s.deduplicated, s.silenced, s.incidents.len()), (1, 0, 0));
+    assert_eq!((s.deduplicated, s.silenced, s.incidents.len()), (0, 1, 0));
     assert_eq!(h.record(&held).incident, None);
+    assert_eq!(h.silenced(), 2);
 
     h.clock.advance(50 * MIN - 1);
     h.tick();
@@ -1862,7 +1863,7 @@ fn a_silence_holds_matching_alerts_back_and_triages_them_when_it_ends() {
     // Ended: a new alert it would have matched opens at once.
     let late = alert(&[("alertname", "Maint"), ("service", "web")]);
     assert_eq!(h.ingest(vec![late]).incidents, ids(&[3]));
-    assert_eq!(h.silenced(), 1);
+    assert_eq!(h.silenced(), 2);
 }
 
 #[test]
@@ -2023,6 +2024,250 @@ fn a_silence_ending_at_a_sub_millisecond_time_still_releases_what_it_held() {
         (record.silenced_by, record.incident),
         (None, Some(IncidentId(1))),
         "silence {id} ended a second ago"
+    );
+}
+
+#[test]
+fn a_silence_takes_an_alert_already_firing_and_holds_its_incidents_escalation() {
+    let mut h = Harness::new("");
+    let t0 = h.now();
+    let firing = alert(&[("alertname", "Maint"), ("service", "db")]);
+    assert_eq!(h.ingest(vec![firing.clone()]).incidents, ids(&[1]));
+    assert_eq!(h.incident(1).ack_deadline, Some(t0 + secs(15 * MIN)));
+
+    h.clock.advance(5 * MIN);
+    let id = h
+        .put_silence(silence_of("Maint", h.now(), 0, HOUR))
+        .unwrap();
+    let record = h.record(&firing);
+    assert_eq!(
+        (record.silenced_by, record.incident, record.status),
+        (Some(id), Some(IncidentId(1)), Status::Firing),
+        "silenced at once, still a member of its incident"
+    );
+    assert_eq!(h.store.silenced(id).unwrap(), [fp(&firing)]);
+    let incident = h.incident(1);
+    assert_eq!(
+        (
+            incident.state,
+            incident.firing_count,
+            incident.silenced_count
+        ),
+        (State::Open, 1, 1)
+    );
+    assert_eq!(incident.escalation_held_since, Some(t0 + secs(5 * MIN)));
+    assert_eq!(
+        (incident.ack_deadline, incident.resolve_deadline),
+        (None, None)
+    );
+    assert_eq!(
+        h.store.next_deadline().unwrap(),
+        Some(t0 + secs(5 * MIN + HOUR)),
+        "only the silence's end is due"
+    );
+
+    // A repeat is answered and counted as silenced, as for an alert held from its arrival.
+    let s = h.ingest(vec![firing.clone()]);
+    assert_eq!((s.silenced, s.deduplicated, s.incidents.len()), (1, 0, 0));
+    assert_eq!(h.silenced(), 1);
+
+    // Past its ack timeout, and across a restart: nothing escalates it.
+    let mut h = h.restart();
+    h.clock.advance(30 * MIN);
+    h.tick();
+    assert_eq!(h.escalations(), 0);
+    let s = h.ingest(vec![firing.clone()]);
+    assert_eq!((s.silenced, s.deduplicated), (1, 0), "after a restart too");
+    assert_eq!(
+        (h.incident(1).tier, h.incident(1).state),
+        (Tier::L1, State::Open)
+    );
+
+    // The silence ends: the alert is its incident's again, which gets a fresh ack window.
+    h.clock.advance(30 * MIN);
+    h.tick();
+    let ended = t0 + secs(5 * MIN + HOUR);
+    assert_eq!(h.now(), ended);
+    let record = h.record(&firing);
+    assert_eq!(
+        (record.silenced_by, record.incident),
+        (None, Some(IncidentId(1)))
+    );
+    assert_eq!(h.store.silenced(id).unwrap(), []);
+    let incident = h.incident(1);
+    assert_eq!((incident.firing_count, incident.silenced_count), (1, 0));
+    assert_eq!(incident.escalation_held_since, None);
+    assert_eq!(incident.escalation_resumed_at, Some(ended));
+    assert_eq!(incident.ack_deadline, Some(ended + secs(15 * MIN)));
+    assert_eq!(incident.resolve_deadline, Some(ended + secs(4 * HOUR)));
+    assert_eq!(h.incident_ids(), [1], "no incident opened for it");
+    assert_eq!(
+        h.escalations(),
+        0,
+        "the deadline that fell due meanwhile does not fire"
+    );
+    let s = h.ingest(vec![firing.clone()]);
+    assert_eq!((s.silenced, s.deduplicated), (0, 1));
+
+    h.clock.advance(15 * MIN - 1);
+    h.tick();
+    assert_eq!(h.escalations(), 0);
+    h.clock.advance(1);
+    h.tick();
+    assert_eq!(h.escalated(Tier::L1, Tier::L2, "ack_timeout"), 1);
+    assert_eq!(h.incident(1).tier, Tier::L2);
+}
+
+#[test]
+fn an_incident_escalates_while_one_of_its_firing_alerts_is_not_silenced() {
+    let mut h = Harness::new("");
+    let t0 = h.now();
+    let a = alert(&[("alertname", "Disk"), ("service", "db"), ("instance", "a")]);
+    let b = alert(&[("alertname", "Disk"), ("service", "db"), ("instance", "b")]);
+    assert_eq!(h.ingest(vec![a.clone(), b.clone()]).incidents, ids(&[1]));
+    let mut only_a = silence_of("Disk", t0, 0, 2 * HOUR);
+    only_a.matchers.push(SilenceMatcher {
+        name: "instance".into(),
+        value: "a".into(),
+        is_regex: false,
+        is_equal: true,
+    });
+    let id = h.put_silence(only_a).unwrap();
+    assert_eq!(h.record(&a).silenced_by, Some(id));
+    assert_eq!(h.record(&b).silenced_by, None);
+    let incident = h.incident(1);
+    assert_eq!((incident.firing_count, incident.silenced_count), (2, 1));
+    assert_eq!(incident.escalation_held_since, None);
+
+    // `b` fires unsilenced: the ack timeout escalates as usual.
+    h.clock.advance(15 * MIN);
+    h.tick();
+    assert_eq!(h.escalated(Tier::L1, Tier::L2, "ack_timeout"), 1);
+
+    // `b` resolves: every firing alert left is silenced, and the L2 ack timeout is held.
+    h.clock.advance(MIN);
+    assert_eq!(h.ingest(vec![resolved(b.clone())]).resolved, 1);
+    let incident = h.incident(1);
+    assert_eq!((incident.firing_count, incident.silenced_count), (1, 1));
+    assert_eq!(incident.escalation_held_since, Some(h.now()));
+    assert_eq!(incident.ack_deadline, None);
+    h.clock.advance(HOUR);
+    h.tick();
+    assert_eq!(h.escalations(), 1);
+
+    // Operators still act on it.
+    let acked = h.act(1, ack("alice")).unwrap();
+    assert_eq!(acked.state, State::Acknowledged);
+
+    // The silenced alert resolves meanwhile: its incident resolves with it, and the alert
+    // stays resolved when the silence ends.
+    assert_eq!(h.ingest(vec![resolved(a.clone())]).resolved, 1);
+    let record = h.record(&a);
+    assert_eq!(
+        (record.status, record.silenced_by),
+        (Status::Resolved, None)
+    );
+    let incident = h.incident(1);
+    assert_eq!(
+        (
+            incident.state,
+            incident.firing_count,
+            incident.silenced_count
+        ),
+        (State::Resolved, 0, 0)
+    );
+    assert_eq!(h.auto_resolved(Tier::L2), 1);
+    h.expire_silence(id).unwrap();
+    assert_eq!(h.record(&a).status, Status::Resolved);
+    assert_eq!(h.incident_ids(), [1]);
+    assert_eq!(h.escalations(), 1);
+}
+
+#[test]
+fn a_silence_that_starts_later_takes_the_alerts_firing_when_it_starts() {
+    let mut h = Harness::new("");
+    let t0 = h.now();
+    let firing = alert(&[("alertname", "Maint")]);
+    h.ingest(vec![firing.clone()]);
+    let id = h
+        .put_silence(silence_of("Maint", t0, 10 * MIN, HOUR))
+        .unwrap();
+    assert_eq!(h.record(&firing).silenced_by, None, "pending: not yet");
+    assert_eq!(h.store.next_deadline().unwrap(), Some(t0 + secs(10 * MIN)));
+    h.clock.advance(10 * MIN);
+    h.tick();
+    assert_eq!(h.record(&firing).silenced_by, Some(id));
+    assert_eq!(
+        h.incident(1).escalation_held_since,
+        Some(t0 + secs(10 * MIN))
+    );
+
+    // Expired by hand: the window starts afresh from then.
+    h.clock.advance(20 * MIN);
+    h.expire_silence(id).unwrap();
+    let incident = h.incident(1);
+    assert_eq!(h.record(&firing).silenced_by, None);
+    assert_eq!(incident.ack_deadline, Some(h.now() + secs(15 * MIN)));
+    assert_eq!(h.escalations(), 0);
+}
+
+#[test]
+fn replacing_a_pending_silence_moves_when_it_takes_firing_alerts() {
+    let mut h = Harness::new(NO_TIMEOUTS);
+    let t0 = h.now();
+    let firing = alert(&[("alertname", "Maint")]);
+    h.ingest(vec![firing.clone()]);
+    let id = h
+        .put_silence(silence_of("Maint", t0, 10 * MIN, HOUR))
+        .unwrap();
+    let mut later = silence_of("Maint", t0, 20 * MIN, HOUR);
+    later.id = Some(id.to_string());
+    h.put_silence(later).unwrap();
+    h.clock.advance(10 * MIN);
+    h.tick();
+    assert_eq!(
+        h.record(&firing).silenced_by,
+        None,
+        "the old start is stale"
+    );
+    h.clock.advance(10 * MIN);
+    h.tick();
+    assert_eq!(h.record(&firing).silenced_by, Some(id));
+}
+
+#[test]
+fn a_silence_takes_no_auto_handled_alert_and_leaves_those_another_holds() {
+    let mut h = Harness::new("");
+    let t0 = h.now();
+    let info = alert(&[("alertname", "Maint"), ("severity", "info")]);
+    h.ingest(vec![info.clone()]);
+    assert_eq!(h.record(&info).tier, Tier::L0);
+    let first = h.put_silence(silence_of("Maint", t0, 0, HOUR)).unwrap();
+    assert_eq!(h.record(&info).silenced_by, None);
+    let held = alert(&[("alertname", "Maint"), ("service", "x")]);
+    assert_eq!(h.ingest(vec![held.clone()]).silenced, 1);
+    h.put_silence(silence_of("Maint", t0, 0, 2 * HOUR)).unwrap();
+    assert_eq!(h.record(&held).silenced_by, Some(first));
+}
+
+#[test]
+fn an_alert_firing_and_silenced_in_one_group_commit_is_taken() {
+    let mut h = Harness::new("");
+    let firing = alert(&[("alertname", "Maint")]);
+    let (ingest, ingest_answer) = ingest_command(Source::Alertmanager, vec![firing.clone()]);
+    let (reply, silence_answer) = oneshot::channel();
+    let silence = silence_of("Maint", h.now(), 0, HOUR);
+    h.step(vec![ingest, Command::PutSilence { silence, reply }]);
+    assert_eq!(summary(ingest_answer).incidents, ids(&[1]));
+    let Ok(Outcome::Silence(id)) = answered(silence_answer) else {
+        panic!("expected a silence id");
+    };
+    assert_eq!(h.record(&firing).silenced_by, Some(id));
+    assert_eq!(h.incident(1).silenced_count, 1);
+    assert_eq!(h.incident(1).ack_deadline, None);
+    assert_eq!(
+        h.store.held_member_of(id, fp(&firing)).unwrap(),
+        Some(IncidentId(1))
     );
 }
 

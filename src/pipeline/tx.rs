@@ -20,7 +20,7 @@ use crate::incident::{
 };
 use crate::metrics::Metrics;
 use crate::outbox::OutboxEvent;
-use crate::silence::{self, PostableSilence, Silence, SilenceId};
+use crate::silence::{self, PostableSilence, Silence, SilenceId, SilenceState};
 use crate::store::{refresh, Batch, Refresh, Store, StoreError, Timer};
 
 use super::classify::Classification;
@@ -156,8 +156,9 @@ pub(super) struct Tx {
     refreshes: FastMap<Fingerprint, Refresh>,
     incidents: FastMap<IncidentId, Incident>,
     groups: FastMap<String, Option<IncidentId>>,
-    /// Alerts silenced in this batch (the store's index does not show them yet).
-    silenced: Vec<(SilenceId, Fingerprint)>,
+    /// Alerts silenced in this batch (the store's index does not show them yet), each with the
+    /// incident it was firing in when the silence took it (see [`Batch::set_silenced`]).
+    silenced: Vec<(SilenceId, Fingerprint, Option<IncidentId>)>,
     batch: Batch,
     memory: Memory,
     effects: Vec<Effect>,
@@ -324,8 +325,13 @@ impl Tx {
                 expires_at,
             },
         );
-        self.effects.push(Effect::Deduplicated(source));
-        summary.deduplicated += 1;
+        if digest.silenced {
+            self.effects.push(Effect::Silenced);
+            summary.silenced += 1;
+        } else {
+            self.effects.push(Effect::Deduplicated(source));
+            summary.deduplicated += 1;
+        }
         Ok(true)
     }
 
@@ -339,6 +345,21 @@ impl Tx {
     /// Store the incident with its escalation deadlines brought in line with its tier and state:
     /// every change to an incident passes here, so its timers can never disagree with it.
     fn put_incident(&mut self, mut incident: Incident) {
+        // Every change to an incident passes here, so here too is where a hold on its
+        // escalation by silences begins and ends, whichever change (a silence taking or letting
+        // go of its alerts, a member resolving or joining) brings it about.
+        match (incident.silenced(), incident.escalation_held_since) {
+            (true, None) => {
+                tracing::info!(incident = %incident.id, "every firing alert of the incident is silenced: its automatic escalation is held");
+                incident.escalation_held_since = Some(self.now);
+            }
+            (false, Some(_)) => {
+                tracing::info!(incident = %incident.id, "the incident has firing alerts no silence holds: its automatic escalation resumes, with fresh deadlines");
+                incident.escalation_held_since = None;
+                incident.escalation_resumed_at = Some(self.now);
+            }
+            _ => {}
+        }
         let (ack, resolve) = escalation::deadlines(&incident, &self.policy.escalation);
         self.move_timer(incident.ack_deadline, ack, Timer::AckTimeout(incident.id));
         self.move_timer(
@@ -542,21 +563,26 @@ impl Tx {
             .is_some_and(|r| r.incident.is_none() && r.silenced_by.is_none() && tier > Tier::L0);
         let previous = match previous {
             Some(mut record) if seen == Seen::Repeats && !needs_incident_now => {
-                self.effects.push(Effect::Deduplicated(source));
-                summary.deduplicated += 1;
+                // A repeat of a silenced alert is answered and counted as what it is, held back
+                // by a silence, whether the silence held it from its arrival or took it firing.
+                let silenced = record.silenced_by.is_some();
+                let verdict = if silenced {
+                    self.effects.push(Effect::Silenced);
+                    summary.silenced += 1;
+                    Verdict::Silenced
+                } else {
+                    self.effects.push(Effect::Deduplicated(source));
+                    summary.deduplicated += 1;
+                    Verdict::Deduplicated
+                };
                 self.arm_expiry(&mut record, expires_at);
                 let raised = record_repeat(&mut record, alert, severity, now);
                 let incident = record.incident;
-                self.decided(
-                    summary,
-                    &record,
-                    Verdict::Deduplicated,
-                    Some(&class),
-                    None,
-                    None,
-                );
+                self.decided(summary, &record, verdict, Some(&class), None, None);
                 self.put_alert(record);
-                if let (true, Some(id)) = (raised, incident) {
+                // A silenced alert escalates nothing: its higher severity counts once it is
+                // released (see `release`).
+                if let (true, Some(id), false) = (raised, incident, silenced) {
                     self.raise_severity(id, severity, tier)?;
                     push_unique(&mut summary.incidents, id);
                 }
@@ -638,8 +664,8 @@ impl Tx {
             let id = s.silence.id;
             tracing::debug!(fingerprint = %fp, silence = %id, "alert silenced");
             record.silenced_by = Some(id);
-            self.batch.set_silenced(id, fp, true);
-            self.silenced.push((id, fp));
+            self.batch.set_silenced(id, fp, true, None);
+            self.silenced.push((id, fp, None));
             self.effects.push(Effect::Silenced);
             summary.silenced += 1;
             self.decided(summary, &record, Verdict::Silenced, Some(class), None, None);
@@ -789,9 +815,17 @@ impl Tx {
         self.arm_expiry(record, None);
         record.status = Status::Resolved;
         record.ends_at = Some(at);
+        // Held on arrival, a silenced alert is in no incident's count; taken by a silence while
+        // it fired in an incident, it still counts there, as silenced too.
+        let mut silenced_member = false;
         if let Some(silence) = record.silenced_by.take() {
-            self.batch.set_silenced(silence, record.fingerprint, false);
-            return Ok(None);
+            let member_of = self.held_member_of(silence, record.fingerprint)?;
+            self.batch
+                .set_silenced(silence, record.fingerprint, false, None);
+            if member_of.is_none() || member_of != record.incident {
+                return Ok(None);
+            }
+            silenced_member = true;
         }
         let Some(id) = record.incident else {
             return Ok(None);
@@ -800,6 +834,9 @@ impl Tx {
             return Ok(None);
         };
         incident.firing_count = incident.firing_count.saturating_sub(1);
+        if silenced_member {
+            incident.silenced_count = incident.silenced_count.saturating_sub(1);
+        }
         if incident.firing_count == 0
             && incident.is_active()
             && self.policy.auto_resolve.contains(&incident.tier)
@@ -892,7 +929,7 @@ impl Tx {
             return Ok(());
         }
         incident.severity = incident.severity.max(severity);
-        if tier > incident.tier {
+        if tier > incident.tier && !incident.silenced() {
             let from = incident.escalate(SYSTEM_ACTOR, Some(tier), "severity", self.now)?;
             self.escalated(id, from, tier, "severity");
         }
@@ -906,6 +943,10 @@ impl Tx {
         incident: &mut Incident,
         reason: &'static str,
     ) -> Result<bool, PipelineError> {
+        if incident.silenced() {
+            tracing::debug!(incident = %incident.id, reason, "not escalated: every firing alert of the incident is silenced");
+            return Ok(false);
+        }
         let Some(to) = self.policy.escalation.auto_next(incident.tier) else {
             return Ok(false);
         };
@@ -933,6 +974,7 @@ impl Tx {
                 Timer::AckTimeout(id) => self.deadline_passed(id, at, true),
                 Timer::ResolveTimeout(id) => self.deadline_passed(id, at, false),
                 Timer::SilenceEnd(id) => self.release(id, Some(at)),
+                Timer::SilenceStart(id) => self.silence_started(id, at),
             };
             match result {
                 Ok(()) => {}
@@ -1037,12 +1079,126 @@ impl Tx {
             Some(silence.ends_at),
             Timer::SilenceEnd(id),
         );
+        // A silence that starts later takes the alerts already firing when it starts.
+        let now = self.now;
+        let pending = |s: &Silence| (s.state(now) == SilenceState::Pending).then_some(s.starts_at);
+        self.move_timer(
+            replaced.as_ref().and_then(pending),
+            pending(&silence),
+            Timer::SilenceStart(id),
+        );
         self.batch.put_silence(&silence);
         let silences = Arc::make_mut(&mut self.memory.silences);
         silences.retain(|s| s.silence.id != id);
         silences.push(compiled);
-        tracing::info!(silence = %id, created_by = %silence.created_by, ends_at = %silence.ends_at, "silence set");
+        tracing::info!(silence = %id, created_by = %silence.created_by, starts_at = %silence.starts_at, ends_at = %silence.ends_at, "silence set");
+        if silence.state(now) == SilenceState::Active {
+            self.silence_firing(id)?;
+        }
         Ok(id)
+    }
+
+    /// A silence's start came: it takes the firing alerts it matches, unless the timer is
+    /// stale (the silence was replaced with another start, or has ended).
+    fn silence_started(&mut self, id: SilenceId, at: DateTime<Utc>) -> Result<(), PipelineError> {
+        let starts_at = self
+            .memory
+            .silences
+            .iter()
+            .find(|s| s.silence.id == id)
+            .map(|s| s.silence.starts_at);
+        if starts_at != Some(at) {
+            return Ok(());
+        }
+        self.silence_firing(id)
+    }
+
+    /// An active silence takes every firing alert it matches that no silence holds yet, as it
+    /// holds the alerts that arrive while it is active: each is shown silenced and its repeats
+    /// are answered so. An alert that fires in an incident stays its member and still counts
+    /// among its firing alerts (it resolves it when it stops); while every firing alert of
+    /// the incident is silenced, nothing escalates it by itself (see [`Incident::silenced`]).
+    /// Auto-handled (L0) alerts are left alone, as on arrival.
+    ///
+    /// The firing alerts are read once, here, from the `firing/` index (and this batch's own
+    /// writes): creating a silence costs one pass over them, and nothing per request after.
+    fn silence_firing(&mut self, id: SilenceId) -> Result<(), PipelineError> {
+        let silences = Arc::clone(&self.memory.silences);
+        let Some(silence) = silences.iter().find(|s| s.silence.id == id) else {
+            return Ok(());
+        };
+        if silence.silence.state(self.now) != SilenceState::Active {
+            return Ok(());
+        }
+        let matches = |labels: &Labels| silence.matchers.iter().all(|m| m.matches_labels(labels));
+        let mut candidates: Vec<Fingerprint> = self
+            .store
+            .firing_alerts()?
+            .into_iter()
+            .filter(|r| matches(&r.labels))
+            .map(|r| r.fingerprint)
+            .collect();
+        candidates.extend(
+            self.alerts
+                .values()
+                .filter(|r| r.status == Status::Firing && matches(&r.labels))
+                .map(|r| r.fingerprint),
+        );
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut taken = 0usize;
+        for fp in candidates {
+            // The batch may have changed it since it was stored.
+            let Some(mut record) = self.alert(fp)? else {
+                continue;
+            };
+            if record.status != Status::Firing
+                || record.silenced_by.is_some()
+                || record.tier == Tier::L0
+                || !matches(&record.labels)
+            {
+                continue;
+            }
+            let member_of = match record.incident {
+                Some(incident_id) => match self.incident(incident_id)? {
+                    Some(mut incident) => {
+                        incident.silenced_count += 1;
+                        self.put_incident(incident);
+                        Some(incident_id)
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            tracing::debug!(fingerprint = %fp, silence = %id, incident = ?member_of, "firing alert silenced");
+            record.silenced_by = Some(id);
+            self.batch.set_silenced(id, fp, true, member_of);
+            self.silenced.push((id, fp, member_of));
+            self.put_alert(record);
+            taken += 1;
+        }
+        if taken > 0 {
+            tracing::info!(silence = %id, alerts = taken, "silence took firing alerts");
+        }
+        Ok(())
+    }
+
+    /// The incident alert `fp` was firing in when silence `id` took it, if any: this batch's
+    /// word first, then the store's.
+    fn held_member_of(
+        &self,
+        id: SilenceId,
+        fp: Fingerprint,
+    ) -> Result<Option<IncidentId>, StoreError> {
+        match self
+            .silenced
+            .iter()
+            .rev()
+            .find(|(s, f, _)| *s == id && *f == fp)
+        {
+            Some((_, _, member_of)) => Ok(*member_of),
+            None => self.store.held_member_of(id, fp),
+        }
     }
 
     pub(super) fn expire_silence(&mut self, id: SilenceId) -> Result<(), PipelineError> {
@@ -1079,18 +1235,18 @@ impl Tx {
             }
         }
         Arc::make_mut(&mut self.memory.silences).retain(|s| s.silence.id != id);
-        let mut held = self.store.silenced(id)?;
+        // The store's index, then this batch's word on each alert, which is the later.
+        let mut held: BTreeMap<Fingerprint, Option<IncidentId>> =
+            self.store.held_by(id)?.into_iter().collect();
         held.extend(
             self.silenced
                 .iter()
-                .filter(|(s, _)| *s == id)
-                .map(|(_, fp)| *fp),
+                .filter(|(s, _, _)| *s == id)
+                .map(|(_, fp, member_of)| (*fp, *member_of)),
         );
-        held.sort();
-        held.dedup();
         let mut summary = IngestSummary::default();
-        for fp in held {
-            self.batch.set_silenced(id, fp, false);
+        for (fp, member_of) in held {
+            self.batch.set_silenced(id, fp, false, None);
             let Some(mut record) = self.alert(fp)? else {
                 continue;
             };
@@ -1100,6 +1256,21 @@ impl Tx {
             record.silenced_by = None;
             if record.status != Status::Firing {
                 self.put_alert(record);
+                continue;
+            }
+            if let Some(incident_id) = member_of {
+                // Taken while it fired in its incident, it never left it: it counts there as
+                // firing again, which resumes the incident's escalation with fresh deadlines
+                // (see `put_incident`), and a severity that rose meanwhile counts now.
+                self.put_alert(record.clone());
+                let Some(mut incident) = self.incident(incident_id)? else {
+                    continue;
+                };
+                incident.silenced_count = incident.silenced_count.saturating_sub(1);
+                self.put_incident(incident);
+                if record.incident == Some(incident_id) {
+                    self.raise_severity(incident_id, record.severity, record.tier)?;
+                }
                 continue;
             }
             // Triage it as if it had just arrived, with today's rules.

@@ -26,6 +26,11 @@
 //!
 //! An event is its time, actor (string), kind (one byte), reason (optional string), and from
 //! and to (optional tier each).
+//!
+//! Version 3 is version 2 followed by what silences did to the incident: `silenced_count`
+//! (varint), `escalation_held_since` and `escalation_resumed_at` (optional time each). It is
+//! written only for an incident a silence has touched, so every other incident keeps the
+//! version 2 bytes that an older triaged reads.
 
 use super::codec::{
     index_of, put_labels, put_list, put_opt, put_str, put_time, put_varint, Reader,
@@ -35,6 +40,8 @@ use crate::incident::{EventKind, Incident, IncidentId, State, Tier, TimelineEven
 
 /// The value version byte of a binary incident.
 pub(super) const VERSION: u8 = 2;
+/// The value version byte of a binary incident with its silence fields (see the module's doc).
+pub(super) const VERSION_SILENCED: u8 = 3;
 
 const STATES: [State; 3] = [State::Open, State::Acknowledged, State::Resolved];
 
@@ -49,10 +56,14 @@ const EVENT_KINDS: [EventKind; 8] = [
     EventKind::Flapping,
 ];
 
-/// The incident's value: [`VERSION`] then the fields.
+/// The incident's value: [`VERSION`] then the fields, or [`VERSION_SILENCED`] then the fields
+/// and the silence fields when any of these is set.
 pub(super) fn encode(i: &Incident) -> Vec<u8> {
+    let silenced = i.silenced_count != 0
+        || i.escalation_held_since.is_some()
+        || i.escalation_resumed_at.is_some();
     let mut w = Vec::with_capacity(256);
-    w.push(VERSION);
+    w.push(if silenced { VERSION_SILENCED } else { VERSION });
     w.extend_from_slice(&i.id.0.to_le_bytes());
     w.push(index_of(&Tier::ALL, i.tier));
     w.push(index_of(&Tier::ALL, i.opened_tier));
@@ -94,6 +105,11 @@ pub(super) fn encode(i: &Incident) -> Vec<u8> {
         put_opt(w, e.from, put_tier);
         put_opt(w, e.to, put_tier);
     });
+    if silenced {
+        put_varint(&mut w, i.silenced_count);
+        put_opt(&mut w, i.escalation_held_since, put_time);
+        put_opt(&mut w, i.escalation_resumed_at, put_time);
+    }
     w
 }
 
@@ -101,8 +117,18 @@ fn put_tier(w: &mut Vec<u8>, tier: Tier) {
     w.push(index_of(&Tier::ALL, tier));
 }
 
-/// The incident in `bytes` (the value after its version byte), or why it cannot be read.
+/// The incident in `bytes` (the value after its [`VERSION`] byte), or why it cannot be read.
 pub(super) fn decode(bytes: &[u8]) -> Result<Incident, String> {
+    decode_as(bytes, false)
+}
+
+/// The incident in `bytes` (the value after its [`VERSION_SILENCED`] byte), or why it cannot
+/// be read.
+pub(super) fn decode_silenced(bytes: &[u8]) -> Result<Incident, String> {
+    decode_as(bytes, true)
+}
+
+fn decode_as(bytes: &[u8], silenced: bool) -> Result<Incident, String> {
     let mut r = Reader::new(bytes);
     let id = IncidentId(r.u64()?);
     let tier = r.one_of(&Tier::ALL, "tier")?;
@@ -140,6 +166,11 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Incident, String> {
             to: r.opt(|r| r.one_of(&Tier::ALL, "tier"))?,
         })
     })?;
+    let (silenced_count, escalation_held_since, escalation_resumed_at) = if silenced {
+        (r.varint()?, r.opt(Reader::time)?, r.opt(Reader::time)?)
+    } else {
+        (0, None, None)
+    };
     r.end("incident")?;
     Ok(Incident {
         id,
@@ -168,7 +199,19 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Incident, String> {
         flapping,
         timeline,
         events_published,
+        silenced_count,
+        escalation_held_since,
+        escalation_resumed_at,
     })
+}
+
+/// The incident in a binary value of either version (`bytes` after the version byte).
+pub(super) fn decode_version(version: u8, bytes: &[u8]) -> Option<Result<Incident, String>> {
+    match version {
+        VERSION => Some(decode(bytes)),
+        VERSION_SILENCED => Some(decode_silenced(bytes)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -235,11 +278,34 @@ mod tests {
         i
     }
 
+    /// [`full`] with what a silence sets too: written as version 3.
+    fn silenced() -> Incident {
+        let mut i = full();
+        i.silenced_count = 7;
+        i.escalation_held_since = Some(t(1_700_000_100, 5));
+        i.escalation_resumed_at = Some(t(1_700_000_200, 6));
+        i
+    }
+
     #[test]
     fn every_field_round_trips_and_the_form_is_smaller_than_json() {
         for incident in [full(), minimal()] {
             round_trips_in_half_of_json(&incident, VERSION, encode, decode);
         }
+        round_trips_in_half_of_json(&silenced(), VERSION_SILENCED, encode, decode_silenced);
+        // Any one silence field is enough to need version 3; none keeps version 2's bytes.
+        let mut held = full();
+        held.escalation_held_since = Some(t(5, 0));
+        assert_eq!(encode(&held)[0], VERSION_SILENCED);
+        assert_eq!(
+            decode_version(3, &encode(&held)[1..]).unwrap().unwrap(),
+            held
+        );
+        assert_eq!(
+            decode_version(2, &encode(&full())[1..]).unwrap().unwrap(),
+            full()
+        );
+        assert!(decode_version(4, &[]).is_none());
     }
 
     #[test]
@@ -311,6 +377,8 @@ mod tests {
         fn damaged_incidents_never_panic(cut in 0usize..600, at in 0usize..600, byte: u8) {
             let body = &encode(&full())[1..];
             prop_assert!(cut_and_changed_are_errors(body, cut, at, byte, decode));
+            let body = &encode(&silenced())[1..];
+            prop_assert!(cut_and_changed_are_errors(body, cut, at, byte, decode_silenced));
         }
     }
 }
