@@ -2250,6 +2250,56 @@ fn a_silence_takes_no_auto_handled_alert_and_leaves_those_another_holds() {
     assert_eq!(h.record(&held).silenced_by, Some(first));
 }
 
+/// A silence replaced so that it no longer covers an alert it holds (other matchers, or a later
+/// start) lets go of it at once: the alert taken firing counts in its incident again, whose
+/// escalation resumes; the one held on arrival is triaged; what the new matchers cover is taken.
+#[test]
+fn a_replaced_silence_lets_go_of_what_it_no_longer_covers() {
+    let mut h = Harness::new("");
+    let t0 = h.now();
+    let firing = alert(&[("alertname", "Maint"), ("service", "db")]);
+    h.ingest(vec![firing.clone()]);
+    let other = alert(&[("alertname", "Other")]);
+    h.ingest(vec![other.clone()]);
+    let id = h.put_silence(silence_of("Maint", t0, 0, HOUR)).unwrap();
+    let arrived = alert(&[("alertname", "Maint"), ("service", "web")]);
+    assert_eq!(h.ingest(vec![arrived.clone()]).silenced, 1);
+    assert!(h.incident(1).silenced());
+    assert_eq!(h.store.silenced(id).unwrap().len(), 2);
+
+    h.clock.advance(10 * MIN);
+    let mut narrowed = silence_of("Other", t0, 0, HOUR);
+    narrowed.id = Some(id.to_string());
+    assert_eq!(h.put_silence(narrowed).unwrap(), id);
+    assert_eq!(h.record(&firing).silenced_by, None);
+    let incident = h.incident(1);
+    assert_eq!((incident.silenced_count, incident.silenced()), (0, false));
+    assert_eq!(
+        incident.ack_deadline,
+        Some(h.now() + secs(15 * MIN)),
+        "a fresh window from the release"
+    );
+    let arrived = h.record(&arrived);
+    assert_eq!(arrived.silenced_by, None);
+    assert!(arrived.incident.is_some(), "triaged on release");
+    assert_eq!(
+        h.record(&other).silenced_by,
+        Some(id),
+        "the new matchers take it"
+    );
+    assert_eq!(h.store.silenced(id).unwrap(), [fp(&other)]);
+    // Repeats: the released ones deduplicated, the one taken silenced.
+    let s = h.ingest(vec![firing.clone(), other.clone()]);
+    assert_eq!((s.deduplicated, s.silenced), (1, 1));
+
+    // Replaced again to start later: it holds nothing until then.
+    let mut later = silence_of("Other", t0, HOUR, 2 * HOUR);
+    later.id = Some(id.to_string());
+    h.put_silence(later).unwrap();
+    assert_eq!(h.record(&other).silenced_by, None);
+    assert!(h.store.silenced(id).unwrap().is_empty());
+}
+
 #[test]
 fn an_alert_firing_and_silenced_in_one_group_commit_is_taken() {
     let mut h = Harness::new("");

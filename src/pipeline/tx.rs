@@ -1088,11 +1088,29 @@ impl Tx {
             Timer::SilenceStart(id),
         );
         self.batch.put_silence(&silence);
+        let active = silence.state(now) == SilenceState::Active;
         let silences = Arc::make_mut(&mut self.memory.silences);
         silences.retain(|s| s.silence.id != id);
-        silences.push(compiled);
+        silences.push(compiled.clone());
         tracing::info!(silence = %id, created_by = %silence.created_by, starts_at = %silence.starts_at, ends_at = %silence.ends_at, "silence set");
-        if silence.state(now) == SilenceState::Active {
+        if replaced.is_some() {
+            // What the silence held and no longer covers (its matchers changed, or it now
+            // starts later) is let go at once, as if the silence had ended for it.
+            let mut summary = IngestSummary::default();
+            for (fp, member_of) in self.held(id)? {
+                let covered = self.alert(fp)?.is_some_and(|record| {
+                    active
+                        && compiled
+                            .matchers
+                            .iter()
+                            .all(|m| m.matches_labels(&record.labels))
+                });
+                if !covered {
+                    self.unsilence(id, fp, member_of, &mut summary)?;
+                }
+            }
+        }
+        if active {
             self.silence_firing(id)?;
         }
         Ok(id)
@@ -1235,7 +1253,16 @@ impl Tx {
             }
         }
         Arc::make_mut(&mut self.memory.silences).retain(|s| s.silence.id != id);
-        // The store's index, then this batch's word on each alert, which is the later.
+        let mut summary = IngestSummary::default();
+        for (fp, member_of) in self.held(id)? {
+            self.unsilence(id, fp, member_of, &mut summary)?;
+        }
+        Ok(())
+    }
+
+    /// The alerts silence `id` holds, each with the incident it was firing in when the silence
+    /// took it: the store's index, then this batch's word on each alert, which is the later.
+    fn held(&self, id: SilenceId) -> Result<BTreeMap<Fingerprint, Option<IncidentId>>, StoreError> {
         let mut held: BTreeMap<Fingerprint, Option<IncidentId>> =
             self.store.held_by(id)?.into_iter().collect();
         held.extend(
@@ -1244,53 +1271,64 @@ impl Tx {
                 .filter(|(s, _, _)| *s == id)
                 .map(|(_, fp, member_of)| (*fp, *member_of)),
         );
-        let mut summary = IngestSummary::default();
-        for (fp, member_of) in held {
-            self.batch.set_silenced(id, fp, false, None);
-            let Some(mut record) = self.alert(fp)? else {
-                continue;
-            };
-            if record.silenced_by != Some(id) {
-                continue;
-            }
-            record.silenced_by = None;
-            if record.status != Status::Firing {
-                self.put_alert(record);
-                continue;
-            }
-            if let Some(incident_id) = member_of {
-                // Taken while it fired in its incident, it never left it: it counts there as
-                // firing again, which resumes the incident's escalation with fresh deadlines
-                // (see `put_incident`), and a severity that rose meanwhile counts now.
-                self.put_alert(record.clone());
-                let Some(mut incident) = self.incident(incident_id)? else {
-                    continue;
-                };
-                incident.silenced_count = incident.silenced_count.saturating_sub(1);
-                self.put_incident(incident);
-                if record.incident == Some(incident_id) {
-                    self.raise_severity(incident_id, record.severity, record.tier)?;
-                }
-                continue;
-            }
-            // Triage it as if it had just arrived, with today's rules.
-            let mut alert = Alert::new(record.source, record.labels.clone());
-            alert.fingerprint = Some(fp);
-            alert.annotations = record.annotations.clone();
-            // The severity it was triaged with may not be in its labels (PagerDuty's field).
-            alert.severity = Some(record.severity);
-            let alert = alert.normalize(&[], &self.policy.severities, self.now);
-            let class = self.policy.rules.classify(&alert);
-            if class.dropped_by.is_some() {
-                self.put_alert(record);
-                continue;
-            }
-            record.severity = triage::severity(&alert, &class);
-            record.tier = triage::tier(record.severity, &class, &self.policy.tiers);
-            record.labels = class.labels.clone();
-            record.rules = class.rules.clone();
-            self.place(record, &class, &mut summary, false)?;
+        Ok(held)
+    }
+
+    /// Silence `id` lets go of alert `fp` (its end came, or it no longer covers the alert):
+    /// one that resolved meanwhile stays resolved, one taken while firing in an incident counts
+    /// there again, one held from its arrival is triaged as if it had just arrived.
+    fn unsilence(
+        &mut self,
+        id: SilenceId,
+        fp: Fingerprint,
+        member_of: Option<IncidentId>,
+        summary: &mut IngestSummary,
+    ) -> Result<(), PipelineError> {
+        self.batch.set_silenced(id, fp, false, None);
+        self.silenced.retain(|(s, f, _)| !(*s == id && *f == fp));
+        let Some(mut record) = self.alert(fp)? else {
+            return Ok(());
+        };
+        if record.silenced_by != Some(id) {
+            return Ok(());
         }
+        record.silenced_by = None;
+        if record.status != Status::Firing {
+            self.put_alert(record);
+            return Ok(());
+        }
+        if let Some(incident_id) = member_of {
+            // Taken while it fired in its incident, it never left it: it counts there as
+            // firing again, which resumes the incident's escalation with fresh deadlines
+            // (see `put_incident`), and a severity that rose meanwhile counts now.
+            self.put_alert(record.clone());
+            let Some(mut incident) = self.incident(incident_id)? else {
+                return Ok(());
+            };
+            incident.silenced_count = incident.silenced_count.saturating_sub(1);
+            self.put_incident(incident);
+            if record.incident == Some(incident_id) {
+                self.raise_severity(incident_id, record.severity, record.tier)?;
+            }
+            return Ok(());
+        }
+        // Triage it as if it had just arrived, with today's rules.
+        let mut alert = Alert::new(record.source, record.labels.clone());
+        alert.fingerprint = Some(fp);
+        alert.annotations = record.annotations.clone();
+        // The severity it was triaged with may not be in its labels (PagerDuty's field).
+        alert.severity = Some(record.severity);
+        let alert = alert.normalize(&[], &self.policy.severities, self.now);
+        let class = self.policy.rules.classify(&alert);
+        if class.dropped_by.is_some() {
+            self.put_alert(record);
+            return Ok(());
+        }
+        record.severity = triage::severity(&alert, &class);
+        record.tier = triage::tier(record.severity, &class, &self.policy.tiers);
+        record.labels = class.labels.clone();
+        record.rules = class.rules.clone();
+        self.place(record, &class, summary, false)?;
         Ok(())
     }
 
