@@ -1149,13 +1149,7 @@ impl Tx {
             return Ok(());
         }
         let matches = |labels: &Labels| silence.matchers.iter().all(|m| m.matches_labels(labels));
-        let mut candidates: Vec<Fingerprint> = self
-            .store
-            .firing_alerts()?
-            .into_iter()
-            .filter(|r| matches(&r.labels))
-            .map(|r| r.fingerprint)
-            .collect();
+        let mut candidates: Vec<Fingerprint> = self.store.firing_matching(matches)?;
         candidates.extend(
             self.alerts
                 .values()

@@ -29,7 +29,7 @@
 use super::codec::{
     index_of, put_labels, put_list, put_opt, put_str, put_time, put_varint, Reader,
 };
-use crate::alert::{AlertRecord, Fingerprint, Severity, Source, Status};
+use crate::alert::{AlertRecord, Fingerprint, Labels, Severity, Source, Status};
 use crate::incident::{IncidentId, Tier};
 use crate::silence::SilenceId;
 
@@ -96,6 +96,15 @@ pub(super) fn decode(bytes: &[u8]) -> Result<AlertRecord, String> {
     };
     r.end("record")?;
     Ok(record)
+}
+
+/// Only the labels of the record in `bytes` (the value after its version byte): what a scan that
+/// matches labels needs, without decoding the rest (or allocating for it).
+pub(super) fn decode_labels(bytes: &[u8]) -> Result<Labels, String> {
+    let mut r = Reader::new(bytes);
+    // fingerprint, then source, status, severity, tier and flapping, one byte each.
+    r.take(8 + 5)?;
+    r.labels()
 }
 
 #[cfg(test)]
