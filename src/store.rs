@@ -517,28 +517,14 @@ impl Store {
     }
 
     /// Alerts whose status is firing, in fingerprint order: one scan of `firing/`, so resolved
-    /// history is never walked. Read in chunks, each under its own view, so that a
-    /// long list never holds a group commit back for long; an alert that changes meanwhile is
-    /// seen before or after its change, as a later read would see it.
+    /// history is never walked.
     pub fn firing_alerts(&self) -> Result<Vec<AlertRecord>> {
-        const CHUNK: usize = 512;
         let mut out = Vec::new();
-        let mut start = FIRING.to_vec();
-        loop {
-            let view = self.view()?;
-            let mut keys = 0;
-            for kv in view.db.range(start.clone()..prefix_end(FIRING)).take(CHUNK) {
-                let (key, value) = kv?;
-                keys += 1;
-                let fp = Fingerprint(be_u64(&key[FIRING.len()..]));
-                out.extend(view.record(fp, &key, Some(value))?);
-                // The next chunk starts just after this key.
-                start = [key.as_ref(), &[0]].concat();
-            }
-            if keys < CHUNK {
-                return Ok(out);
-            }
-        }
+        self.scan_firing(|view, fp, key, value| {
+            out.extend(view.record(fp, key, Some(value))?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// The firing alerts whose labels `wanted`, in fingerprint order: a scan of the `firing/`
@@ -546,8 +532,34 @@ impl Store {
     /// costs several times as much: a silence's take of the firing alerts runs this in the
     /// writer, over every firing alert).
     pub fn firing_matching(&self, wanted: impl Fn(&Labels) -> bool) -> Result<Vec<Fingerprint>> {
-        const CHUNK: usize = 4096;
         let mut out = Vec::new();
+        self.scan_firing(|view, fp, key, value| {
+            let matched = match value.split_first() {
+                Some((&record::VERSION, body)) => {
+                    wanted(&record::decode_labels(body).map_err(|why| corrupt(key, why))?)
+                }
+                // JSON, or the older layout's empty entry: the whole record.
+                _ => view
+                    .record(fp, key, Some(value))?
+                    .is_some_and(|record| wanted(&record.labels)),
+            };
+            if matched {
+                out.push(fp);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every `firing/` entry, in fingerprint order, to `each` with its view. Read in chunks,
+    /// each under its own view, so that a long scan never holds a group commit back for long;
+    /// an alert that changes meanwhile is seen before or after its change, as a later read
+    /// would see it.
+    fn scan_firing(
+        &self,
+        mut each: impl FnMut(&View<'_>, Fingerprint, &[u8], sled::IVec) -> Result<()>,
+    ) -> Result<()> {
+        const CHUNK: usize = 512;
         let mut start = FIRING.to_vec();
         loop {
             let view = self.view()?;
@@ -555,23 +567,17 @@ impl Store {
             for kv in view.db.range(start.clone()..prefix_end(FIRING)).take(CHUNK) {
                 let (key, value) = kv?;
                 keys += 1;
-                let fp = Fingerprint(be_u64(&key[FIRING.len()..]));
-                let matched = match value.split_first() {
-                    Some((&record::VERSION, body)) => {
-                        wanted(&record::decode_labels(body).map_err(|why| corrupt(&key, why))?)
-                    }
-                    // JSON, or the older layout's empty entry: the whole record.
-                    _ => view
-                        .record(fp, &key, Some(value))?
-                        .is_some_and(|record| wanted(&record.labels)),
-                };
-                if matched {
-                    out.push(fp);
-                }
+                each(
+                    &view,
+                    Fingerprint(be_u64(&key[FIRING.len()..])),
+                    &key,
+                    value,
+                )?;
+                // The next chunk starts just after this key.
                 start = [key.as_ref(), &[0]].concat();
             }
             if keys < CHUNK {
-                return Ok(out);
+                return Ok(());
             }
         }
     }
