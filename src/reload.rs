@@ -4,7 +4,8 @@
 //! force, logs why and sets `triaged_config_last_reload_successful` to 0. A good one becomes a
 //! [`Command::Reload`] for the writer, so rules, tiers and policies swap between two commands:
 //! no alert is decided by half of each. Sections that shape the process itself (`[server]`,
-//! `[storage]`, `[log]`) take effect at the next restart; a reload says so when they changed.
+//! `[storage]`, `[log]`) and the tasks it starts once (`[kafka]`, the consumer; `[notify]`, the
+//! sinks) take effect at the next restart; a reload says so when they changed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -206,6 +207,8 @@ impl Reloader {
             ),
             ("storage", old.storage != config.storage),
             ("log", old.log != config.log),
+            ("kafka", old.kafka != config.kafka),
+            ("notify", old.notify != config.notify),
         ]
         .into_iter()
         .filter_map(|(section, changed)| changed.then_some(section))
@@ -213,7 +216,7 @@ impl Reloader {
         if !restart_required.is_empty() {
             tracing::warn!(
                 sections = ?restart_required,
-                "changes to [server] (but TLS certificate renewals), [storage] and [log] take effect at the next restart"
+                "changes to [server] (but TLS certificate renewals), [storage], [log], [kafka] and [notify] take effect at the next restart"
             );
         }
         // What is in force: the new decisions, the old process settings, the new TLS files.
@@ -228,6 +231,8 @@ impl Reloader {
         };
         config.storage = old.storage.clone();
         config.log = old.log.clone();
+        config.kafka = old.kafka.clone();
+        config.notify = old.notify.clone();
         let (auth, tls) = load_secrets(&config)?;
         self.queue
             .submit(|reply| Command::Reload {

@@ -69,6 +69,16 @@ fn a_good_reload_changes_the_next_decision_and_a_bad_one_changes_nothing() {
         json!(["storage"]),
         "{answer}"
     );
+    // Sinks are started once: a new one waits for a restart too, and is said so.
+    let sink = "[[notify.webhook]]\nname = \"w\"\nurl = \"http://127.0.0.1:9/\"\n";
+    write_config(&d, &format!("{FORCE_L3}\n{sink}"));
+    let answer = d.post_json("/-/reload", json!({}));
+    assert_eq!(answer.status, 200, "{answer}");
+    assert_eq!(
+        answer.json()["restart_required"],
+        json!(["notify"]),
+        "{answer}"
+    );
 
     // A bad file: refused with the line that is wrong; the old rules stay.
     write_config(
