@@ -1016,6 +1016,13 @@ impl Config {
                     "needed when there is no [kafka] section to take them from".to_string(),
                 ));
             }
+            for (key, value) in &k.properties {
+                if let Some(why) = kafka_property_problem(key, value) {
+                    let mut path = at("properties");
+                    path.push(Seg::Name(key.clone()));
+                    out.push((path, why));
+                }
+            }
             filter_problems(&k.filter(), &at, &mut out);
         }
         if let Some(kafka) = &self.kafka {
@@ -1035,11 +1042,13 @@ impl Config {
                     "max_batch and max_message_bytes must be greater than 0".to_string(),
                 ));
             }
-            for key in kafka.properties.keys() {
+            for (key, value) in &kafka.properties {
+                let mut path = at("properties");
+                path.push(Seg::Name(key.clone()));
                 if KAFKA_MANAGED_PROPERTIES.contains(&key.as_str()) {
-                    let mut path = at("properties");
-                    path.push(Seg::Name(key.clone()));
                     out.push((path, format!("{key:?} is set by triaged itself (at-least-once delivery depends on it); use brokers/group_id")));
+                } else if let Some(why) = kafka_property_problem(key, value) {
+                    out.push((path, why));
                 }
             }
         }
@@ -1317,6 +1326,18 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// Why librdkafka refuses property `key` = `value` (an unknown name, a bad value), if it does:
+/// asked of librdkafka itself, without creating a client, so that `check-config` and the start
+/// say it with the line rather than the consumer failing once the daemon runs.
+fn kafka_property_problem(key: &str, value: &str) -> Option<String> {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set(key, value);
+    config.create_native_config().err().map(|e| match e {
+        rdkafka::error::KafkaError::ClientConfig(_, description, _, _) => description,
+        other => other.to_string(),
+    })
+}
+
 /// Whether `filter` is a level, or comma-separated directives each a level or `target=level`.
 /// tracing's own parser takes any word as a target (`"eror"` enables one no event comes from,
 /// so every log line would be lost without a word said): only level names are taken here.
@@ -1447,6 +1468,24 @@ mod tests {
             shown.contains("storage.checkpoint_kb: must be greater than 0"),
             "{shown}"
         );
+    }
+
+    /// Regression: a property librdkafka does not know passed the check, and the consumer failed
+    /// once the daemon ran, said only at its stop.
+    #[test]
+    fn kafka_properties_librdkafka_refuses_are_refused_with_their_line() {
+        let text = "[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [{name = \"alerts\"}]\n\n\
+                    [kafka.properties]\n\"bogus.property\" = \"1\"\n\"fetch.wait.max.ms\" = \"soon\"\n\
+                    \"security.protocol\" = \"plaintext\"\n";
+        let shown = Config::parse(text, "k.toml").unwrap_err().to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 2, "{shown}");
+        assert!(
+            lines[0].starts_with("k.toml:6: kafka.properties.bogus.property: ")
+                && lines[0].contains("No such configuration property"),
+            "{shown}"
+        );
+        assert!(lines[1].starts_with("k.toml:7: "), "{shown}");
     }
 
     /// Regression: a misspelt level was taken as a target by tracing's parser and every log

@@ -189,13 +189,21 @@ pub async fn run(
     let kafka_config = reloader.current().kafka.clone();
     let kafka_enabled = kafka_config.is_some();
     let kafka = kafka_config.map(|kafka| {
-        tokio::spawn(sources::kafka::run(
+        let consume = sources::kafka::run(
             kafka,
             queue.clone(),
             metrics.clone(),
             limits,
             kafka_stopped,
-        ))
+        );
+        tokio::spawn(async move {
+            let result = consume.await;
+            // Said when it happens, not only at the stop that reports it again.
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "the Kafka source stopped: nothing is consumed until a restart");
+            }
+            result
+        })
     });
     let app = Arc::new(
         App::new(
