@@ -61,6 +61,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("invalid rules: {0}")]
     Rules(String),
+    #[error("cannot start the notification sinks: {0}")]
+    Sinks(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -185,7 +187,7 @@ pub async fn run(
         outbox_committed,
         sinks_stopped,
     )
-    .map_err(RunError::Rules)?;
+    .map_err(RunError::Sinks)?;
     let kafka_config = reloader.current().kafka.clone();
     let kafka_enabled = kafka_config.is_some();
     let kafka = kafka_config.map(|kafka| {

@@ -88,6 +88,9 @@ pub enum ReloadError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A sink's secret file cannot be read (missing, empty, not a header value).
+    #[error("notify.webhook {name:?}: {why}")]
+    Sink { name: String, why: String },
     #[error(transparent)]
     Submit(#[from] SubmitError),
     #[error(transparent)]
@@ -113,6 +116,12 @@ pub fn load_secrets(
 ) -> Result<(Auth, Option<Arc<rustls::ServerConfig>>), ReloadError> {
     let auth = Auth::load(&config.auth)?;
     let tls = config.server.tls.as_ref().map(tls::load).transpose()?;
+    for sink in &config.notify.webhook {
+        crate::notify::webhook::secrets(sink).map_err(|why| ReloadError::Sink {
+            name: sink.name.clone(),
+            why,
+        })?;
+    }
     Ok((auth, tls))
 }
 

@@ -86,6 +86,44 @@ fn run_refuses_a_bad_config_with_exit_64_before_binding_anything() {
     );
 }
 
+/// Regression: a sink's secret file that is missing passed `check-config`, and `run` failed
+/// with exit 1 ("invalid rules") once listening, which systemd restarts in a loop.
+#[test]
+fn a_sinks_missing_secret_file_is_a_config_error_for_check_config_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sink.toml");
+    let missing = dir.path().join("no-such.key");
+    std::fs::write(
+        &path,
+        format!(
+            "[[notify.webhook]]\nname = \"noc\"\nurl = \"http://127.0.0.1:9/\"\nhmac_secret_file = {:?}\n",
+            missing.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    for args in [
+        vec!["check-config", path.to_str().unwrap()],
+        vec![
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        assert!(
+            err.contains("notify.webhook \"noc\": cannot read hmac_secret_file")
+                && err.contains("no-such.key"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn default_config_prints_the_shipped_example() {
     let out = Command::new(BIN).arg("default-config").output().unwrap();

@@ -49,31 +49,41 @@ fn read_secret(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
     Ok(trimmed)
 }
 
+/// The sink's secrets, read from their files: the `Authorization` header's value and the HMAC
+/// key. Also how the config is checked (`check-config`, the start, a reload), so that a file
+/// missing or empty is a config error rather than a sink that fails once the daemon runs.
+pub fn secrets(
+    config: &WebhookSinkConfig,
+) -> Result<(Option<HeaderValue>, Option<Vec<u8>>), String> {
+    let authorization = match &config.authorization_file {
+        None => None,
+        Some(path) => {
+            let mut value = HeaderValue::from_bytes(&read_secret(path, "authorization_file")?)
+                .map_err(|_| {
+                    format!(
+                        "authorization_file {} is not a valid header value",
+                        path.display()
+                    )
+                })?;
+            value.set_sensitive(true);
+            Some(value)
+        }
+    };
+    let hmac_secret = config
+        .hmac_secret_file
+        .as_deref()
+        .map(|p| read_secret(p, "hmac_secret_file"))
+        .transpose()?;
+    Ok((authorization, hmac_secret))
+}
+
 impl WebhookSink {
     pub fn new(config: &WebhookSinkConfig) -> Result<WebhookSink, String> {
         let url: hyper::Uri = config
             .url
             .parse()
             .map_err(|e| format!("webhook {:?}: bad url: {e}", config.name))?;
-        let authorization = match &config.authorization_file {
-            None => None,
-            Some(path) => {
-                let mut value = HeaderValue::from_bytes(&read_secret(path, "authorization_file")?)
-                    .map_err(|_| {
-                        format!(
-                            "authorization_file {} is not a valid header value",
-                            path.display()
-                        )
-                    })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-        };
-        let hmac_secret = config
-            .hmac_secret_file
-            .as_deref()
-            .map(|p| read_secret(p, "hmac_secret_file"))
-            .transpose()?;
+        let (authorization, hmac_secret) = secrets(config)?;
         let template = config.template.as_deref().map(|t| match t {
             "slack" => SLACK_TEMPLATE.to_string(),
             other => other.to_string(),
