@@ -61,6 +61,55 @@ pub enum SourceError {
 /// librdkafka's callbacks: statistics (lag, connection), errors, rebalances.
 struct Context {
     metrics: Arc<Metrics>,
+    /// The client's and the consumer's errors, said once and then at most every
+    /// [`REPEAT_EVERY`]: with its brokers down, librdkafka reports it many times a second.
+    quiet: Quiet,
+}
+
+/// How often an error that keeps coming is said again (with how many times it came meanwhile).
+const REPEAT_EVERY: Duration = Duration::from_secs(30);
+
+/// Errors said lately, by their text: whether to say one now.
+#[derive(Default)]
+struct Quiet(std::sync::Mutex<HashMap<String, (std::time::Instant, u64)>>);
+
+impl Quiet {
+    /// Whether to log `text` now; if so, how many times it came, unsaid, since it was last
+    /// said.
+    fn say(&self, text: &str, now: std::time::Instant) -> Option<u64> {
+        let mut said = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, held)) = said.get_mut(text) {
+            if now.duration_since(*at) < REPEAT_EVERY {
+                *held += 1;
+                return None;
+            }
+            let held = std::mem::take(held);
+            *at = now;
+            return Some(held);
+        }
+        // Texts carry broker addresses and the like: a handful at a time, but bounded anyway.
+        if said.len() >= 64 {
+            said.clear();
+        }
+        said.insert(text.to_string(), (now, 0));
+        Some(0)
+    }
+
+    /// Log `error` unless the same kind came within [`REPEAT_EVERY`]: its librdkafka error
+    /// code when it has one (the text names counts and timings that change every time).
+    fn warn(&self, error: &KafkaError, reason: Option<&str>, what: &'static str) {
+        let text = match reason {
+            Some(reason) => format!("{error}: {reason}"),
+            None => error.to_string(),
+        };
+        let kind = match error.rdkafka_error_code() {
+            Some(code) => format!("{what}: {code:?}"),
+            None => text.clone(),
+        };
+        if let Some(repeated) = self.say(&kind, std::time::Instant::now()) {
+            tracing::warn!(error = %text, repeated, "{what}");
+        }
+    }
 }
 
 impl ClientContext for Context {
@@ -90,7 +139,7 @@ impl ClientContext for Context {
         ) {
             self.metrics.kafka_connected.set(0);
         }
-        tracing::warn!(error = %error, reason = %reason, "kafka client error");
+        self.quiet.warn(&error, Some(reason), "kafka client error");
     }
 }
 
@@ -182,6 +231,7 @@ pub async fn run(
     let consumer: StreamConsumer<Context> = client
         .create_with_context(Context {
             metrics: metrics.clone(),
+            quiet: Quiet::default(),
         })
         .map_err(SourceError::Consumer)?;
     let topics: Vec<String> = config.topics.iter().map(|t| t.name.clone()).collect();
@@ -233,7 +283,10 @@ pub async fn run(
         match first {
             Ok(m) => batch.push(owned(&m)),
             Err(e) => {
-                tracing::warn!(error = %e, "kafka consumer error");
+                consumer
+                    .context()
+                    .quiet
+                    .warn(&e, None, "kafka consumer error");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -243,7 +296,10 @@ pub async fn run(
             match consumer.recv().now_or_never() {
                 Some(Ok(m)) => batch.push(owned(&m)),
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "kafka consumer error");
+                    consumer
+                        .context()
+                        .quiet
+                        .warn(&e, None, "kafka consumer error");
                     break;
                 }
                 None => break,
@@ -462,5 +518,28 @@ async fn forward_dead_letter(producer: &FutureProducer, topic: &str, letter: &De
     let record = FutureRecord::to(topic).payload(&body).key(&key);
     if let Err((e, _)) = producer.send(record, Duration::from_secs(5)).await {
         tracing::warn!(topic = %topic, error = %e, "producing a dead letter failed; it is kept in the store");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A broker that stays down is said once and then every REPEAT_EVERY with the count held
+    /// back; another error is said at once.
+    #[test]
+    fn an_error_that_keeps_coming_is_said_once_then_at_most_every_repeat_every() {
+        let quiet = Quiet::default();
+        let t0 = Instant::now();
+        let down = "all brokers down";
+        assert_eq!(quiet.say(down, t0), Some(0));
+        for ms in 1..=200 {
+            assert_eq!(quiet.say(down, t0 + Duration::from_millis(ms * 50)), None);
+        }
+        assert_eq!(quiet.say("connection refused", t0), Some(0));
+        assert_eq!(quiet.say(down, t0 + REPEAT_EVERY), Some(200));
+        assert_eq!(quiet.say(down, t0 + REPEAT_EVERY), None);
+        assert_eq!(quiet.say(down, t0 + 2 * REPEAT_EVERY), Some(1));
     }
 }
