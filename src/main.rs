@@ -100,6 +100,10 @@ enum Cmd {
         /// Wire format of every body; default: detect each.
         #[arg(long, value_parser = triaged::tools::FORMAT_NAMES)]
         format: Option<String>,
+        /// Replay as of this time (RFC 3339), e.g. when the input was recorded: Prometheus sends
+        /// a firing alert with endsAt a few minutes on, so replayed later it is a resolution.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -183,6 +187,7 @@ fn main() -> ExitCode {
             input,
             json,
             format,
+            at,
         } => {
             let config = match load(&from_file(config)) {
                 Ok(config) => config,
@@ -210,7 +215,7 @@ fn main() -> ExitCode {
                 }
             };
             let mut out = std::io::stdout().lock();
-            match triaged::tools::replay::run(&config, &body, format, json, &mut out) {
+            match triaged::tools::replay::run(&config, &body, format, at, json, &mut out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {}: {e}", input.display());

@@ -289,6 +289,26 @@ fn replay_touches_no_state_and_defaults_to_the_embedded_config() {
     );
 }
 
+/// Prometheus sends a firing alert with `endsAt` a few minutes on: a recording replayed later
+/// is a resolution, replayed `--at` the time it was recorded it is the alert that fired.
+#[test]
+fn replay_at_the_recording_time_sees_prometheus_alerts_firing() {
+    let fixture = "tests/fixtures/prometheus-2.42-firing.json";
+    let now = table(&stdout(&triaged(&["replay", fixture])));
+    assert_eq!(now[0]["decision"], "recorded", "{now:?}");
+    // The fixture's startsAt and endsAt: 16:12:09 and 16:17:10 on 2026-11-26.
+    let out = triaged(&["replay", fixture, "--at", "2026-11-26T16:13:00Z"]);
+    let then = table(&stdout(&out));
+    assert_eq!(then[0]["decision"], "incident L3", "{then:?}");
+    assert_eq!(then[0]["incident"], "INC-1", "{then:?}");
+    let out = Command::new(BIN)
+        .args(["replay", fixture, "--at", "yesterday"])
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
 #[test]
 fn replay_names_the_line_it_cannot_read() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,17 +24,22 @@ struct Row {
     decision: Decision,
 }
 
-/// Replay `input` on `config` and write the table (or, with `json`, a JSON array) to `out`.
-/// Bad input (not JSON, a line that is not JSON, a body no format reads) is [`ToolError::Input`]
-/// naming the line; nothing is printed then.
+/// Replay `input` on `config` as of `at` (default: now) and write the table (or, with `json`, a
+/// JSON array) to `out`. Bad input (not JSON, a line that is not JSON, a body no format reads)
+/// is [`ToolError::Input`] naming the line; nothing is printed then.
+///
+/// `at` matters for recordings of senders that say an alert's end ahead of time: Prometheus
+/// sends a firing alert with `endsAt` a few minutes on, so replayed later than that, each is a
+/// resolution; replayed as of when it was recorded, it is the firing alert it was.
 pub fn run(
     config: &Config,
     input: &[u8],
     format: Option<Format>,
+    at: Option<chrono::DateTime<Utc>>,
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), ToolError> {
-    let now = Utc::now();
+    let now = at.unwrap_or_else(Utc::now);
     let bodies = read_bodies(input, format, now)?;
     let mut sim = Simulator::new(config, now).map_err(ToolError::Failed)?;
     let mut rows = Vec::new();
