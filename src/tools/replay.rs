@@ -202,6 +202,7 @@ mod tests {
             &Config::embedded_default(),
             input.as_bytes(),
             None,
+            None,
             json,
             &mut out,
         )?;
