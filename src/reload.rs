@@ -4,7 +4,8 @@
 //! force, logs why and sets `triaged_config_last_reload_successful` to 0. A good one becomes a
 //! [`Command::Reload`] for the writer, so rules, tiers and policies swap between two commands:
 //! no alert is decided by half of each. Sections that shape the process itself (`[server]`,
-//! `[storage]`, `[log]`) take effect at the next restart; a reload says so when they changed.
+//! `[storage]`, `[log]`, and `[notify]`, whose sinks start once) take effect at the next
+//! restart; a reload says so when they changed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -163,7 +164,7 @@ impl Reloader {
     }
 
     /// Reload the config file. On success, the sections that changed but take effect only at
-    /// the next restart (`server`, `storage`, `log`), for the answer to say so.
+    /// the next restart (`server`, `storage`, `log`, `notify`), for the answer to say so.
     pub async fn reload(&self) -> Result<Vec<&'static str>, ReloadError> {
         let _one_at_a_time = self.serial.lock().await;
         let mut reloading = Reloading::start(&self.notifier);
@@ -191,8 +192,14 @@ impl Reloader {
         for warning in &warnings {
             tracing::warn!(warning = %warning, "config");
         }
-        let policy = Policy::from_config(&config).map_err(ReloadError::Rules)?;
         let old = self.current();
+        // Sinks are started once, at start-up, and run until shutdown: `[notify]` takes effect at
+        // the next restart. The writer keeps the running sinks' names too (what the outbox takes,
+        // and whose cursors hold its events), or a sink removed by a reload would still run
+        // with its events leaving the outbox unseen, and one added would hold them all.
+        let notify_changed = old.notify != config.notify;
+        config.notify = old.notify.clone();
+        let policy = Policy::from_config(&config).map_err(ReloadError::Rules)?;
         // TLS certificates are re-read from the new paths; turning TLS on or off needs a restart.
         let tls_switched = old.server.tls.is_some() != config.server.tls.is_some();
         let without_tls = |server: &crate::config::ServerConfig| crate::config::ServerConfig {
@@ -206,6 +213,7 @@ impl Reloader {
             ),
             ("storage", old.storage != config.storage),
             ("log", old.log != config.log),
+            ("notify", notify_changed),
         ]
         .into_iter()
         .filter_map(|(section, changed)| changed.then_some(section))
@@ -213,7 +221,7 @@ impl Reloader {
         if !restart_required.is_empty() {
             tracing::warn!(
                 sections = ?restart_required,
-                "changes to [server] (but TLS certificate renewals), [storage] and [log] take effect at the next restart"
+                "changes to [server] (but TLS certificate renewals), [storage], [log] and [notify] take effect at the next restart"
             );
         }
         // What is in force: the new decisions, the old process settings, the new TLS files.

@@ -644,6 +644,45 @@ fn an_l0_alert_with_a_runbook_becomes_an_auto_handled_event() {
     );
 }
 
+#[test]
+fn a_reload_leaves_the_sinks_as_they_are_until_the_next_restart() {
+    let a = Receiver::start();
+    let b = Receiver::start();
+    let mut d = Daemon::with(&webhook("a", &a, ""));
+
+    // Sink a replaced by sink b: taken, but only at the next restart, and the answer says so.
+    std::fs::write(d.dir().join("triaged.toml"), config(&webhook("b", &b, ""))).unwrap();
+    let answer = d.post_json("/-/reload", json!({}));
+    assert_eq!(answer.status, 200, "{answer}");
+    assert_eq!(
+        answer.json()["restart_required"],
+        json!(["notify"]),
+        "{answer}"
+    );
+    let id = open(&d, "SinksReloaded", "warning");
+    let opened = ids(&[format!("{id}:0").as_str()]);
+    a.wait_for_ids("the event, delivered by the running sink", LONG_WAIT, &opened);
+    wait_pending_zero(&d, "webhook:a");
+    assert!(b.all().is_empty(), "sink b ran before a restart: {:?}", b.all());
+
+    assert!(d.terminate().success());
+    d.restart();
+    act(&d, &id, "ack", json!({"actor": "alice"}));
+    let acked = ids(&[format!("{id}:1").as_str()]);
+    b.wait_for_ids("the event after the restart, by sink b", LONG_WAIT, &acked);
+    wait_pending_zero(&d, "webhook:b");
+    assert_eq!(
+        b.delivered_ids().into_iter().collect::<BTreeSet<_>>(),
+        acked,
+        "sink b starts after what sink a passed"
+    );
+    assert_eq!(
+        a.delivered_ids().into_iter().collect::<BTreeSet<_>>(),
+        opened,
+        "sink a is gone after the restart"
+    );
+}
+
 // ---- kafka --------------------------------------------------------------------------------------
 
 const EVENTS_TOPIC: &str = "incident-events";
