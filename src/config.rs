@@ -1004,6 +1004,10 @@ impl Config {
             if w.timeout.0.is_zero() {
                 out.push((at("timeout"), "must be greater than 0".to_string()));
             }
+            if w.max_backoff.0.is_zero() {
+                // Every retry after the first would follow the last failure at once.
+                out.push((at("max_backoff"), "must be greater than 0".to_string()));
+            }
             if let Some(template) = &w.template {
                 for unknown in crate::notify::webhook::unknown_placeholders(template) {
                     out.push((
@@ -1605,7 +1609,7 @@ matchers = ['service="api"']
     }
 
     #[test]
-    fn an_unknown_template_placeholder_is_refused_on_its_line() {
+    fn a_webhook_with_an_unknown_placeholder_or_no_backoff_is_refused_on_its_line() {
         let text = "[[notify.webhook]]\nname = \"chat\"\nurl = \"http://x/\"\n\
                     template = '{\"text\": \"{{incident.id}} {{incident.labels}}\"}'\n\n\
                     [[notify.webhook]]\nname = \"ok\"\nurl = \"http://y/\"\n\
@@ -1622,5 +1626,12 @@ matchers = ['service="api"']
         assert!(lines[0].contains("{{incident.runbook}}"), "{shown}");
         let slack = "[[notify.webhook]]\nname = \"s\"\nurl = \"http://x/\"\ntemplate = \"slack\"\n";
         Config::parse(slack, "s.toml").expect("the built-in template");
+        let no_backoff =
+            "[[notify.webhook]]\nname = \"s\"\nurl = \"http://x/\"\nmax_backoff = \"0s\"\n";
+        let shown = Config::parse(no_backoff, "b.toml").unwrap_err().to_string();
+        assert!(
+            shown.starts_with("b.toml:4: notify.webhook[0].max_backoff: must be greater than 0"),
+            "{shown}"
+        );
     }
 }

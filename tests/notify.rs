@@ -661,9 +661,17 @@ fn a_reload_leaves_the_sinks_as_they_are_until_the_next_restart() {
     );
     let id = open(&d, "SinksReloaded", "warning");
     let opened = ids(&[format!("{id}:0").as_str()]);
-    a.wait_for_ids("the event, delivered by the running sink", LONG_WAIT, &opened);
+    a.wait_for_ids(
+        "the event, delivered by the running sink",
+        LONG_WAIT,
+        &opened,
+    );
     wait_pending_zero(&d, "webhook:a");
-    assert!(b.all().is_empty(), "sink b ran before a restart: {:?}", b.all());
+    assert!(
+        b.all().is_empty(),
+        "sink b ran before a restart: {:?}",
+        b.all()
+    );
 
     assert!(d.terminate().success());
     d.restart();

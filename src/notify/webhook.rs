@@ -177,7 +177,10 @@ fn render(template: &str, event: &OutboxEvent) -> String {
             "event_id" => event.event_id.clone(),
             "actor" => event.actor.clone(),
             "reason" => event.reason.clone().unwrap_or_default(),
-            _ => key.strip_prefix("incident.").map(incident).unwrap_or_default(),
+            _ => key
+                .strip_prefix("incident.")
+                .map(incident)
+                .unwrap_or_default(),
         };
         let escaped = serde_json::to_string(&value).unwrap_or_default();
         let escaped = &escaped[1..escaped.len().saturating_sub(1)];
@@ -277,7 +280,10 @@ mod tests {
     #[test]
     fn unknown_placeholders_are_found_as_written() {
         assert!(unknown_placeholders(SLACK_TEMPLATE).is_empty());
-        let every: String = PLACEHOLDERS.iter().map(|p| format!("{{{{{p}}}}} ")).collect();
+        let every: String = PLACEHOLDERS
+            .iter()
+            .map(|p| format!("{{{{{p}}}}} "))
+            .collect();
         assert!(unknown_placeholders(&every).is_empty(), "{every}");
         assert_eq!(
             unknown_placeholders(
