@@ -526,10 +526,11 @@ pub struct WebhookSinkConfig {
     /// File holding the shared secret: the body's HMAC-SHA256 goes in `X-Triaged-Signature:
     /// sha256=<hex>`.
     pub hmac_secret_file: Option<std::path::PathBuf>,
-    /// A body template instead of the event JSON: `{{kind}}`, `{{incident.id}}`,
-    /// `{{incident.tier}}`, `{{incident.severity}}`, `{{incident.state}}`, `{{incident.group_key}}`,
-    /// `{{reason}}`, `{{actor}}`, `{{event_id}}` are replaced (JSON-escaped). `"slack"` is a
-    /// built-in Slack-compatible `{"text": ...}`.
+    /// A body template instead of the event JSON: `{{kind}}`, `{{event_id}}`, `{{actor}}`,
+    /// `{{reason}}`, `{{incident.id}}`, `{{incident.tier}}`, `{{incident.severity}}`,
+    /// `{{incident.state}}`, `{{incident.group_key}}`, `{{incident.runbook}}` are replaced
+    /// (JSON-escaped; see `notify::webhook::PLACEHOLDERS`), any other `{{...}}` is refused.
+    /// `"slack"` is a built-in Slack-compatible `{"text": ...}`.
     pub template: Option<String>,
 }
 
@@ -1002,6 +1003,23 @@ impl Config {
             }
             if w.timeout.0.is_zero() {
                 out.push((at("timeout"), "must be greater than 0".to_string()));
+            }
+            if w.max_backoff.0.is_zero() {
+                // Every retry after the first would follow the last failure at once.
+                out.push((at("max_backoff"), "must be greater than 0".to_string()));
+            }
+            if let Some(template) = &w.template {
+                for unknown in crate::notify::webhook::unknown_placeholders(template) {
+                    out.push((
+                        at("template"),
+                        format!(
+                            "unknown placeholder {unknown}: it would be sent as it is; expected one of {}",
+                            crate::notify::webhook::PLACEHOLDERS
+                                .map(|p| format!("{{{{{p}}}}}"))
+                                .join(", ")
+                        ),
+                    ));
+                }
             }
             filter_problems(&w.filter(), &at, &mut out);
         }
@@ -1625,6 +1643,33 @@ matchers = ['service="api"']
         );
         assert!(
             lines[1].starts_with("s.toml:12: notify.kafka.matchers[0]: "),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_webhook_with_an_unknown_placeholder_or_no_backoff_is_refused_on_its_line() {
+        let text = "[[notify.webhook]]\nname = \"chat\"\nurl = \"http://x/\"\n\
+                    template = '{\"text\": \"{{incident.id}} {{incident.labels}}\"}'\n\n\
+                    [[notify.webhook]]\nname = \"ok\"\nurl = \"http://y/\"\n\
+                    template = '{\"text\": \"{{kind}} {{incident.runbook}}\"}'\n";
+        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 1, "{shown}");
+        assert!(
+            lines[0].starts_with(
+                "t.toml:4: notify.webhook[0].template: unknown placeholder {{incident.labels}}: it would be sent as it is; expected one of {{kind}}, {{event_id}}"
+            ),
+            "{shown}"
+        );
+        assert!(lines[0].contains("{{incident.runbook}}"), "{shown}");
+        let slack = "[[notify.webhook]]\nname = \"s\"\nurl = \"http://x/\"\ntemplate = \"slack\"\n";
+        Config::parse(slack, "s.toml").expect("the built-in template");
+        let no_backoff =
+            "[[notify.webhook]]\nname = \"s\"\nurl = \"http://x/\"\nmax_backoff = \"0s\"\n";
+        let shown = Config::parse(no_backoff, "b.toml").unwrap_err().to_string();
+        assert!(
+            shown.starts_with("b.toml:4: notify.webhook[0].max_backoff: must be greater than 0"),
             "{shown}"
         );
     }

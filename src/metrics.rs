@@ -45,6 +45,9 @@ pub const ESCALATION_REASONS: [&str; 6] = [
     "manual",
 ];
 
+/// Every `result` of `notifications_total`: delivered, failed (and retried), not for the sink.
+pub const NOTIFICATION_RESULTS: [&str; 3] = ["ok", "error", "filtered"];
+
 pub struct Metrics {
     pub registry: Registry,
     pub alerts_received: IntCounterVec,
@@ -532,6 +535,17 @@ impl Metrics {
         self.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+    }
+
+    /// The sinks started (their names known only from the config): each one's notification
+    /// results and backlog show from zero.
+    pub fn sinks_started(&self, sinks: &[String]) {
+        for sink in sinks {
+            for result in NOTIFICATION_RESULTS {
+                self.notifications.with_label_values(&[sink, result]);
+            }
+            self.outbox_pending.with_label_values(&[sink]);
+        }
     }
 
     /// A configuration is in force: its rules show from zero, the reload gauges say so.

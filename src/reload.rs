@@ -116,13 +116,20 @@ pub fn load_secrets(
 ) -> Result<(Auth, Option<Arc<rustls::ServerConfig>>), ReloadError> {
     let auth = Auth::load(&config.auth)?;
     let tls = config.server.tls.as_ref().map(tls::load).transpose()?;
+    sink_secrets(config)?;
+    Ok((auth, tls))
+}
+
+/// The sinks' secret files load (a missing or empty one is a config error, not a sink that
+/// fails once the daemon runs).
+fn sink_secrets(config: &Config) -> Result<(), ReloadError> {
     for sink in &config.notify.webhook {
         crate::notify::webhook::secrets(sink).map_err(|why| ReloadError::Sink {
             name: sink.name.clone(),
             why,
         })?;
     }
-    Ok((auth, tls))
+    Ok(())
 }
 
 impl Reloader {
@@ -173,7 +180,7 @@ impl Reloader {
     }
 
     /// Reload the config file. On success, the sections that changed but take effect only at
-    /// the next restart (`server`, `storage`, `log`), for the answer to say so.
+    /// the next restart (`server`, `storage`, `log`, `notify`), for the answer to say so.
     pub async fn reload(&self) -> Result<Vec<&'static str>, ReloadError> {
         let _one_at_a_time = self.serial.lock().await;
         let mut reloading = Reloading::start(&self.notifier);
@@ -201,8 +208,16 @@ impl Reloader {
         for warning in &warnings {
             tracing::warn!(warning = %warning, "config");
         }
-        let policy = Policy::from_config(&config).map_err(ReloadError::Rules)?;
         let old = self.current();
+        // Sinks are started once, at start-up, and run until shutdown: `[notify]` takes effect at
+        // the next restart. The writer keeps the running sinks' names too (what the outbox takes,
+        // and whose cursors hold its events), or a sink removed by a reload would still run
+        // with its events leaving the outbox unseen, and one added would hold them all.
+        let notify_changed = old.notify != config.notify;
+        // Checked all the same, so that what the next restart will read is known good now.
+        sink_secrets(&config)?;
+        config.notify = old.notify.clone();
+        let policy = Policy::from_config(&config).map_err(ReloadError::Rules)?;
         // TLS certificates are re-read from the new paths; turning TLS on or off needs a restart.
         let tls_switched = old.server.tls.is_some() != config.server.tls.is_some();
         let without_tls = |server: &crate::config::ServerConfig| crate::config::ServerConfig {
@@ -217,7 +232,7 @@ impl Reloader {
             ("storage", old.storage != config.storage),
             ("log", old.log != config.log),
             ("kafka", old.kafka != config.kafka),
-            ("notify", old.notify != config.notify),
+            ("notify", notify_changed),
         ]
         .into_iter()
         .filter_map(|(section, changed)| changed.then_some(section))
@@ -241,7 +256,6 @@ impl Reloader {
         config.storage = old.storage.clone();
         config.log = old.log.clone();
         config.kafka = old.kafka.clone();
-        config.notify = old.notify.clone();
         let (auth, tls) = load_secrets(&config)?;
         self.queue
             .submit(|reply| Command::Reload {

@@ -136,6 +136,28 @@ fn wait_pending_zero(d: &Daemon, sink: &str) {
     );
 }
 
+/// Every series of `sink` is exported at 0 from the start, before any event: Prometheus'
+/// `increase()` counts even the first notification (and first failure) of a sink.
+fn assert_series_at_zero_from_the_start(d: &Daemon, sink: &str) {
+    let text = d.metrics();
+    for result in ["ok", "error", "filtered"] {
+        assert_eq!(
+            metric_value(
+                &text,
+                "triaged_notifications_total",
+                &[("sink", sink), ("result", result)]
+            ),
+            Some(0.0),
+            "triaged_notifications_total{{sink=\"{sink}\",result=\"{result}\"}} at 0 from the start in\n{text}"
+        );
+    }
+    assert_eq!(
+        metric_value(&text, "triaged_outbox_pending", &[("sink", sink)]),
+        Some(0.0),
+        "triaged_outbox_pending{{sink=\"{sink}\"}} at 0 from the start in\n{text}"
+    );
+}
+
 fn ids(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -185,6 +207,7 @@ fn a_receiver_gets_every_event_in_order_signed_and_authorized() {
     let r = Receiver::start();
     let s = secrets();
     let d = Daemon::with(&signed_webhook("noc", &r, &s));
+    assert_series_at_zero_from_the_start(&d, "webhook:noc");
 
     let id = open(&d, "DiskFull", "warning");
     assert_eq!(id, "INC-1");
@@ -460,6 +483,8 @@ fn filters_keep_out_what_a_sink_does_not_take() {
         webhook("l3", &l3, "tiers = [\"L3\"]"),
         webhook("opened", &opened, "kinds = [\"opened\"]")
     ));
+    assert_series_at_zero_from_the_start(&d, "webhook:l3");
+    assert_series_at_zero_from_the_start(&d, "webhook:opened");
 
     let warn = open(&d, "SwapUsage", "warning");
     let crit = open(&d, "DatabaseDown", "critical");
@@ -619,6 +644,53 @@ fn an_l0_alert_with_a_runbook_becomes_an_auto_handled_event() {
     );
 }
 
+#[test]
+fn a_reload_leaves_the_sinks_as_they_are_until_the_next_restart() {
+    let a = Receiver::start();
+    let b = Receiver::start();
+    let mut d = Daemon::with(&webhook("a", &a, ""));
+
+    // Sink a replaced by sink b: taken, but only at the next restart, and the answer says so.
+    std::fs::write(d.dir().join("triaged.toml"), config(&webhook("b", &b, ""))).unwrap();
+    let answer = d.post_json("/-/reload", json!({}));
+    assert_eq!(answer.status, 200, "{answer}");
+    assert_eq!(
+        answer.json()["restart_required"],
+        json!(["notify"]),
+        "{answer}"
+    );
+    let id = open(&d, "SinksReloaded", "warning");
+    let opened = ids(&[format!("{id}:0").as_str()]);
+    a.wait_for_ids(
+        "the event, delivered by the running sink",
+        LONG_WAIT,
+        &opened,
+    );
+    wait_pending_zero(&d, "webhook:a");
+    assert!(
+        b.all().is_empty(),
+        "sink b ran before a restart: {:?}",
+        b.all()
+    );
+
+    assert!(d.terminate().success());
+    d.restart();
+    act(&d, &id, "ack", json!({"actor": "alice"}));
+    let acked = ids(&[format!("{id}:1").as_str()]);
+    b.wait_for_ids("the event after the restart, by sink b", LONG_WAIT, &acked);
+    wait_pending_zero(&d, "webhook:b");
+    assert_eq!(
+        b.delivered_ids().into_iter().collect::<BTreeSet<_>>(),
+        acked,
+        "sink b starts after what sink a passed"
+    );
+    assert_eq!(
+        a.delivered_ids().into_iter().collect::<BTreeSet<_>>(),
+        opened,
+        "sink a is gone after the restart"
+    );
+}
+
 // ---- kafka --------------------------------------------------------------------------------------
 
 const EVENTS_TOPIC: &str = "incident-events";
@@ -635,6 +707,7 @@ fn the_kafka_sink_keys_events_by_incident_in_order() {
         toml_str(EVENTS_TOPIC),
         toml_str(&brokers)
     ));
+    assert_series_at_zero_from_the_start(&d, "kafka");
 
     let names = ["KafkaLag", "NodeDown", "ApiErrors", "TlsExpiry"];
     let severities = ["warning", "critical", "major", "warning"];

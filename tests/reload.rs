@@ -79,6 +79,19 @@ fn a_good_reload_changes_the_next_decision_and_a_bad_one_changes_nothing() {
         json!(["notify"]),
         "{answer}"
     );
+    // Its secret file is checked now, not found missing at the next restart.
+    let missing = d.dir().join("no-such.key");
+    write_config(
+        &d,
+        &format!(
+            "{FORCE_L3}\n{sink}hmac_secret_file = {:?}\n",
+            missing.to_str().unwrap()
+        ),
+    );
+    let answer = d.post_json("/-/reload", json!({}));
+    assert_eq!(answer.status, 500, "{answer}");
+    let detail = answer.json()["detail"].as_str().unwrap_or("").to_string();
+    assert!(detail.contains("cannot read hmac_secret_file"), "{detail}");
 
     // A bad file: refused with the line that is wrong; the old rules stay.
     write_config(

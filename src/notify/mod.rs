@@ -89,6 +89,8 @@ pub fn spawn_sinks(
     committed: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    // Before any sink runs (and before the HTTP server serves /metrics): every series from 0.
+    metrics.sinks_started(&config.notify.sink_names());
     let mut tasks = Vec::new();
     for w in &config.notify.webhook {
         let sink = webhook::WebhookSink::new(w)?;

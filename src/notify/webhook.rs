@@ -127,6 +127,45 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
         .collect()
 }
 
+/// The placeholders a body template may use, each written `{{name}}` (no spaces); the
+/// `incident.` ones are fields of the incident (empty for `auto_handled`, which has none).
+pub const PLACEHOLDERS: [&str; 10] = [
+    "kind",
+    "event_id",
+    "actor",
+    "reason",
+    "incident.id",
+    "incident.tier",
+    "incident.severity",
+    "incident.state",
+    "incident.group_key",
+    "incident.runbook",
+];
+
+/// The `{{...}}`s of `template` that are not [`PLACEHOLDERS`] (which would be sent as they
+/// are), as written, in order.
+pub fn unknown_placeholders(template: &str) -> Vec<&str> {
+    let mut unknown = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let inner = &rest[start + 2..];
+        let Some(end) = inner.find("}}") else {
+            break;
+        };
+        let name = &inner[..end];
+        if name.contains('{') || name.contains('}') {
+            // `{{{kind}}}`: look again from the next brace.
+            rest = &rest[start + 1..];
+            continue;
+        }
+        if !PLACEHOLDERS.contains(&name) {
+            unknown.push(&rest[start..start + 2 + end + 2]);
+        }
+        rest = &inner[end + 2..];
+    }
+    unknown
+}
+
 /// Replace `{{placeholder}}`s with the event's values, JSON-string-escaped (without quotes).
 fn render(template: &str, event: &OutboxEvent) -> String {
     let incident = |key: &str| {
@@ -141,20 +180,18 @@ fn render(template: &str, event: &OutboxEvent) -> String {
             })
             .unwrap_or_default()
     };
-    let values = [
-        ("kind", event.kind.clone()),
-        ("event_id", event.event_id.clone()),
-        ("actor", event.actor.clone()),
-        ("reason", event.reason.clone().unwrap_or_default()),
-        ("incident.id", incident("id")),
-        ("incident.tier", incident("tier")),
-        ("incident.severity", incident("severity")),
-        ("incident.state", incident("state")),
-        ("incident.group_key", incident("group_key")),
-        ("incident.runbook", incident("runbook")),
-    ];
     let mut out = template.to_string();
-    for (key, value) in values {
+    for key in PLACEHOLDERS {
+        let value = match key {
+            "kind" => event.kind.clone(),
+            "event_id" => event.event_id.clone(),
+            "actor" => event.actor.clone(),
+            "reason" => event.reason.clone().unwrap_or_default(),
+            _ => key
+                .strip_prefix("incident.")
+                .map(incident)
+                .unwrap_or_default(),
+        };
         let escaped = serde_json::to_string(&value).unwrap_or_default();
         let escaped = &escaped[1..escaped.len().saturating_sub(1)];
         out = out.replace(&format!("{{{{{key}}}}}"), escaped);
@@ -247,6 +284,22 @@ mod tests {
         assert_eq!(
             v["text"],
             "[L2] INC-1 opened: alertname=\"DiskFull\" (major, open) disk \"full\""
+        );
+    }
+
+    #[test]
+    fn unknown_placeholders_are_found_as_written() {
+        assert!(unknown_placeholders(SLACK_TEMPLATE).is_empty());
+        let every: String = PLACEHOLDERS
+            .iter()
+            .map(|p| format!("{{{{{p}}}}} "))
+            .collect();
+        assert!(unknown_placeholders(&every).is_empty(), "{every}");
+        assert_eq!(
+            unknown_placeholders(
+                r#"{"text": "{{kind}} {{incident.labels}} {{ kind }} {{{incident.id}}} {"a": {"b": 1}} {{open"}"#
+            ),
+            ["{{incident.labels}}", "{{ kind }}"]
         );
     }
 }
