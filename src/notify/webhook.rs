@@ -180,22 +180,36 @@ fn render(template: &str, event: &OutboxEvent) -> String {
             })
             .unwrap_or_default()
     };
-    let mut out = template.to_string();
-    for key in PLACEHOLDERS {
-        let value = match key {
-            "kind" => event.kind.clone(),
-            "event_id" => event.event_id.clone(),
-            "actor" => event.actor.clone(),
-            "reason" => event.reason.clone().unwrap_or_default(),
-            _ => key
-                .strip_prefix("incident.")
-                .map(incident)
-                .unwrap_or_default(),
+    let value = |key: &str| match key {
+        "kind" => event.kind.clone(),
+        "event_id" => event.event_id.clone(),
+        "actor" => event.actor.clone(),
+        "reason" => event.reason.clone().unwrap_or_default(),
+        _ => key
+            .strip_prefix("incident.")
+            .map(incident)
+            .unwrap_or_default(),
+    };
+    // One pass over the template: a value is never looked at again, so an operator's reason
+    // that holds `{{incident.id}}` is sent as written, not filled in.
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let name = rest[start + 2..]
+            .find("}}")
+            .map(|end| &rest[start + 2..start + 2 + end])
+            .filter(|name| PLACEHOLDERS.contains(name));
+        let Some(name) = name else {
+            out.push_str(&rest[..start + 1]);
+            rest = &rest[start + 1..];
+            continue;
         };
-        let escaped = serde_json::to_string(&value).unwrap_or_default();
-        let escaped = &escaped[1..escaped.len().saturating_sub(1)];
-        out = out.replace(&format!("{{{{{key}}}}}"), escaped);
+        out.push_str(&rest[..start]);
+        let escaped = serde_json::to_string(&value(name)).unwrap_or_default();
+        out.push_str(&escaped[1..escaped.len().saturating_sub(1)]);
+        rest = &rest[start + 2 + name.len() + 2..];
     }
+    out.push_str(rest);
     out
 }
 
@@ -262,7 +276,32 @@ mod tests {
 
     #[test]
     fn templates_fill_in_escaped_values() {
-        let event = OutboxEvent {
+        let event = sample_event();
+        let body = render(SLACK_TEMPLATE, &event);
+        let v: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
+        assert_eq!(
+            v["text"],
+            "[L2] INC-1 opened: alertname=\"DiskFull\" (major, open) disk \"full\""
+        );
+    }
+
+    /// Regression: placeholders were filled one after another, so a value holding one (an
+    /// operator's reason) was filled in too.
+    #[test]
+    fn a_value_is_sent_as_written_even_when_it_holds_a_placeholder() {
+        let mut event = sample_event();
+        event.reason = Some("see {{incident.id}} and {{kind}}".into());
+        assert_eq!(
+            render(
+                "{{reason}} / {{incident.id}} {{{kind}}} {{nope}} {{",
+                &event
+            ),
+            "see {{incident.id}} and {{kind}} / INC-1 {opened} {{nope}} {{"
+        );
+    }
+
+    fn sample_event() -> OutboxEvent {
+        OutboxEvent {
             version: 1,
             seq: 1,
             event_id: "INC-1:0".into(),
@@ -278,13 +317,7 @@ mod tests {
             })),
             alert: None,
             runbook: None,
-        };
-        let body = render(SLACK_TEMPLATE, &event);
-        let v: serde_json::Value = serde_json::from_str(&body).expect("valid JSON");
-        assert_eq!(
-            v["text"],
-            "[L2] INC-1 opened: alertname=\"DiskFull\" (major, open) disk \"full\""
-        );
+        }
     }
 
     #[test]
