@@ -684,6 +684,36 @@ fn slow_clients_are_cut_off_headers_idle_and_body() {
     assert_eq!(reason_count(&d, "native", "body_timeout"), 1.0);
 }
 
+/// Regression (an audit): a client that sends requests and never reads the answers held its
+/// connection, and a slot of `max_connections`, for ever; the header and body timeouts did not
+/// apply while the server waited to write. A write the peer takes nothing of for
+/// `body_read_timeout` now ends the connection.
+#[test]
+fn a_peer_that_never_reads_its_answers_is_disconnected() {
+    let d = Daemon::with(
+        "[server]\nmax_connections = 2\nheader_read_timeout = \"60s\"\nbody_read_timeout = \"1s\"\n",
+    );
+    let mut greedy = TcpStream::connect(&d.addr).unwrap();
+    // Enough answers (the board's script, pipelined) to fill both sides' socket buffers.
+    let request = "GET /assets/board.js HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+    greedy.write_all(request.as_bytes()).unwrap();
+    poll_until(
+        "the server to let go of the connection that reads nothing",
+        || {
+            let open = d.metric("triaged_http_connections_open", &[]);
+            // The scrape itself is the one connection left.
+            if open == 1.0 {
+                Ok(())
+            } else {
+                Err(open)
+            }
+        },
+    );
+    assert_eq!(send(&d, "GET", "/-/healthy", None, b"").status, 200);
+    assert!(!d.stderr_text().contains("panicked"));
+    drop(greedy);
+}
+
 #[test]
 fn connections_beyond_the_limit_get_503_and_are_closed() {
     let d = Daemon::with("[server]\nmax_connections = 2\nheader_read_timeout = \"30s\"\n");

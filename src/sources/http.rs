@@ -8,7 +8,8 @@
 //! Limits, each with its own answer and `reason`: a body over `server.max_body_bytes` is 413; a
 //! content type other than JSON is 415; a client that does not finish its headers within
 //! `server.header_read_timeout` (also the keep-alive idle timeout) is disconnected (slowloris), one
-//! that does not finish its body within `server.body_read_timeout` gets 408; connections beyond
+//! that does not finish its body within `server.body_read_timeout` gets 408, and one that reads
+//! nothing of an answer for as long is disconnected ([`WriteDeadline`]); connections beyond
 //! `server.max_connections` get 503 and are closed; more alerts, labels or label bytes than
 //! allowed are 413/400; a full writer queue, or more request bytes in flight than
 //! `server.max_inflight_bytes`, is 503 with `Retry-After`.
@@ -423,6 +424,7 @@ async fn serve_connection<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let app = open.app.clone();
+    let io = WriteDeadline::new(io, app.body_read_timeout);
     let result = if open.over_limit {
         app.metrics.http_connections_rejected.inc();
         let service = service_fn(move |req| refuse_connection(app.clone(), req));
@@ -441,6 +443,105 @@ async fn serve_connection<IO>(
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
     }
     drop(open);
+}
+
+/// A connection's socket that fails a write the peer has taken nothing of for `limit`
+/// (`server.body_read_timeout`): a client that sends requests and never reads the answers
+/// would otherwise hold its connection, and a slot of `server.max_connections`, for ever.
+/// The deadline is armed only when a write finds the socket full, so answers that go out at once
+/// cost no timer.
+struct WriteDeadline<IO> {
+    io: IO,
+    limit: Duration,
+    /// Armed at the first write that found the socket full; cleared by any progress.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<IO> WriteDeadline<IO> {
+    fn new(io: IO, limit: Duration) -> WriteDeadline<IO> {
+        WriteDeadline {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After a write that returned `poll`: progress clears the deadline; no progress arms it,
+    /// and once it has passed the write fails.
+    fn watch<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::task::Poll;
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the peer read nothing of the answer for {limit:?} (server.body_read_timeout)"
+                ),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for WriteDeadline<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let poll = std::pin::Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let poll = std::pin::Pin::new(&mut self.io).poll_shutdown(cx);
+        self.watch(cx, poll)
+    }
 }
 
 /// The one answer of a connection over `server.max_connections`.
