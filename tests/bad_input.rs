@@ -92,6 +92,15 @@ fn bad_requests_are_refused_counted_and_harmless() {
             refused(&resp, 415, &format!("{ct} to {path}"));
             expect.add(source, "unsupported_media_type");
         }
+        // A content coding is not read: a JSON body said to be gzip'd is refused, not guessed.
+        let body = serde_json::to_vec(&good_body(path)).unwrap();
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ];
+        let resp = request(&d.addr, "POST", path, &headers, &body);
+        refused(&resp, 415, &format!("Content-Encoding gzip to {path}"));
+        expect.add(source, "unsupported_media_type");
     }
 
     // Too large: valid JSON, 2000 bytes, limit 1024.

@@ -229,7 +229,12 @@ enum Credentials {
 }
 
 fn credentials(headers: &HeaderMap) -> Result<Credentials, Denied> {
-    let value = headers.get(AUTHORIZATION).ok_or(Denied::Missing)?;
+    let mut given = headers.get_all(AUTHORIZATION).iter();
+    let value = given.next().ok_or(Denied::Missing)?;
+    // Two credentials are ambiguous (which one would a proxy in front have checked?): neither.
+    if given.next().is_some() {
+        return Err(Denied::Invalid);
+    }
     let value = value.to_str().map_err(|_| Denied::Invalid)?.trim();
     let (scheme, rest) = value.split_once(' ').ok_or(Denied::Invalid)?;
     let rest = rest.trim();
@@ -336,6 +341,10 @@ mod tests {
         ] {
             assert_eq!(a.check(&with(bad), need), Err(Denied::Invalid), "{bad}");
         }
+        // Two credentials, even a valid one first: refused.
+        let mut two = with("Bearer ingest-secret-0123456789");
+        two.append(AUTHORIZATION, HeaderValue::from_static("Bearer wrong"));
+        assert_eq!(a.check(&two, need), Err(Denied::Invalid));
         // Public routes ignore credentials, good or bad.
         assert_eq!(a.check(&with("Bearer wrong"), Access::Public), Ok(None));
         assert_eq!(a.check(&HeaderMap::new(), Access::Metrics), Ok(None));

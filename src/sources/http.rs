@@ -815,8 +815,23 @@ async fn route(
     }
 }
 
-/// Refuse bodies that are not JSON; a missing Content-Type is taken as JSON.
+/// Refuse bodies that are not JSON, or come compressed (no content coding is read, and a
+/// compressed body would otherwise be read as JSON and refused as malformed); a missing
+/// Content-Type is taken as JSON.
 fn check_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
+    for coding in req.headers().get_all(hyper::header::CONTENT_ENCODING) {
+        let coding = coding.to_str().unwrap_or("(not text)").trim();
+        if !coding.eq_ignore_ascii_case("identity") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported media type",
+            )
+            .detail(format!(
+                "Content-Encoding {coding:?} is not accepted: send the body uncompressed"
+            ))
+            .rejects("unsupported_media_type"));
+        }
+    }
     let Some(value) = req.headers().get(CONTENT_TYPE) else {
         return Ok(());
     };
