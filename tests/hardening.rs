@@ -624,6 +624,39 @@ fn raw_exchange(d: &Daemon, head: &str) -> Response {
     parse_response(&raw).unwrap_or_else(|e| panic!("{head:?}: {e}"))
 }
 
+/// Regression (an audit): `Transfer-Encoding: gzip, chunked` was read as `chunked` and the body
+/// taken; a transfer coding other than `chunked`, once, is 501 (RFC 9112), and nothing is stored.
+#[test]
+fn a_transfer_coding_other_than_chunked_is_501() {
+    let d = Daemon::with("");
+    let body = r#"[{"labels":{"alertname":"Smuggled"}}]"#;
+    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    for coding in ["gzip, chunked", "chunked, chunked"] {
+        let answer = raw_exchange(
+            &d,
+            &format!(
+                "POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: {coding}\r\n\r\n{chunked}"
+            ),
+        );
+        assert_eq!(answer.status, 501, "{coding}: {answer}");
+        assert!(answer.text().contains("Transfer-Encoding"), "{answer}");
+    }
+    let plain = raw_exchange(
+        &d,
+        &format!(
+            "POST /api/v2/alerts HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: Chunked\r\n\r\n{chunked}"
+        ),
+    );
+    assert_eq!(plain.status, 200, "{plain}");
+    let (status, alerts) = get_json(&d.addr, "/api/v2/alerts");
+    assert_eq!(status, 200);
+    assert_eq!(
+        alerts.as_array().map(Vec::len),
+        Some(1),
+        "only the chunked one: {alerts}"
+    );
+}
+
 #[test]
 fn http_1_1_requests_need_exactly_one_host_header() {
     let d = Daemon::with("");

@@ -660,7 +660,7 @@ fn denied(
 
 /// Route one request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response, Infallible> {
-    if let Err(e) = check_host(&req) {
+    if let Err(e) = check_host(&req).and_then(|()| check_transfer_coding(&req)) {
         return Ok(e.into_response());
     }
     let path = req.uri().path().to_string();
@@ -681,6 +681,39 @@ fn check_host(req: &Request<Incoming>) -> Result<(), ApiError> {
         _ => Err(ApiError::bad_request(
             "a request may carry only one Host header",
         )),
+    }
+}
+
+/// The only transfer coding read is `chunked`, once: a server answers 501 to one it does not
+/// implement (RFC 9112, section 6.1), rather than read `gzip, chunked` as if it were `chunked`
+/// (what a proxy in front reads differently is how requests are smuggled).
+fn check_transfer_coding(req: &Request<Incoming>) -> Result<(), ApiError> {
+    let mut codings = req
+        .headers()
+        .get_all(hyper::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("(not text)").split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(c), None) if c.eq_ignore_ascii_case("chunked") => Ok(()),
+        _ => {
+            let given: Vec<&str> = req
+                .headers()
+                .get_all(hyper::header::TRANSFER_ENCODING)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("(not text)"))
+                .collect();
+            Err(
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "unsupported transfer coding").detail(
+                    format!(
+                        "Transfer-Encoding {:?} is not supported: send the body as is, or chunked",
+                        given.join(", ")
+                    ),
+                ),
+            )
+        }
     }
 }
 
