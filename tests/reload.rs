@@ -30,6 +30,15 @@ fn write_config(d: &Daemon, rest: &str) {
     std::fs::write(d.dir().join("triaged.toml"), config(rest)).expect("write config");
 }
 
+/// Reload with the rules of [`FORCE_L3`] and `rest`, which must be taken: the sections the
+/// answer says wait for a restart.
+fn restart_required(d: &Daemon, rest: &str) -> serde_json::Value {
+    write_config(d, &format!("{FORCE_L3}\n{rest}"));
+    let answer = d.post_json("/-/reload", json!({}));
+    assert_eq!(answer.status, 200, "{answer}");
+    answer.json()["restart_required"].clone()
+}
+
 fn reload_gauge(d: &Daemon) -> f64 {
     d.metric("triaged_config_last_reload_successful", &[])
 }
@@ -61,24 +70,11 @@ fn a_good_reload_changes_the_next_decision_and_a_bad_one_changes_nothing() {
     );
 
     // A change that waits for a restart: taken, and the answer says which section.
-    write_config(&d, &format!("{FORCE_L3}\n[storage]\ncache_mb = 32\n"));
-    let answer = d.post_json("/-/reload", json!({}));
-    assert_eq!(answer.status, 200, "{answer}");
-    assert_eq!(
-        answer.json()["restart_required"],
-        json!(["storage"]),
-        "{answer}"
-    );
+    let storage = "[storage]\ncache_mb = 32\n";
+    assert_eq!(restart_required(&d, storage), json!(["storage"]));
     // Sinks are started once: a new one waits for a restart too, and is said so.
     let sink = "[[notify.webhook]]\nname = \"w\"\nurl = \"http://127.0.0.1:9/\"\n";
-    write_config(&d, &format!("{FORCE_L3}\n{sink}"));
-    let answer = d.post_json("/-/reload", json!({}));
-    assert_eq!(answer.status, 200, "{answer}");
-    assert_eq!(
-        answer.json()["restart_required"],
-        json!(["notify"]),
-        "{answer}"
-    );
+    assert_eq!(restart_required(&d, sink), json!(["notify"]));
     // Its secret file is checked now, not found missing at the next restart.
     let missing = d.dir().join("no-such.key");
     write_config(

@@ -142,28 +142,35 @@ pub const PLACEHOLDERS: [&str; 10] = [
     "incident.runbook",
 ];
 
+/// Every `{{name}}` of `template` (a name without braces), in order: where it stands and its
+/// name. What [`render`] fills in and [`unknown_placeholders`] checks.
+fn placeholder_spans(template: &str) -> Vec<(std::ops::Range<usize>, &str)> {
+    let mut spans = Vec::new();
+    let mut from = 0;
+    while let Some(start) = template[from..].find("{{").map(|i| from + i) {
+        let Some(end) = template[start + 2..].find("}}").map(|i| start + 2 + i) else {
+            break;
+        };
+        let name = &template[start + 2..end];
+        if name.contains(['{', '}']) {
+            // `{{{kind}}}`: look again from the next brace.
+            from = start + 1;
+            continue;
+        }
+        spans.push((start..end + 2, name));
+        from = end + 2;
+    }
+    spans
+}
+
 /// The `{{...}}`s of `template` that are not [`PLACEHOLDERS`] (which would be sent as they
 /// are), as written, in order.
 pub fn unknown_placeholders(template: &str) -> Vec<&str> {
-    let mut unknown = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let inner = &rest[start + 2..];
-        let Some(end) = inner.find("}}") else {
-            break;
-        };
-        let name = &inner[..end];
-        if name.contains('{') || name.contains('}') {
-            // `{{{kind}}}`: look again from the next brace.
-            rest = &rest[start + 1..];
-            continue;
-        }
-        if !PLACEHOLDERS.contains(&name) {
-            unknown.push(&rest[start..start + 2 + end + 2]);
-        }
-        rest = &inner[end + 2..];
-    }
-    unknown
+    placeholder_spans(template)
+        .into_iter()
+        .filter(|(_, name)| !PLACEHOLDERS.contains(name))
+        .map(|(span, _)| &template[span])
+        .collect()
 }
 
 /// Replace `{{placeholder}}`s with the event's values, JSON-string-escaped (without quotes).
@@ -193,23 +200,17 @@ fn render(template: &str, event: &OutboxEvent) -> String {
     // One pass over the template: a value is never looked at again, so an operator's reason
     // that holds `{{incident.id}}` is sent as written, not filled in.
     let mut out = String::with_capacity(template.len() + 64);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let name = rest[start + 2..]
-            .find("}}")
-            .map(|end| &rest[start + 2..start + 2 + end])
-            .filter(|name| PLACEHOLDERS.contains(name));
-        let Some(name) = name else {
-            out.push_str(&rest[..start + 1]);
-            rest = &rest[start + 1..];
+    let mut done = 0;
+    for (span, name) in placeholder_spans(template) {
+        if !PLACEHOLDERS.contains(&name) {
             continue;
-        };
-        out.push_str(&rest[..start]);
+        }
+        out.push_str(&template[done..span.start]);
         let escaped = serde_json::to_string(&value(name)).unwrap_or_default();
         out.push_str(&escaped[1..escaped.len().saturating_sub(1)]);
-        rest = &rest[start + 2 + name.len() + 2..];
+        done = span.end;
     }
-    out.push_str(rest);
+    out.push_str(&template[done..]);
     out
 }
 

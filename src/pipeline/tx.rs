@@ -1119,16 +1119,19 @@ impl Tx {
     /// A silence's start came: it takes the firing alerts it matches, unless the timer is
     /// stale (the silence was replaced with another start, or has ended).
     fn silence_started(&mut self, id: SilenceId, at: DateTime<Utc>) -> Result<(), PipelineError> {
-        let starts_at = self
-            .memory
-            .silences
-            .iter()
-            .find(|s| s.silence.id == id)
-            .map(|s| s.silence.starts_at);
-        if starts_at != Some(at) {
+        if self.silence(id).map(|s| s.starts_at) != Some(at) {
             return Ok(());
         }
         self.silence_firing(id)
+    }
+
+    /// Silence `id` as in force in this batch, if it is.
+    fn silence(&self, id: SilenceId) -> Option<&Silence> {
+        self.memory
+            .silences
+            .iter()
+            .map(|s| &s.silence)
+            .find(|s| s.id == id)
     }
 
     /// An active silence takes every firing alert it matches that no silence holds yet, as it
@@ -1236,13 +1239,7 @@ impl Tx {
     fn release(&mut self, id: SilenceId, at: Option<DateTime<Utc>>) -> Result<(), PipelineError> {
         if let Some(at) = at {
             // Replaced with a later end since this timer was set? Then it is stale.
-            let ends_at = self
-                .memory
-                .silences
-                .iter()
-                .find(|s| s.silence.id == id)
-                .map(|s| s.silence.ends_at);
-            if ends_at.is_some_and(|end| end != at) {
+            if self.silence(id).is_some_and(|s| s.ends_at != at) {
                 return Ok(());
             }
         }

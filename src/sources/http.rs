@@ -688,32 +688,28 @@ fn check_host(req: &Request<Incoming>) -> Result<(), ApiError> {
 /// implement (RFC 9112, section 6.1), rather than read `gzip, chunked` as if it were `chunked`
 /// (what a proxy in front reads differently is how requests are smuggled).
 fn check_transfer_coding(req: &Request<Incoming>) -> Result<(), ApiError> {
-    let mut codings = req
+    let given: Vec<&str> = req
         .headers()
         .get_all(hyper::header::TRANSFER_ENCODING)
         .iter()
-        .flat_map(|v| v.to_str().unwrap_or("(not text)").split(','))
+        .map(|v| v.to_str().unwrap_or("(not text)"))
+        .collect();
+    let mut codings = given
+        .iter()
+        .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|c| !c.is_empty());
     match (codings.next(), codings.next()) {
         (None, _) => Ok(()),
         (Some(c), None) if c.eq_ignore_ascii_case("chunked") => Ok(()),
-        _ => {
-            let given: Vec<&str> = req
-                .headers()
-                .get_all(hyper::header::TRANSFER_ENCODING)
-                .iter()
-                .map(|v| v.to_str().unwrap_or("(not text)"))
-                .collect();
-            Err(
-                ApiError::new(StatusCode::NOT_IMPLEMENTED, "unsupported transfer coding").detail(
-                    format!(
-                        "Transfer-Encoding {:?} is not supported: send the body as is, or chunked",
-                        given.join(", ")
-                    ),
+        _ => Err(
+            ApiError::new(StatusCode::NOT_IMPLEMENTED, "unsupported transfer coding").detail(
+                format!(
+                    "Transfer-Encoding {:?} is not supported: send the body as is, or chunked",
+                    given.join(", ")
                 ),
-            )
-        }
+            ),
+        ),
     }
 }
 
