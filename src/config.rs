@@ -195,6 +195,9 @@ pub struct StorageConfig {
     /// KiB of journal after which sled is flushed and the journal starts again (a checkpoint):
     /// the journal's size on disk, and what a start applies again.
     pub checkpoint_kb: u64,
+    /// How long resolved incidents, resolved alerts, expired silences and dead letters are kept
+    /// (see [`crate::retention`]).
+    pub retention: HumanDuration,
 }
 
 impl Default for StorageConfig {
@@ -203,6 +206,7 @@ impl Default for StorageConfig {
             path: PathBuf::from("data"),
             cache_mb: crate::store::DEFAULT_CACHE_BYTES / (1024 * 1024),
             checkpoint_kb: crate::store::DEFAULT_CHECKPOINT_BYTES / 1024,
+            retention: HumanDuration::secs(30 * 86_400),
         }
     }
 }
@@ -878,6 +882,22 @@ impl Config {
                 "must be greater than 0".to_string(),
             ));
         }
+        // A resolved incident must outlive the window in which its group may reopen it, and a
+        // resolved alert the flapping window its state changes are counted in.
+        let needed = self.dedup.reopen_window.max(self.flapping.window);
+        if self.storage.retention < needed {
+            let which = if needed == self.dedup.reopen_window {
+                "dedup.reopen_window"
+            } else {
+                "flapping.window"
+            };
+            out.push((
+                vec![Seg::Key("storage"), Seg::Key("retention")],
+                format!(
+                    "must be at least {which} ({needed}): what is resolved is kept while it may still reopen or flap"
+                ),
+            ));
+        }
         if self.server.queue_capacity == 0 {
             out.push((
                 vec![Seg::Key("server"), Seg::Key("queue_capacity")],
@@ -1486,6 +1506,36 @@ mod tests {
             shown.contains("storage.checkpoint_kb: must be greater than 0"),
             "{shown}"
         );
+    }
+
+    /// Retention removes what is resolved: never while it may still reopen or flap.
+    #[test]
+    fn retention_is_a_duration_no_shorter_than_the_reopen_and_flapping_windows() {
+        assert_eq!(
+            Config::default().storage.retention,
+            HumanDuration::secs(30 * 86_400)
+        );
+        let bad = Config::parse("[storage]\nretention = \"1y\"\n", "t.toml");
+        assert!(bad.unwrap_err().to_string().contains("invalid duration"));
+        let config = Config::parse("[storage]\nretention = \"90d\"\n", "t.toml").unwrap();
+        assert_eq!(config.storage.retention, HumanDuration::secs(90 * 86_400));
+
+        let text = "[dedup]\nreopen_window = \"2h\"\n[storage]\nretention = \"1h\"\n";
+        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(shown.starts_with("t.toml:4: "), "{shown}");
+        assert!(
+            shown.contains("storage.retention: must be at least dedup.reopen_window (2h)"),
+            "{shown}"
+        );
+        let text = "[flapping]\nwindow = \"3h\"\n[storage]\nretention = \"2h\"\n";
+        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(
+            shown.contains("storage.retention: must be at least flapping.window (3h)"),
+            "{shown}"
+        );
+        let short = "[dedup]\nreopen_window = \"1s\"\n[flapping]\nwindow = \"1s\"\n\
+                     [storage]\nretention = \"2s\"\n";
+        assert!(Config::parse(short, "t.toml").is_ok());
     }
 
     /// Regression: a property librdkafka does not know passed the check, and the consumer failed

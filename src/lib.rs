@@ -35,6 +35,7 @@ pub mod notify;
 pub mod outbox;
 pub mod pipeline;
 pub mod reload;
+pub mod retention;
 pub mod sd_notify;
 pub mod shutdown;
 pub mod silence;
@@ -179,6 +180,13 @@ pub async fn run(
     let hangups = tokio::spawn(reload_on_sighup(reloader.clone()));
     let (stop_kafka, kafka_stopped) = tokio::sync::watch::channel(false);
     let (stop_sinks, sinks_stopped) = tokio::sync::watch::channel(false);
+    let (stop_retention, retention_stopped) = tokio::sync::watch::channel(false);
+    let retention = tokio::spawn(retention::run(
+        store.clone(),
+        queue.clone(),
+        reloader.current().storage.retention.0,
+        retention_stopped,
+    ));
     let sinks = notify::spawn_sinks(
         &reloader.current(),
         store.clone(),
@@ -250,6 +258,9 @@ pub async fn run(
     for sink in sinks {
         let _ = sink.await;
     }
+    // A sweep's command in flight is answered by the still-running writer.
+    let _ = stop_retention.send(true);
+    let _ = retention.await;
     tracing::info!("draining the writer queue");
     let joined = tokio::task::spawn_blocking(move || {
         queue.shutdown();

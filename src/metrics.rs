@@ -92,6 +92,8 @@ pub struct Metrics {
     /// runtime's committer, while its worker was idle).
     pub store_commits: IntCounterVec,
     pub store_refresh_log_entries: IntGauge,
+    /// What retention removed, by kind (see [`crate::retention`]).
+    pub retention_removed: IntCounterVec,
     pub build_info: IntGaugeVec,
     by_source: BySource<SourceSeries>,
 }
@@ -405,6 +407,14 @@ impl Metrics {
                 &["by"],
             )
             .unwrap(),
+            retention_removed: IntCounterVec::new(
+                opts(
+                    "retention_removed_total",
+                    "What storage.retention removed from the store, by kind: incident (resolved), alert (resolved), silence (expired), dead_letter, outbox (events no sink reads).",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
             store_refresh_log_entries: IntGauge::with_opts(opts(
                 "store_refresh_log_entries",
                 "Entries in the refresh log: re-sends of firing alerts not yet folded into their records.",
@@ -463,6 +473,7 @@ impl Metrics {
             Box::new(self.store_write_failures.clone()),
             Box::new(self.store_commits.clone()),
             Box::new(self.store_refresh_log_entries.clone()),
+            Box::new(self.retention_removed.clone()),
             Box::new(self.build_info.clone()),
         ];
         for c in collectors {
@@ -492,6 +503,9 @@ impl Metrics {
         }
         for by in ["writer", "runtime"] {
             self.store_commits.with_label_values(&[by]);
+        }
+        for kind in crate::retention::KINDS {
+            self.retention_removed.with_label_values(&[kind]);
         }
         for kind in ["assign", "revoke"] {
             self.kafka_rebalances.with_label_values(&[kind]);
@@ -609,6 +623,8 @@ mod tests {
             "triaged_store_commits_total{by=\"writer\"} 0",
             "triaged_store_writable 0",
             "triaged_store_refresh_log_entries 0",
+            "triaged_retention_removed_total{kind=\"incident\"} 0",
+            "triaged_retention_removed_total{kind=\"outbox\"} 0",
             "triaged_build_info{version=",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");

@@ -17,6 +17,7 @@
 //! | `timer/<deadline ms u64 BE><seq u64 BE>` | the deadlines ([`Timer`]s) one commit set for that time ([`write_timers`]) |
 //! | `silence/<uuid 16 bytes>` | [`Silence`] |
 //! | `silenced/<uuid 16 bytes><fp u64 BE>` | alerts a silence holds back: empty for one held on arrival, or the incident (u64 BE) it was firing in when the silence took it |
+//! | `meta/next_dead_letter` | next dead letter id (u64 BE): ids never repeat once old ones go |
 //! | `deadletter/<id u64 BE>` | [`DeadLetter`]: a message a source could not read |
 //! | `outbox/<seq u64 BE>` | [`OutboxEvent`]: an incident change for the sinks |
 //! | `cursor/<sink name>` | the last outbox seq the sink has passed (u64 BE) |
@@ -72,6 +73,7 @@ const SLED_FILE: &str = "db";
 
 const META_SCHEMA: &[u8] = b"meta/schema";
 const META_NEXT_INCIDENT: &[u8] = b"meta/next_incident";
+const META_NEXT_DEAD_LETTER: &[u8] = b"meta/next_dead_letter";
 /// Present once the `firing/` index covers every alert (stores written before it existed get it
 /// built once, when opened).
 const META_FIRING_INDEX: &[u8] = b"meta/firing_index";
@@ -285,6 +287,24 @@ impl std::ops::Deref for View<'_> {
     }
 }
 
+/// What retention may remove ([`Store::expired`]), in key order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Expired {
+    pub incidents: Vec<IncidentId>,
+    pub alerts: Vec<Fingerprint>,
+    pub silences: Vec<SilenceId>,
+    pub dead_letters: Vec<u64>,
+}
+
+/// A resolved alert whose last reception and end are both at or before `cutoff`: retention may
+/// remove it (unless its incident is still stored). A firing one never.
+pub fn alert_expired(record: &AlertRecord, cutoff: DateTime<Utc>) -> bool {
+    record.status == Status::Resolved
+        && record.silenced_by.is_none()
+        && record.last_seen <= cutoff
+        && record.ends_at.is_none_or(|at| at <= cutoff)
+}
+
 /// Filters of the incident list.
 #[derive(Debug, Clone, Default)]
 pub struct IncidentFilter {
@@ -390,6 +410,7 @@ impl Store {
             timers,
             members,
             incidents,
+            removed_incidents,
         } = batch;
         let staged = handle.refreshes.stage(&mut inner, &refreshes);
         let written_out = (|| -> Result<_> {
@@ -424,6 +445,7 @@ impl Store {
         };
         handle.refreshes.committed(staged, &refreshes, &written);
         handle.hot.committed(incidents, open_members);
+        handle.hot.forget(&removed_incidents);
         durable();
         Ok(())
     }
@@ -559,20 +581,27 @@ impl Store {
         &self,
         mut each: impl FnMut(&View<'_>, Fingerprint, &[u8], sled::IVec) -> Result<()>,
     ) -> Result<()> {
+        self.scan_chunked(FIRING, |view, key, value| {
+            each(view, Fingerprint(be_u64(&key[FIRING.len()..])), key, value)
+        })
+    }
+
+    /// Every entry under `prefix`, in key order, to `each` with its view, read in chunks of
+    /// 512, each under its own view: see [`Store::scan_firing`].
+    fn scan_chunked(
+        &self,
+        prefix: &[u8],
+        mut each: impl FnMut(&View<'_>, &[u8], sled::IVec) -> Result<()>,
+    ) -> Result<()> {
         const CHUNK: usize = 512;
-        let mut start = FIRING.to_vec();
+        let mut start = prefix.to_vec();
         loop {
             let view = self.view()?;
             let mut keys = 0;
-            for kv in view.db.range(start.clone()..prefix_end(FIRING)).take(CHUNK) {
+            for kv in view.db.range(start.clone()..prefix_end(prefix)).take(CHUNK) {
                 let (key, value) = kv?;
                 keys += 1;
-                each(
-                    &view,
-                    Fingerprint(be_u64(&key[FIRING.len()..])),
-                    &key,
-                    value,
-                )?;
+                each(&view, &key, value)?;
                 // The next chunk starts just after this key.
                 start = [key.as_ref(), &[0]].concat();
             }
@@ -580,6 +609,65 @@ impl Store {
                 return Ok(());
             }
         }
+    }
+
+    /// What retention may remove at `cutoff` ([`crate::retention`]): resolved incidents resolved
+    /// at or before it; resolved alerts last seen and ended by then that belong to no incident
+    /// still stored (an incident's members go after it); silences that ended by then; dead
+    /// letters kept by then. Read in chunks, so it holds no commit back for long; the writer
+    /// checks each again before it removes anything.
+    pub fn expired(&self, cutoff: DateTime<Utc>) -> Result<Expired> {
+        let mut out = Expired::default();
+        self.scan_chunked(INCIDENT, |view, key, value| {
+            let id = IncidentId(be_u64(&key[INCIDENT.len()..]));
+            let incident = match view.hot.incident(id) {
+                Some(incident) => incident.clone(),
+                None => decode_incident(key, &value)?,
+            };
+            if !incident.is_active() && incident.resolved_at.is_some_and(|at| at <= cutoff) {
+                out.incidents.push(id);
+            }
+            Ok(())
+        })?;
+        self.scan_chunked(ALERT, |view, key, value| {
+            let record = decode_alert(key, &value)?;
+            if alert_expired(&record, cutoff)
+                && !record
+                    .incident
+                    .map(|id| view.db.contains_key(incident_key(id)))
+                    .transpose()?
+                    .unwrap_or(false)
+            {
+                out.alerts.push(record.fingerprint);
+            }
+            Ok(())
+        })?;
+        self.scan_chunked(SILENCE, |_, key, value| {
+            let silence: Silence = decode(key, &value)?;
+            if silence.ends_at <= cutoff {
+                out.silences.push(silence.id);
+            }
+            Ok(())
+        })?;
+        self.scan_chunked(DEAD_LETTER, |_, key, value| {
+            let letter: DeadLetter = decode(key, &value)?;
+            if letter.at <= cutoff {
+                out.dead_letters.push(letter.id);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The keys of an incident's `member/` values.
+    pub fn member_keys(&self, id: IncidentId) -> Result<Vec<Vec<u8>>> {
+        let view = self.view()?;
+        let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
+        view.db
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| Ok(k?.to_vec()))
+            .collect()
     }
 
     /// Member fingerprints of an incident, in fingerprint order.
@@ -771,7 +859,12 @@ impl Store {
             .keys()
             .next_back()
             .transpose()?
-            .map_or(1, |k| be_u64(&k[DEAD_LETTER.len()..]) + 1))
+            .map_or(1, |k| be_u64(&k[DEAD_LETTER.len()..]) + 1)
+            .max(
+                view.db
+                    .get(META_NEXT_DEAD_LETTER)?
+                    .map_or(1, |v| be_u64(&v)),
+            ))
     }
 
     /// Dead letters, newest first, at most `limit`.
@@ -973,6 +1066,8 @@ pub struct Batch {
     members: BTreeMap<IncidentId, Vec<Fingerprint>>,
     /// The incidents written, kept decoded once the commit is durable ([`hot`]).
     incidents: Vec<Incident>,
+    /// The incidents removed (retention), forgotten by [`hot`] once the commit is durable.
+    removed_incidents: Vec<IncidentId>,
 }
 
 impl Batch {
@@ -1054,6 +1149,9 @@ impl Batch {
     pub fn put_dead_letter(&mut self, letter: &DeadLetter) {
         let key = [DEAD_LETTER, &letter.id.to_be_bytes()].concat();
         self.inner.insert(key, encode(letter));
+        // Kept so that ids never repeat once the old letters are gone (retention).
+        self.inner
+            .insert(META_NEXT_DEAD_LETTER, (letter.id + 1).to_be_bytes());
     }
 
     pub fn put_silence(&mut self, silence: &Silence) {
@@ -1082,6 +1180,41 @@ impl Batch {
 
     pub fn set_next_incident_number(&mut self, n: u64) {
         self.inner.insert(META_NEXT_INCIDENT, n.to_be_bytes());
+    }
+
+    /// Remove a resolved incident (retention): its value, its index entry, and its `member/`
+    /// values, whose keys the caller read ([`Store::member_keys`]). Its group's pointer is the
+    /// caller's to clear, if it still points here.
+    pub fn remove_incident(&mut self, id: IncidentId, member_keys: Vec<Vec<u8>>) {
+        self.inner.remove(incident_key(id));
+        self.inner.remove([OPEN, &id.0.to_be_bytes()].concat());
+        for key in member_keys {
+            self.inner.remove(key);
+        }
+        self.members.remove(&id);
+        self.removed_incidents.push(id);
+    }
+
+    /// Remove an alert's record (retention), under either prefix.
+    pub fn remove_alert(&mut self, fp: Fingerprint) {
+        self.inner.remove(alert_key(fp));
+        self.inner.remove(firing_key(fp));
+        // Supersedes any refresh of it still logged (as a full write would) and its digest, so
+        // that an alert of this fingerprint arriving later starts afresh.
+        self.written.push((fp, u64::MAX, None));
+    }
+
+    /// Remove a silence (retention) and whatever it still lists as held (`held`, from
+    /// [`Store::held_by`]).
+    pub fn remove_silence(&mut self, id: SilenceId, held: &[Fingerprint]) {
+        self.inner.remove(silence_key(id));
+        for &fp in held {
+            self.inner.remove(silenced_key(id, fp));
+        }
+    }
+
+    pub fn remove_dead_letter(&mut self, id: u64) {
+        self.inner.remove([DEAD_LETTER, &id.to_be_bytes()].concat());
     }
 }
 

@@ -1293,3 +1293,57 @@ fn with_action_suppress_a_flapping_incident_is_marked_but_not_escalated() {
         0.0
     );
 }
+
+/// `storage.retention`: a resolved incident and its alert leave the store once it has passed
+/// (the API answers 404, the removals are counted, and they stay removed after kill -9 and a
+/// restart); an open incident and its firing alert stay, and incident numbers go on.
+#[test]
+fn retention_removes_what_resolved_long_enough_ago_and_nothing_that_fires() {
+    let mut d = Daemon::with(
+        "[storage]\nretention = \"2s\"\n[dedup]\nreopen_window = \"1s\"\n[flapping]\nwindow = \"1s\"\n",
+    );
+    let gone = alert_labels("RetentionGone", "warning");
+    let stays = alert_labels("RetentionStays", "warning");
+    let gone_id = touched(&post_native(&d, vec![native_alert(&gone, "firing")]))[0].clone();
+    let stays_id = touched(&post_native(&d, vec![native_alert(&stays, "firing")]))[0].clone();
+    post_native(&d, vec![native_alert(&gone, "resolved")]);
+    assert_eq!(d.incident(&gone_id)["state"], "resolved");
+    let gone_fp = fingerprint(&labels(&gone));
+    let stays_fp = fingerprint(&labels(&stays));
+
+    poll_until_for(
+        "the resolved incident and its alert removed",
+        DEADLINE_WAIT,
+        || {
+            let (incident, _) = d.get_json(&format!("/api/v1/incidents/{gone_id}"));
+            let (alert, _) = d.alert(&gone_fp);
+            if (incident, alert) == (404, 404) {
+                Ok(())
+            } else {
+                Err((incident, alert))
+            }
+        },
+    );
+    assert_eq!(
+        d.metric("triaged_retention_removed_total", &[("kind", "incident")]),
+        1.0
+    );
+    assert_eq!(
+        d.metric("triaged_retention_removed_total", &[("kind", "alert")]),
+        1.0
+    );
+    assert_eq!(d.incident(&stays_id)["state"], "open");
+    assert_eq!(d.alert(&stays_fp).0, 200);
+
+    d.kill9();
+    d.restart();
+    assert_eq!(d.get_json(&format!("/api/v1/incidents/{gone_id}")).0, 404);
+    assert_eq!(d.alert(&gone_fp).0, 404);
+    assert_eq!(d.incident(&stays_id)["state"], "open");
+    let again = touched(&post_native(&d, vec![native_alert(&gone, "firing")]))[0].clone();
+    assert!(
+        inc_num(&again) > inc_num(&stays_id),
+        "{again} reuses a number"
+    );
+    assert_eq!(d.alert(&gone_fp).1["count"], 1, "a new alert");
+}

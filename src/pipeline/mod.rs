@@ -468,6 +468,8 @@ pub enum Outcome {
     Reloaded,
     /// A dead letter was kept, with this id.
     DeadLettered(u64),
+    /// What a retention sweep removed.
+    Swept(crate::retention::Removed),
     /// Done, nothing to report.
     Done,
 }
@@ -612,6 +614,11 @@ pub enum Command {
         letter: Box<crate::dead_letter::DeadLetter>,
         reply: Reply,
     },
+    /// Remove what `storage.retention` has outlived, each checked again ([`crate::retention`]).
+    Sweep {
+        sweep: Box<crate::retention::Sweep>,
+        reply: Reply,
+    },
     /// Apply everything queued before, commit, and stop.
     Shutdown,
 }
@@ -627,7 +634,8 @@ impl Command {
             | Command::ExpireSilence { reply, .. }
             | Command::Reload { reply, .. }
             | Command::AdvanceCursor { reply, .. }
-            | Command::DeadLetter { reply, .. } => Some(reply),
+            | Command::DeadLetter { reply, .. }
+            | Command::Sweep { reply, .. } => Some(reply),
             Command::Shutdown => None,
         }
     }
@@ -662,9 +670,13 @@ impl Queue {
     pub fn try_send(&self, command: Command) -> Result<(), (SubmitError, Box<Command>)> {
         self.metrics.queue_depth.inc();
         // Parsing many alerts keeps the HTTP worker busy: the writer's thread commits them,
-        // beside it, rather than leave them to the committer (see [`Desk`]).
-        let urgent =
-            matches!(&command, Command::Ingest { alerts, .. } if alerts.len() >= URGENT_ALERTS);
+        // beside it, rather than leave them to the committer (see [`Desk`]). So too a sweep,
+        // whose checks read the store: not on the HTTP worker.
+        let urgent = match &command {
+            Command::Ingest { alerts, .. } => alerts.len() >= URGENT_ALERTS,
+            Command::Sweep { .. } => true,
+            _ => false,
+        };
         match self.tx.try_send_urgent(command, urgent) {
             Ok(()) => {
                 self.kick.notify_one();
@@ -1099,6 +1111,7 @@ impl Writer {
                     tx.reload(*policy);
                     (reply, Ok(Outcome::Reloaded))
                 }
+                Command::Sweep { sweep, reply } => (reply, tx.sweep(*sweep).map(Outcome::Swept)),
             };
             let result = match result {
                 Err(PipelineError::Store(e)) => {

@@ -3191,3 +3191,275 @@ fn a_shutdown_commits_what_the_committer_applied() {
     assert!(matches!(answer.try_recv(), Ok(Ok(Outcome::Ingested(_)))));
     assert_eq!(store.alert(fp(&a)).unwrap().unwrap().status, Status::Firing);
 }
+
+// ---- retention -------------------------------------------------------------------------------
+
+const DAY: i64 = 86_400;
+
+impl Harness {
+    /// A retention sweep of `retention` at the clock's time, as [`crate::retention::sweep`] runs
+    /// it: scan, the commands in order, and a second pass when incidents went.
+    fn sweep(&mut self, retention: i64) -> crate::retention::Removed {
+        let cutoff = self.now() - secs(retention);
+        let mut total = crate::retention::Removed::default();
+        for _pass in 0..2 {
+            let expired = self.store.expired(cutoff).unwrap();
+            let mut incidents = 0;
+            for sweep in crate::retention::Sweep::plan(cutoff, expired) {
+                let removed = self.sweep_step(sweep);
+                incidents += removed.incidents;
+                total.add(removed);
+            }
+            if incidents == 0 {
+                break;
+            }
+        }
+        total
+    }
+
+    fn sweep_step(&mut self, sweep: crate::retention::Sweep) -> crate::retention::Removed {
+        let (reply, answer) = oneshot::channel();
+        self.step(vec![Command::Sweep {
+            sweep: Box::new(sweep),
+            reply,
+        }]);
+        match answered(answer) {
+            Ok(Outcome::Swept(removed)) => removed,
+            other => panic!("expected a sweep's outcome, got {other:?}"),
+        }
+    }
+
+    fn removed_total(&self, kind: &str) -> u64 {
+        self.metrics
+            .retention_removed
+            .with_label_values(&[kind])
+            .get()
+    }
+
+    fn dead_letter(&mut self) -> u64 {
+        let letter = crate::dead_letter::DeadLetter::new(
+            "alerts",
+            0,
+            7,
+            None,
+            b"not json",
+            "expected value".into(),
+            self.now(),
+        );
+        let (reply, answer) = oneshot::channel();
+        self.step(vec![Command::DeadLetter {
+            letter: Box::new(letter),
+            reply,
+        }]);
+        match answered(answer) {
+            Ok(Outcome::DeadLettered(id)) => id,
+            other => panic!("expected a dead letter's id, got {other:?}"),
+        }
+    }
+}
+
+fn warning(name: &str) -> Alert {
+    alert(&[("alertname", name), ("severity", "warning")])
+}
+
+/// What was resolved more than `storage.retention` ago leaves the store, with its member lists
+/// and its group's pointer; what is firing or open stays however old, and so does what was
+/// resolved since the cutoff. The removals are durable, ids are never reused, and an alert
+/// firing again afterwards is a new alert in a new incident.
+#[test]
+fn retention_removes_what_was_resolved_before_the_cutoff_and_nothing_active() {
+    let mut h = Harness::new(NO_TIMEOUTS);
+    let gone = warning("Gone");
+    let open = warning("StillFiring");
+    let noise = alert(&[("alertname", "Noise"), ("severity", "info")]);
+    let inc_gone = h.ingest(vec![gone.clone()]).incidents[0];
+    let gone_key = h.incident(inc_gone.0).group_key;
+    let inc_open = h.ingest(vec![open.clone()]).incidents[0];
+    assert_eq!(h.ingest(vec![noise.clone()]).auto_handled, 1);
+    h.ingest(vec![resolved(gone.clone()), resolved(noise.clone())]);
+    assert_eq!(h.incident(inc_gone.0).state, State::Resolved);
+    assert_eq!(h.store.group(&gone_key).unwrap(), Some(inc_gone));
+
+    h.clock.advance(29 * DAY);
+    assert_eq!(
+        h.sweep(30 * DAY),
+        crate::retention::Removed::default(),
+        "resolved 29 days ago: kept"
+    );
+    h.clock.advance(2 * DAY);
+    let removed = h.sweep(30 * DAY);
+    assert_eq!((removed.incidents, removed.alerts), (1, 2), "{removed:?}");
+    assert_eq!(h.removed_total("incident"), 1);
+    assert_eq!(h.removed_total("alert"), 2);
+    assert!(h.store.incident(inc_gone).unwrap().is_none());
+    assert!(h.store.members(inc_gone).unwrap().is_empty());
+    assert!(h.store.alert(fp(&gone)).unwrap().is_none());
+    assert!(h.store.alert(fp(&noise)).unwrap().is_none());
+    assert_eq!(
+        h.store.group(&gone_key).unwrap(),
+        None,
+        "the group's pointer went too"
+    );
+    // Open and firing for 31 days: kept.
+    assert_eq!(h.incident(inc_open.0).state, State::Open);
+    assert_eq!(h.record(&open).status, Status::Firing);
+    assert_eq!(h.incident_ids(), [inc_open.0]);
+    assert_eq!(
+        h.sweep(30 * DAY),
+        crate::retention::Removed::default(),
+        "a second sweep finds nothing"
+    );
+
+    // Durable, and the numbering goes on.
+    let mut h = h.restart();
+    assert!(h.store.incident(inc_gone).unwrap().is_none());
+    let again = h.ingest(vec![gone.clone()]);
+    assert_eq!(again.accepted, 1);
+    assert_eq!(again.deduplicated, 0);
+    let inc_new = again.incidents[0];
+    assert!(inc_new.0 > inc_open.0, "{inc_new} reuses an id");
+    assert_eq!(h.record(&gone).count, 1, "a new alert, not the removed one");
+    assert_eq!(h.members(inc_new.0), [fp(&gone)]);
+}
+
+/// A resolved alert older than the cutoff stays while the incident that lists it is stored, and
+/// goes with it.
+#[test]
+fn a_member_outlives_the_cutoff_while_its_incident_is_kept() {
+    let mut h = Harness::new(NO_TIMEOUTS);
+    let first = alert(&[
+        ("alertname", "Disk"),
+        ("severity", "warning"),
+        ("instance", "a"),
+    ]);
+    let second = alert(&[
+        ("alertname", "Disk"),
+        ("severity", "warning"),
+        ("instance", "b"),
+    ]);
+    let id = h.ingest(vec![first.clone(), second.clone()]).incidents[0];
+    h.ingest(vec![resolved(first.clone())]);
+    h.clock.advance(31 * DAY);
+    assert_eq!(h.sweep(30 * DAY), crate::retention::Removed::default());
+    assert_eq!(h.record(&first).status, Status::Resolved);
+    assert_eq!(h.members(id.0).len(), 2);
+
+    h.ingest(vec![resolved(second.clone())]);
+    assert_eq!(h.incident(id.0).state, State::Resolved);
+    h.clock.advance(31 * DAY);
+    let removed = h.sweep(30 * DAY);
+    assert_eq!((removed.incidents, removed.alerts), (1, 2), "{removed:?}");
+    assert!(h.store.alert(fp(&first)).unwrap().is_none());
+    assert!(h.store.alert(fp(&second)).unwrap().is_none());
+}
+
+/// The writer checks each candidate again: an alert that fires again between the scan and the
+/// removal stays, and so does its group's pointer at the incident it opened meanwhile.
+#[test]
+fn what_changes_between_the_scan_and_the_removal_stays() {
+    let mut h = Harness::new(NO_TIMEOUTS);
+    let a = warning("Flaky");
+    let noise = alert(&[("alertname", "Noise"), ("severity", "info")]);
+    let old = h.ingest(vec![a.clone()]).incidents[0];
+    h.ingest(vec![noise.clone()]);
+    h.ingest(vec![resolved(a.clone()), resolved(noise.clone())]);
+    h.clock.advance(31 * DAY);
+    let cutoff = h.now() - secs(30 * DAY);
+    let expired = h.store.expired(cutoff).unwrap();
+    assert_eq!(expired.incidents, [old]);
+    assert_eq!(
+        expired.alerts,
+        [fp(&noise)],
+        "a member waits for its incident's removal"
+    );
+    assert_eq!(h.ingest(vec![noise.clone()]).auto_handled, 1);
+    let fires = h.ingest(vec![a.clone()]);
+    let new = fires.incidents[0];
+    assert_ne!(new, old, "resolved a month ago: a new incident");
+    let mut removed = crate::retention::Removed::default();
+    for sweep in crate::retention::Sweep::plan(cutoff, expired) {
+        removed.add(h.sweep_step(sweep));
+    }
+    // The alert as scanned a moment ago, had the scan found it, must stay too.
+    removed.add(h.sweep_step(crate::retention::Sweep {
+        cutoff,
+        incidents: Vec::new(),
+        alerts: vec![fp(&a)],
+        silences: Vec::new(),
+        dead_letters: Vec::new(),
+        outbox: false,
+    }));
+    assert_eq!((removed.incidents, removed.alerts), (1, 0), "{removed:?}");
+    assert_eq!(h.record(&noise).status, Status::Firing);
+    assert_eq!(h.record(&a).status, Status::Firing);
+    assert_eq!(h.record(&a).incident, Some(new));
+    let b = alert(&[("alertname", "Flaky"), ("severity", "warning"), ("x", "y")]);
+    assert_eq!(
+        h.ingest(vec![b]).incidents,
+        [new],
+        "the group still points at the incident opened meanwhile"
+    );
+}
+
+/// Expired silences and old dead letters go too; dead letter ids go on where they were.
+#[test]
+fn retention_removes_expired_silences_and_old_dead_letters() {
+    let mut h = Harness::new(NO_TIMEOUTS);
+    let now = h.now();
+    let ended = h.put_silence(silence_of("Maint", now, 0, 3600)).unwrap();
+    let first_letter = h.dead_letter();
+    h.clock.advance(2 * 3600);
+    h.tick();
+    h.clock.advance(31 * DAY);
+    let later = h.now();
+    let active = h.put_silence(silence_of("Maint", later, 0, 3600)).unwrap();
+    let recent_letter = h.dead_letter();
+    let removed = h.sweep(30 * DAY);
+    assert_eq!(
+        (removed.silences, removed.dead_letters),
+        (1, 1),
+        "{removed:?}"
+    );
+    let left: Vec<SilenceId> = h.store.silences().unwrap().iter().map(|s| s.id).collect();
+    assert_eq!(left, [active]);
+    assert!(!left.contains(&ended));
+    let letters: Vec<u64> = h
+        .store
+        .dead_letters(10)
+        .unwrap()
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(letters, [recent_letter]);
+
+    // Ids of dead letters never come back, even once every letter is gone.
+    h.clock.advance(31 * DAY);
+    assert_eq!(h.sweep(30 * DAY).dead_letters, 1);
+    let mut h = h.restart();
+    assert!(h.dead_letter() > recent_letter.max(first_letter));
+}
+
+/// With no sink configured any more, the events left in the outbox are read by none: a sweep
+/// removes them. With sinks, it leaves the outbox to their cursors.
+#[test]
+fn a_sweep_empties_an_outbox_no_sink_reads() {
+    let sinks = "[[notify.webhook]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n";
+    let mut h = Harness::new(&format!("{sinks}{NO_TIMEOUTS}"));
+    h.ingest(vec![warning("Out")]);
+    assert_eq!(h.store.outbox_after(0, 100).unwrap().len(), 1);
+    assert_eq!(h.sweep(30 * DAY).outbox, 0, "sink a has not passed it");
+    let Harness {
+        store,
+        clock,
+        queue,
+        writer,
+        dir,
+        ..
+    } = h;
+    drop((queue, writer, store));
+    let without = Policy::from_config(&Config::parse(NO_TIMEOUTS, "test").unwrap()).unwrap();
+    let mut h = Harness::open(dir, clock, without, 16);
+    assert_eq!(h.sweep(30 * DAY).outbox, 1);
+    assert!(h.store.outbox_after(0, 100).unwrap().is_empty());
+    assert_eq!(h.removed_total("outbox"), 1);
+}

@@ -5,7 +5,7 @@
 //! The pipeline for one alert is spelled once, in [`Tx::ingest_one`]:
 //! normalize ► dedup ► classify ► triage ► silence ► group (join, reopen or open) ► escalate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +20,9 @@ use crate::incident::{
 };
 use crate::metrics::Metrics;
 use crate::outbox::OutboxEvent;
+use crate::retention::{Removed, Sweep};
 use crate::silence::{self, PostableSilence, Silence, SilenceId, SilenceState};
-use crate::store::{refresh, Batch, Refresh, Store, StoreError, Timer};
+use crate::store::{alert_expired, refresh, Batch, Refresh, Store, StoreError, Timer};
 
 use super::classify::Classification;
 use super::dedup::{self, Seen};
@@ -76,6 +77,8 @@ pub(super) enum Effect {
         after: Duration,
     },
     OpenGauge(Tier, i64),
+    /// What retention removed.
+    Removed(Removed),
 }
 
 impl Effect {
@@ -142,9 +145,17 @@ impl Effect {
             Effect::OpenGauge(tier, n) => {
                 m.incidents_open.with_label_values(&[tier.as_str()]).set(n)
             }
+            Effect::Removed(removed) => {
+                for (kind, n) in removed.by_kind() {
+                    m.retention_removed.with_label_values(&[kind]).inc_by(n);
+                }
+            }
         }
     }
 }
+
+/// Outbox events one command removes at most.
+const OUTBOX_TRIM: usize = 10_000;
 
 pub(super) struct Tx {
     store: Arc<Store>,
@@ -156,6 +167,10 @@ pub(super) struct Tx {
     refreshes: FastMap<Fingerprint, Refresh>,
     incidents: FastMap<IncidentId, Incident>,
     groups: FastMap<String, Option<IncidentId>>,
+    /// Incidents and alerts this batch removed (retention): reads find them no more, unless
+    /// this batch writes them again.
+    removed_incidents: HashSet<IncidentId>,
+    removed_alerts: HashSet<Fingerprint>,
     /// Alerts silenced in this batch (the store's index does not show them yet), each with the
     /// incident it was firing in when the silence took it (see [`Batch::set_silenced`]).
     silenced: Vec<(SilenceId, Fingerprint, Option<IncidentId>)>,
@@ -182,6 +197,8 @@ impl Tx {
             refreshes: FastMap::default(),
             incidents: FastMap::default(),
             groups: FastMap::default(),
+            removed_incidents: HashSet::new(),
+            removed_alerts: HashSet::new(),
             silenced: Vec::new(),
             batch: Batch::default(),
             memory,
@@ -244,6 +261,9 @@ impl Tx {
     fn alert(&mut self, fp: Fingerprint) -> Result<Option<AlertRecord>, StoreError> {
         if let Some(r) = self.alerts.get(&fp) {
             return Ok(Some(r.clone()));
+        }
+        if self.removed_alerts.contains(&fp) {
+            return Ok(None);
         }
         let mut record = self.store.alert(fp)?;
         if let (Some(record), Some(refresh)) = (&mut record, self.refreshes.get(&fp)) {
@@ -338,6 +358,7 @@ impl Tx {
     fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         match self.incidents.get(&id) {
             Some(i) => Ok(Some(i.clone())),
+            None if self.removed_incidents.contains(&id) => Ok(None),
             None => self.store.incident(id),
         }
     }
@@ -449,10 +470,88 @@ impl Tx {
             .map(|s| self.memory.cursors.get(s).copied().unwrap_or(0))
             .min()
             .unwrap_or(0);
-        for old in self.store.outbox_up_to(passed_by_all, 10_000)? {
+        for old in self.store.outbox_up_to(passed_by_all, OUTBOX_TRIM)? {
             self.batch.remove_outbox(old);
         }
         Ok(())
+    }
+
+    /// Remove what `storage.retention` has outlived (see [`crate::retention`]): each candidate
+    /// is checked again here, against this batch and the store, so that what changed since the
+    /// sweep's scan (an incident reopened, an alert firing again, a silence replaced) stays.
+    pub(super) fn sweep(&mut self, sweep: Sweep) -> Result<Removed, PipelineError> {
+        let cutoff = sweep.cutoff;
+        let mut removed = Removed::default();
+        for id in sweep.incidents {
+            let Some(incident) = self.incident(id)? else {
+                continue;
+            };
+            if incident.is_active() || incident.resolved_at.is_none_or(|at| at > cutoff) {
+                continue;
+            }
+            if self.group(&incident.group_key)? == Some(id) {
+                self.batch.set_group(&incident.group_key, None);
+                self.groups.insert(incident.group_key.clone(), None);
+            }
+            let member_keys = self.store.member_keys(id)?;
+            self.batch.remove_incident(id, member_keys);
+            self.removed_incidents.insert(id);
+            removed.incidents += 1;
+        }
+        for fp in sweep.alerts {
+            let Some(record) = self.alert(fp)? else {
+                continue;
+            };
+            if !alert_expired(&record, cutoff) {
+                continue;
+            }
+            // A member goes with its incident, not before: the incident lists it.
+            if let Some(id) = record.incident {
+                if self.incident(id)?.is_some() {
+                    continue;
+                }
+            }
+            self.refreshes.remove(&fp);
+            self.batch.remove_alert(fp);
+            self.removed_alerts.insert(fp);
+            removed.alerts += 1;
+        }
+        for id in sweep.silences {
+            // Active or pending silences are in memory; only an expired one can go.
+            if self.silence(id).is_some() {
+                continue;
+            }
+            let Some(silence) = self.store.silence(id)? else {
+                continue;
+            };
+            if silence.ends_at > cutoff {
+                continue;
+            }
+            let held: Vec<Fingerprint> = self
+                .store
+                .held_by(id)?
+                .into_iter()
+                .map(|(fp, _)| fp)
+                .collect();
+            self.batch.remove_silence(id, &held);
+            removed.silences += 1;
+        }
+        for id in sweep.dead_letters {
+            self.batch.remove_dead_letter(id);
+            removed.dead_letters += 1;
+        }
+        // Events are appended only while sinks are configured; those left when the last one
+        // was removed are read by none.
+        if sweep.outbox && self.policy.sinks.is_empty() {
+            for seq in self.store.outbox_up_to(u64::MAX, OUTBOX_TRIM)? {
+                self.batch.remove_outbox(seq);
+                removed.outbox += 1;
+            }
+        }
+        if removed != Removed::default() {
+            self.effects.push(Effect::Removed(removed));
+        }
+        Ok(removed)
     }
 
     fn group(&mut self, key: &str) -> Result<Option<IncidentId>, StoreError> {

@@ -71,6 +71,16 @@ impl Hot {
     }
 }
 
+impl Hot {
+    /// Incidents removed (retention): reads must no longer find them here.
+    pub fn forget(&mut self, ids: &[IncidentId]) {
+        for id in ids {
+            self.incidents.remove(id);
+            self.members.remove(id);
+        }
+    }
+}
+
 /// Insert, first dropping another entry if the map is full (whichever iteration meets first:
 /// the keys are hashed with a per-process seed, so that is no particular one).
 fn insert_bounded<V>(map: &mut FastMap<IncidentId, V>, id: IncidentId, value: V, bound: usize) {

@@ -1,0 +1,245 @@
+//! Retention: what `storage.retention` (30 days by default) has outlived leaves the store, so
+//! that a daemon that runs for years keeps a store the size of its recent history.
+//!
+//! Removed, once resolved or ended at least `retention` ago:
+//! - resolved incidents (with their member lists, and their group's pointer when it still
+//!   points at them, so the group's next alert opens a new incident);
+//! - resolved alerts, last received and ended by then, that belong to no incident still stored
+//!   (an incident's members go after it, so an incident kept always lists whole members);
+//! - expired silences; dead letters;
+//! - and, with no sink configured, outbox events left from when one was (no sink reads them).
+//!
+//! Firing alerts and active incidents stay, however old. A sweep runs every tenth of the
+//! retention (at most hourly, at least every second) and first a minute after start (sooner
+//! for a shorter period). It reads the store in chunks ([`Store::expired`]) on a blocking
+//! thread, so that ingestion is held back by no scan, then hands the writer the candidates in
+//! commands of at most [`CHUNK`]; the writer checks each again ([`Command::Sweep`]), so that
+//! what changed since the scan (an incident reopened, an alert firing again, a silence
+//! replaced) stays. Removals are commits like any other: journaled, durable, counted in
+//! `triaged_retention_removed_total{kind}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::alert::Fingerprint;
+use crate::incident::IncidentId;
+use crate::pipeline::{Command, Outcome, PipelineError, Queue, SubmitError};
+use crate::silence::SilenceId;
+use crate::store::{Expired, Store};
+
+/// The kinds `triaged_retention_removed_total` counts.
+pub const KINDS: [&str; 5] = ["incident", "alert", "silence", "dead_letter", "outbox"];
+
+/// Candidates one command hands the writer at most, of each kind (incidents: a tenth, since
+/// each goes with its member lists).
+pub const CHUNK: usize = 1000;
+
+/// The longest wait between sweeps.
+const MAX_EVERY: Duration = Duration::from_secs(3600);
+/// The first sweep after start comes at most this late.
+const FIRST_WITHIN: Duration = Duration::from_secs(60);
+
+/// One command's worth of a sweep: what to remove, each checked again against `cutoff`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    pub cutoff: DateTime<Utc>,
+    pub incidents: Vec<IncidentId>,
+    pub alerts: Vec<Fingerprint>,
+    pub silences: Vec<SilenceId>,
+    pub dead_letters: Vec<u64>,
+    /// Also trim the outbox events no sink reads, when none is configured (at most 10,000).
+    pub outbox: bool,
+}
+
+impl Sweep {
+    /// The commands for what a scan found, in chunks: incidents first, since their members
+    /// can go only after them.
+    pub fn plan(cutoff: DateTime<Utc>, expired: Expired) -> Vec<Sweep> {
+        let empty = Sweep {
+            cutoff,
+            incidents: Vec::new(),
+            alerts: Vec::new(),
+            silences: Vec::new(),
+            dead_letters: Vec::new(),
+            outbox: false,
+        };
+        let mut out = Vec::new();
+        for incidents in expired.incidents.chunks(CHUNK / 10) {
+            out.push(Sweep {
+                incidents: incidents.to_vec(),
+                ..empty.clone()
+            });
+        }
+        for alerts in expired.alerts.chunks(CHUNK) {
+            out.push(Sweep {
+                alerts: alerts.to_vec(),
+                ..empty.clone()
+            });
+        }
+        for silences in expired.silences.chunks(CHUNK) {
+            out.push(Sweep {
+                silences: silences.to_vec(),
+                ..empty.clone()
+            });
+        }
+        for letters in expired.dead_letters.chunks(CHUNK) {
+            out.push(Sweep {
+                dead_letters: letters.to_vec(),
+                ..empty.clone()
+            });
+        }
+        out.push(Sweep {
+            outbox: true,
+            ..empty
+        });
+        out
+    }
+}
+
+/// What a sweep (or one command of it) removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub incidents: u64,
+    pub alerts: u64,
+    pub silences: u64,
+    pub dead_letters: u64,
+    pub outbox: u64,
+}
+
+impl Removed {
+    /// Each count with its kind, as [`KINDS`] names them.
+    pub fn by_kind(&self) -> [(&'static str, u64); 5] {
+        [
+            (KINDS[0], self.incidents),
+            (KINDS[1], self.alerts),
+            (KINDS[2], self.silences),
+            (KINDS[3], self.dead_letters),
+            (KINDS[4], self.outbox),
+        ]
+    }
+
+    pub fn add(&mut self, other: Removed) {
+        self.incidents += other.incidents;
+        self.alerts += other.alerts;
+        self.silences += other.silences;
+        self.dead_letters += other.dead_letters;
+        self.outbox += other.outbox;
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == Removed::default()
+    }
+}
+
+/// How often a sweep runs for `retention`: a tenth of it, between a second and an hour.
+pub fn every(retention: Duration) -> Duration {
+    (retention / 10).clamp(Duration::from_secs(1), MAX_EVERY)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("reading the store: {0}")]
+    Scan(#[from] crate::store::StoreError),
+    #[error("the writer refused: {0}")]
+    Writer(#[from] PipelineError),
+    #[error("the writer's queue: {0}")]
+    Queue(#[from] SubmitError),
+    #[error("the scan's thread failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Sweep every [`every`]`(retention)` until `stop` says so.
+pub async fn run(
+    store: Arc<Store>,
+    queue: Queue,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = every(retention);
+    let mut wait = every.min(FIRST_WITHIN);
+    tracing::info!(
+        retention = %crate::config::HumanDuration(retention),
+        every_s = every.as_secs(),
+        "retention: resolved incidents and alerts, expired silences and dead letters older than this are removed"
+    );
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        wait = every;
+        if *stop.borrow() {
+            return;
+        }
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let started = std::time::Instant::now();
+        let swept = tokio::select! {
+            swept = sweep(&store, &queue, cutoff) => swept,
+            // A command already queued is still answered; the rest waits for the next start.
+            _ = stop.changed() => return,
+        };
+        match swept {
+            Ok(removed) if removed.is_empty() => {
+                tracing::debug!(cutoff = %cutoff, "retention: nothing to remove");
+            }
+            Ok(removed) => tracing::info!(
+                cutoff = %cutoff,
+                incidents = removed.incidents,
+                alerts = removed.alerts,
+                silences = removed.silences,
+                dead_letters = removed.dead_letters,
+                outbox_events = removed.outbox,
+                took_ms = started.elapsed().as_millis() as u64,
+                "retention: removed what was resolved or ended before the cutoff"
+            ),
+            // The store down, the queue full: the next sweep tries again.
+            Err(e) => {
+                tracing::warn!(error = %e, next_in_s = every.as_secs(), "retention sweep stopped")
+            }
+        }
+    }
+}
+
+/// One sweep at `cutoff`: scan, hand the writer what was found, and scan once more when
+/// incidents went, for their members.
+pub async fn sweep(
+    store: &Arc<Store>,
+    queue: &Queue,
+    cutoff: DateTime<Utc>,
+) -> Result<Removed, SweepError> {
+    let mut total = Removed::default();
+    for _pass in 0..2 {
+        let scan = Arc::clone(store);
+        let expired = tokio::task::spawn_blocking(move || scan.expired(cutoff)).await??;
+        let mut pass = Removed::default();
+        for command in Sweep::plan(cutoff, expired) {
+            if let Outcome::Swept(removed) = submit(queue, command).await? {
+                pass.add(removed);
+            }
+        }
+        total.add(pass);
+        if pass.incidents == 0 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Hand the writer one command, waiting for room in a full queue (ingestion first).
+async fn submit(queue: &Queue, command: Sweep) -> Result<Outcome, SweepError> {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let sweep = Box::new(command.clone());
+        match queue.submit(|reply| Command::Sweep { sweep, reply }).await {
+            Err(SubmitError::Full) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            answered => return Ok(answered??),
+        }
+    }
+}
