@@ -1,4 +1,4 @@
-# Helpers shared by the benchmark scripts (compare.sh, startup.sh); sourced, not run.
+# Helpers shared by the benchmark scripts (compare.sh, startup.sh, retention.sh); sourced, not run.
 # fg_run sets CHILD, which the sourcing script's cleanup stops.
 
 # Run a command and wait for it; in the background, so that INT/TERM are handled at once.
@@ -35,4 +35,24 @@ free_port() {
     done
     echo "${0##*/}: no free port found" >&2
     return 1
+}
+
+# Stop the processes in $CHILD and $PID (TERM, up to 30 s, then KILL), then remove $WORK unless
+# KEEP_WORK=1, saying what was kept there ($1). startup.sh's and retention.sh's EXIT trap.
+stop_and_clean() {
+    local p i
+    for p in $CHILD $PID; do
+        kill -TERM "$p" 2> /dev/null || true
+        for ((i = 0; i < 300; i++)); do
+            kill -0 "$p" 2> /dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$p" 2> /dev/null || true
+        wait "$p" 2> /dev/null || true
+    done
+    if [[ ${KEEP_WORK:-0} == 1 ]]; then
+        echo "${0##*/}: $1 kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
 }

@@ -50,23 +50,7 @@ CHILD= # the build or seed running now (see fg_run)
 # shellcheck source=benches/lib.sh
 . "$ROOT/benches/lib.sh"
 
-cleanup() {
-    local p i
-    for p in $CHILD $PID; do
-        kill -TERM "$p" 2> /dev/null || true
-        for ((i = 0; i < 300; i++)); do
-            kill -0 "$p" 2> /dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$p" 2> /dev/null || true
-        wait "$p" 2> /dev/null || true
-    done
-    if [[ ${KEEP_WORK:-0} == 1 ]]; then
-        echo "startup.sh: logs (and a temporary store) kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
+cleanup() { stop_and_clean "logs (and a temporary store)"; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM

@@ -35,7 +35,7 @@ pub const KINDS: [&str; 5] = ["incident", "alert", "silence", "dead_letter", "ou
 
 /// Candidates one command hands the writer at most, of each kind (incidents: a tenth, since
 /// each goes with its member lists).
-pub const CHUNK: usize = 1000;
+pub const CHUNK: usize = 100;
 
 /// The longest wait between sweeps.
 const MAX_EVERY: Duration = Duration::from_secs(3600);
@@ -184,7 +184,7 @@ pub async fn run(
         };
         match swept {
             Ok(removed) if removed.is_empty() => {
-                tracing::debug!(cutoff = %cutoff, "retention: nothing to remove");
+                tracing::debug!(cutoff = %cutoff, took_ms = started.elapsed().as_millis() as u64, "retention: nothing to remove");
             }
             Ok(removed) => tracing::info!(
                 cutoff = %cutoff,

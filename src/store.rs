@@ -47,6 +47,7 @@ pub mod refresh;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -256,6 +257,11 @@ pub struct Store {
     state: RwLock<std::result::Result<Handle, String>>,
     /// How old a refresh log value may get before it is folded ([`refresh::FOLD_AFTER`]).
     fold_after: std::sync::Mutex<std::time::Duration>,
+    /// Set while a commit waits for the state lock: a long scan ([`Store::scan_chunked`]) lets
+    /// go of it and waits. (The lock's own queueing did not do: a scan that took it again at
+    /// once kept a commit waiting for hundreds of milliseconds, winning every race against
+    /// the commit's wake-up.)
+    commit_waiting: AtomicBool,
 }
 
 /// The open sled database.
@@ -330,6 +336,7 @@ impl Store {
             checkpoint_bytes,
             state: RwLock::new(Ok(handle)),
             fold_after: std::sync::Mutex::new(refresh::FOLD_AFTER),
+            commit_waiting: AtomicBool::new(false),
         })
     }
 
@@ -343,6 +350,7 @@ impl Store {
             checkpoint_bytes,
             state: RwLock::new(Err(reason)),
             fold_after: std::sync::Mutex::new(refresh::FOLD_AFTER),
+            commit_waiting: AtomicBool::new(false),
         }
     }
 
@@ -401,7 +409,9 @@ impl Store {
     /// Nothing may be acknowledged before this returns `Ok`. When it fails, the store is down
     /// (see [`Store`]) until [`Store::reopen`].
     pub fn commit(&self, batch: Batch, durable: impl FnOnce()) -> Result<()> {
+        self.commit_waiting.store(true, Ordering::Release);
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        self.commit_waiting.store(false, Ordering::Release);
         let handle = open_handle(&mut state)?;
         let Batch {
             mut inner,
@@ -586,27 +596,37 @@ impl Store {
         })
     }
 
-    /// Every entry under `prefix`, in key order, to `each` with its view, read in chunks of
-    /// 512, each under its own view: see [`Store::scan_firing`].
+    /// Every entry under `prefix`, in key order, to `each` with its view, read in chunks of at
+    /// most 512 entries and 1 ms, each under its own view, and cut short as soon as a commit
+    /// waits (see `commit_waiting`): see [`Store::scan_firing`]. (A store larger than sled's
+    /// cache reads its pages from disk as it goes: 512 of them held commits back for seconds
+    /// while the disk was busy.)
     fn scan_chunked(
         &self,
         prefix: &[u8],
         mut each: impl FnMut(&View<'_>, &[u8], sled::IVec) -> Result<()>,
     ) -> Result<()> {
         const CHUNK: usize = 512;
+        const HOLD: std::time::Duration = std::time::Duration::from_millis(1);
         let mut start = prefix.to_vec();
         loop {
+            while self.commit_waiting.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
             let view = self.view()?;
-            let mut keys = 0;
-            for kv in view.db.range(start.clone()..prefix_end(prefix)).take(CHUNK) {
+            let held = std::time::Instant::now();
+            let mut range = view.db.range(start.clone()..prefix_end(prefix));
+            for _ in 0..CHUNK {
+                let Some(kv) = range.next() else {
+                    return Ok(());
+                };
                 let (key, value) = kv?;
-                keys += 1;
                 each(&view, &key, value)?;
                 // The next chunk starts just after this key.
                 start = [key.as_ref(), &[0]].concat();
-            }
-            if keys < CHUNK {
-                return Ok(());
+                if held.elapsed() >= HOLD || self.commit_waiting.load(Ordering::Acquire) {
+                    break;
+                }
             }
         }
     }

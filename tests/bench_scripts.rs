@@ -1,5 +1,5 @@
-//! `benches/compare.sh` refuses what it cannot run, before it builds or starts anything: a wrong
-//! argument is exit 2 with the reason. (Running the comparison itself takes minutes and a quiet
+//! `benches/compare.sh` and `benches/retention.sh` refuse what they cannot run, before they
+//! build or start anything: a wrong argument is exit 2 with the reason. (Running the comparison itself takes minutes and a quiet
 //! machine; it is a benchmark, not a test.)
 
 use std::path::Path;
@@ -9,7 +9,14 @@ use std::process::{Command, Output};
 /// argument wrongly taken, the script would stop at its check for `prometheus-alertmanager`
 /// (exit 2, another reason) instead of starting a benchmark.
 fn compare(args: &[&str]) -> Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/compare.sh");
+    script("compare.sh", args)
+}
+
+/// Run `benches/<name>` with a `PATH` that holds only `sed`: see [`compare`].
+fn script(name: &str, args: &[&str]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches")
+        .join(name);
     let bin = tempfile::tempdir().expect("a temporary directory");
     let sed = ["/usr/bin/sed", "/bin/sed"]
         .into_iter()
@@ -21,7 +28,7 @@ fn compare(args: &[&str]) -> Output {
         .args(args)
         .env("PATH", bin.path())
         .output()
-        .expect("running bash benches/compare.sh")
+        .unwrap_or_else(|e| panic!("running bash benches/{name}: {e}"))
 }
 
 fn stderr(out: &Output) -> String {
@@ -87,4 +94,37 @@ fn help_names_every_option() {
     // The usage is the script's header comment, and only that.
     assert!(!help.contains("set -euo"), "{help}");
     assert!(help.lines().count() >= 10, "{help}");
+}
+
+#[test]
+fn retention_sh_refuses_a_wrong_argument_and_names_its_options() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--duration", "x"], "x is not a number"),
+        (&["--alerts", "-1"], "-1 is not a number"),
+        (&["--incidents"], "--incidents needs a value"),
+        (&["--fast"], "unknown argument: --fast"),
+        // Accepted arguments get as far as the tools: none but sed is on this PATH.
+        (&["--duration", "5"], "cargo is not on PATH"),
+    ];
+    for (args, reason) in cases {
+        let out = script("retention.sh", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(reason),
+            "{args:?}: wanted {reason:?} in {:?}",
+            stderr(&out)
+        );
+    }
+    let out = script("retention.sh", &["--help"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--alerts N",
+        "--incidents N",
+        "--resolved-pct P",
+        "--duration SECS",
+    ] {
+        assert!(help.contains(option), "{option} missing from:\n{help}");
+    }
+    assert!(!help.contains("set -euo"), "{help}");
 }
