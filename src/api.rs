@@ -30,7 +30,8 @@ fn store_error(e: StoreError) -> ApiError {
     err
 }
 
-/// `key=value` pairs of a query string (values are not percent-decoded: ours need not be).
+/// `key=value` pairs of a query string (values are not percent-decoded: most of ours need not
+/// be; label values are, with [`percent_decode`]).
 fn query_pairs(uri: &Uri) -> impl Iterator<Item = (&str, &str)> {
     uri.query()
         .unwrap_or("")
@@ -58,8 +59,9 @@ fn summary_json(incident: &Incident) -> Value {
     v
 }
 
-/// `GET /api/v1/incidents?state=&tier=&limit=&cursor=`: newest first, cursor paging.
-/// `state` is `open`, `acknowledged`, `resolved` or `active` (open and acknowledged).
+/// `GET /api/v1/incidents?state=&tier=&team=&service=&limit=&cursor=`: newest first, cursor
+/// paging. `state` is `open`, `acknowledged`, `resolved` or `active` (open and acknowledged);
+/// `team` and `service` match the incident's labels of those names.
 pub fn list_incidents(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
     let mut filter = IncidentFilter::default();
     let mut limit = DEFAULT_LIMIT;
@@ -76,12 +78,18 @@ pub fn list_incidents(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
                 })?)
             }
             "tier" => filter.tier = Some(value.parse::<Tier>().map_err(ApiError::bad_request)?),
+            "team" | "service" => {
+                let name = if key == "team" { "team" } else { "service" };
+                let value = percent_decode(value)
+                    .map_err(|e| ApiError::bad_request(format!("{name}: {e}")))?;
+                filter.labels.push((name, value));
+            }
             "limit" => limit = parse_limit(value)?,
             "cursor" => cursor = Some(value.parse::<IncidentId>().map_err(ApiError::bad_request)?),
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown parameter {other:?}: expected state, tier, limit or cursor"
-                )))
+                "unknown parameter {other:?}: expected state, tier, team, service, limit or cursor"
+            )))
             }
         }
     }

@@ -318,6 +318,21 @@ pub struct IncidentFilter {
     pub tier: Option<Tier>,
     /// Only incidents not yet resolved (open or acknowledged): what the NOC board shows.
     pub active: bool,
+    /// Only incidents with these label values (`team`, `service`: the group-by labels and
+    /// those rules set).
+    pub labels: Vec<(&'static str, String)>,
+}
+
+impl IncidentFilter {
+    fn takes(&self, incident: &Incident) -> bool {
+        self.state.is_none_or(|s| s == incident.state)
+            && self.tier.is_none_or(|t| t == incident.tier)
+            && (!self.active || incident.is_active())
+            && self
+                .labels
+                .iter()
+                .all(|(name, value)| incident.labels.get(*name) == Some(value))
+    }
 }
 
 impl Store {
@@ -772,10 +787,7 @@ impl Store {
             let Some(incident) = view.incident(id)? else {
                 continue;
             };
-            if filter.state.is_some_and(|s| s != incident.state)
-                || filter.tier.is_some_and(|t| t != incident.tier)
-                || (filter.active && !incident.is_active())
-            {
+            if !filter.takes(&incident) {
                 continue;
             }
             if page.len() == limit {

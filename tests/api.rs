@@ -360,6 +360,61 @@ fn paging_is_newest_first_and_filters_work() {
     assert_eq!(f1.into_iter().chain(f2).collect::<Vec<_>>(), open_expected);
 }
 
+/// `team` and `service` filter on the incident's labels (the group-by labels and those rules
+/// set), with the other filters and paging; values are percent-decoded.
+#[test]
+fn incidents_filter_by_team_and_service() {
+    let d = Daemon::with(
+        "[[rules]]\nname = \"storage\"\nmatchers = ['alertname=~\"Disk.*\"']\n\
+         set_labels = { team = \"storage ops\" }\n",
+    );
+    let fire = |name: &str, service: &str| {
+        let resp = post_native(
+            &d,
+            vec![native_alert(
+                &[
+                    ("alertname", name),
+                    ("service", service),
+                    ("severity", "warning"),
+                ],
+                "firing",
+            )],
+        );
+        touched(&resp)[0].clone()
+    };
+    let disk_db = fire("DiskFull", "db");
+    let disk_web = fire("DiskSlow", "web");
+    let cpu_db = fire("CpuHigh", "db");
+    let set = |xs: &[&String]| -> BTreeSet<String> { xs.iter().map(|s| s.to_string()).collect() };
+    assert_eq!(ids_of(&d, "team=storage+ops"), set(&[&disk_db, &disk_web]));
+    assert_eq!(
+        ids_of(&d, "team=storage%20ops"),
+        set(&[&disk_db, &disk_web])
+    );
+    assert_eq!(ids_of(&d, "service=db"), set(&[&disk_db, &cpu_db]));
+    assert_eq!(ids_of(&d, "team=storage+ops&service=db"), set(&[&disk_db]));
+    assert_eq!(ids_of(&d, "team=network"), set(&[]));
+    let (first, cursor) = page(&d, "team=storage+ops&limit=1");
+    assert_eq!(first, std::slice::from_ref(&disk_web), "newest first");
+    let (second, end) = page(
+        &d,
+        &format!("team=storage+ops&limit=1&cursor={}", cursor.unwrap()),
+    );
+    assert_eq!((second, end), (vec![disk_db.clone()], None));
+    assert_eq!(
+        d.action(&disk_db, "resolve", json!({"actor": "x", "reason": "done"}))
+            .status,
+        200
+    );
+    assert_eq!(
+        ids_of(&d, "state=active&team=storage+ops"),
+        set(&[&disk_web])
+    );
+    let (status, body) = d.get_json("/api/v1/incidents?team=%zz");
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("team"), "{body}");
+}
+
 /// `GET /api/v2/alerts?...`: the alertnames listed, in order.
 fn am_alertnames(d: &Daemon, query: &str) -> Vec<String> {
     let (status, body) = d.get_json(&format!("/api/v2/alerts{query}"));
