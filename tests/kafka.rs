@@ -1,7 +1,8 @@
 //! The Kafka source end to end: the real daemon consumes from librdkafka's mock cluster (owned by
 //! the test process, listening on loopback), fed by an rdkafka producer in the test. Covers mixed
-//! wire formats, at-least-once across `kill -9`, dead letters, backpressure (pause/resume),
-//! scale-out of one consumer group over two instances, and readiness.
+//! wire formats, at-least-once across `kill -9`, replays taken as repeats, dead letters,
+//! backpressure (pause/resume), scale-out of one consumer group over two instances, and
+//! readiness.
 
 mod common;
 
@@ -489,6 +490,73 @@ fn kill9_mid_stream_replays_without_loss_or_duplicate_incidents() {
         kafka_messages(&d, "ok") >= 1.0 || before_kill >= N as f64,
         "the restarted daemon read nothing although the first stopped after {before_kill}"
     );
+}
+
+/// What the kill -9 test above cannot force: every message read a second time. The daemon is
+/// restarted on the same store as a member of a group that has committed nothing, so it reads
+/// every message again; dedup takes each replay as a repeat of its alert (its count goes up),
+/// and no incident is opened, joined or counted anew.
+#[test]
+fn messages_read_again_are_repeats_not_new_alerts_or_incidents() {
+    const N: usize = 40;
+    let cluster = cluster(1);
+    let mut p = TestProducer::new(&cluster);
+    let key = group_key("Replayed", "ledger");
+    for i in 0..N {
+        p.send_json(
+            &key,
+            &single("Replayed", "ledger", &format!("host-{i:02}"), "major"),
+        );
+    }
+    assert_eq!(p.flush().len(), N);
+    let mut d = kafka_daemon(&cluster.bootstrap_servers(), "replay", "", "");
+    wait_messages(&d, "ok", N);
+    let first = d.all_incidents("");
+    assert_eq!(first.len(), 1, "{}", Value::Array(first.clone()));
+    let id = first[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(d.incident(&id)["alert_count"], N);
+    assert!(d.terminate().success());
+    assert_eq!(
+        committed(&cluster, "replay", 1),
+        [N as i64],
+        "all committed at the stop"
+    );
+
+    // Read from the start again: the same store, as a group that has committed nothing (what
+    // a lost commit, or an operator resetting the group's offsets, comes to).
+    let config = d.dir().join("triaged.toml");
+    let text = std::fs::read_to_string(&config).expect("read the config");
+    std::fs::write(&config, text.replace("\"replay\"", "\"replay-again\"")).expect("write it");
+    d.restart();
+    wait_messages(&d, "ok", N);
+    poll_until_for("the replays committed", KAFKA_WAIT, || {
+        let at = committed(&cluster, "replay-again", 1);
+        if at == [N as i64] {
+            Ok(())
+        } else {
+            Err(at)
+        }
+    });
+    let after = d.all_incidents("");
+    assert_eq!(after.len(), 1, "{}", Value::Array(after.clone()));
+    let inc = d.incident(&id);
+    assert_eq!(inc["alert_count"], N, "{inc}");
+    assert_eq!(inc["state"], "open", "{inc}");
+    for m in members(&inc) {
+        assert_eq!(m["count"], 2, "each alert received twice: {m}");
+    }
+    let opened: f64 = parse_metrics(&d.metrics())
+        .iter()
+        .filter(|s| s.name == "triaged_incidents_opened_total")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(opened, 0.0, "the replays opened incidents");
+    let deduplicated: f64 = parse_metrics(&d.metrics())
+        .iter()
+        .filter(|s| s.name == "triaged_alerts_deduplicated_total")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(deduplicated, N as f64, "each replay counted as a repeat");
 }
 
 // ---- 3. poison messages -------------------------------------------------------------------------
