@@ -18,6 +18,7 @@
 //! replaced) stays. Removals are commits like any other: journaled, durable, counted in
 //! `triaged_retention_removed_total{kind}`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -177,10 +178,15 @@ pub async fn run(
         let cutoff =
             Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         let started = std::time::Instant::now();
+        let stopping = Arc::new(AtomicBool::new(false));
         let swept = tokio::select! {
-            swept = sweep(&store, &queue, cutoff) => swept,
-            // A command already queued is still answered; the rest waits for the next start.
-            _ = stop.changed() => return,
+            swept = sweep(&store, &queue, cutoff, &stopping) => swept,
+            // A command already queued is still answered; the rest waits for the next start,
+            // and a scan in progress gives up (the runtime's stop would wait for it).
+            _ = stop.changed() => {
+                stopping.store(true, Ordering::Relaxed);
+                return;
+            }
         };
         match swept {
             Ok(removed) if removed.is_empty() => {
@@ -210,11 +216,13 @@ pub async fn sweep(
     store: &Arc<Store>,
     queue: &Queue,
     cutoff: DateTime<Utc>,
+    stopping: &Arc<AtomicBool>,
 ) -> Result<Removed, SweepError> {
     let mut total = Removed::default();
     for _pass in 0..2 {
         let scan = Arc::clone(store);
-        let expired = tokio::task::spawn_blocking(move || scan.expired(cutoff)).await??;
+        let stop = Arc::clone(stopping);
+        let expired = tokio::task::spawn_blocking(move || scan.expired(cutoff, &stop)).await??;
         let mut pass = Removed::default();
         for command in Sweep::plan(cutoff, expired) {
             if let Outcome::Swept(removed) = submit(queue, command).await? {

@@ -176,6 +176,9 @@ pub enum StoreError {
     /// reopened yet. Nothing is read or written until it is.
     #[error("store not writable: {0}")]
     Unavailable(String),
+    /// A long read was given up because the daemon stops.
+    #[error("given up: the daemon is stopping")]
+    Stopping,
 }
 
 impl StoreError {
@@ -650,10 +653,19 @@ impl Store {
     /// at or before it; resolved alerts last seen and ended by then that belong to no incident
     /// still stored (an incident's members go after it); silences that ended by then; dead
     /// letters kept by then. Read in chunks, so it holds no commit back for long; the writer
-    /// checks each again before it removes anything.
-    pub fn expired(&self, cutoff: DateTime<Utc>) -> Result<Expired> {
+    /// checks each again before it removes anything. Given up ([`StoreError::Stopping`]) as
+    /// soon as `stop` is set.
+    pub fn expired(&self, cutoff: DateTime<Utc>, stop: &AtomicBool) -> Result<Expired> {
         let mut out = Expired::default();
+        let going_on = || {
+            if stop.load(Ordering::Relaxed) {
+                Err(StoreError::Stopping)
+            } else {
+                Ok(())
+            }
+        };
         self.scan_chunked(INCIDENT, |view, key, value| {
+            going_on()?;
             let id = IncidentId(be_u64(&key[INCIDENT.len()..]));
             let incident = match view.hot.incident(id) {
                 Some(incident) => incident.clone(),
@@ -665,6 +677,7 @@ impl Store {
             Ok(())
         })?;
         self.scan_chunked(ALERT, |view, key, value| {
+            going_on()?;
             let record = decode_alert(key, &value)?;
             if alert_expired(&record, cutoff)
                 && !record

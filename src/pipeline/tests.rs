@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::task::Poll;
 
@@ -3203,7 +3204,7 @@ impl Harness {
         let cutoff = self.now() - secs(retention);
         let mut total = crate::retention::Removed::default();
         for _pass in 0..2 {
-            let expired = self.store.expired(cutoff).unwrap();
+            let expired = self.store.expired(cutoff, &AtomicBool::new(false)).unwrap();
             let mut incidents = 0;
             for sweep in crate::retention::Sweep::plan(cutoff, expired) {
                 let removed = self.sweep_step(sweep);
@@ -3365,7 +3366,7 @@ fn what_changes_between_the_scan_and_the_removal_stays() {
     h.ingest(vec![resolved(a.clone()), resolved(noise.clone())]);
     h.clock.advance(31 * DAY);
     let cutoff = h.now() - secs(30 * DAY);
-    let expired = h.store.expired(cutoff).unwrap();
+    let expired = h.store.expired(cutoff, &AtomicBool::new(false)).unwrap();
     assert_eq!(expired.incidents, [old]);
     assert_eq!(
         expired.alerts,
@@ -3373,6 +3374,13 @@ fn what_changes_between_the_scan_and_the_removal_stays() {
         "a member waits for its incident's removal"
     );
     assert_eq!(h.ingest(vec![noise.clone()]).auto_handled, 1);
+    assert!(
+        matches!(
+            h.store.expired(cutoff, &AtomicBool::new(true)),
+            Err(StoreError::Stopping)
+        ),
+        "a scan gives up once the daemon stops"
+    );
     let fires = h.ingest(vec![a.clone()]);
     let new = fires.incidents[0];
     assert_ne!(new, old, "resolved a month ago: a new incident");
