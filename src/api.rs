@@ -61,7 +61,8 @@ fn summary_json(incident: &Incident) -> Value {
 
 /// `GET /api/v1/incidents?state=&tier=&team=&service=&limit=&cursor=`: newest first, cursor
 /// paging. `state` is `open`, `acknowledged`, `resolved` or `active` (open and acknowledged);
-/// `team` and `service` match the incident's labels of those names.
+/// `team` and `service` match the incident's labels of those names (empty: incidents without
+/// the label, as a matcher reads a missing label).
 pub fn list_incidents(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
     let mut filter = IncidentFilter::default();
     let mut limit = DEFAULT_LIMIT;
@@ -82,6 +83,8 @@ pub fn list_incidents(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
                 let name = if key == "team" { "team" } else { "service" };
                 let value = percent_decode(value)
                     .map_err(|e| ApiError::bad_request(format!("{name}: {e}")))?;
+                // Given twice, the last counts, as for the other parameters.
+                filter.labels.retain(|(n, _)| *n != name);
                 filter.labels.push((name, value));
             }
             "limit" => limit = parse_limit(value)?,

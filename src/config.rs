@@ -715,7 +715,8 @@ impl FromStr for HumanDuration {
             if digits == 0 {
                 return Err(bad());
             }
-            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            let too_long = || format!("invalid duration {text:?}: too long");
+            let n: u64 = rest[..digits].parse().map_err(|_| too_long())?;
             rest = &rest[digits..];
             let unit_len = rest
                 .find(|c: char| c.is_ascii_digit())
@@ -730,10 +731,10 @@ impl FromStr for HumanDuration {
                 _ => return Err(bad()),
             };
             rest = &rest[unit_len..];
-            let millis = n.checked_mul(millis_per_unit).ok_or_else(bad)?;
+            let millis = n.checked_mul(millis_per_unit).ok_or_else(too_long)?;
             total = total
                 .checked_add(Duration::from_millis(millis))
-                .ok_or_else(bad)?;
+                .ok_or_else(too_long)?;
         }
         Ok(HumanDuration(total))
     }
@@ -867,6 +868,25 @@ impl Config {
             .expect("the embedded default config is valid")
     }
 
+    /// Why `retention` is too short for this config's windows, if it is: a resolved incident
+    /// must outlive the window in which its group may reopen it, and a resolved alert the
+    /// flapping window its state changes are counted in. (A reload checks the retention in
+    /// force, which only a restart changes, against the new windows.)
+    pub fn retention_problem(&self, retention: HumanDuration) -> Option<String> {
+        let needed = self.dedup.reopen_window.max(self.flapping.window);
+        if retention >= needed {
+            return None;
+        }
+        let which = if needed == self.dedup.reopen_window {
+            "dedup.reopen_window"
+        } else {
+            "flapping.window"
+        };
+        Some(format!(
+            "must be at least {which} ({needed}): what is resolved is kept while it may still reopen or flap"
+        ))
+    }
+
     /// Semantic checks serde cannot do, each with the key path it concerns.
     fn problems(&self) -> Vec<(Vec<Seg>, String)> {
         let mut out = Vec::new();
@@ -882,21 +902,8 @@ impl Config {
                 "must be greater than 0".to_string(),
             ));
         }
-        // A resolved incident must outlive the window in which its group may reopen it, and a
-        // resolved alert the flapping window its state changes are counted in.
-        let needed = self.dedup.reopen_window.max(self.flapping.window);
-        if self.storage.retention < needed {
-            let which = if needed == self.dedup.reopen_window {
-                "dedup.reopen_window"
-            } else {
-                "flapping.window"
-            };
-            out.push((
-                vec![Seg::Key("storage"), Seg::Key("retention")],
-                format!(
-                    "must be at least {which} ({needed}): what is resolved is kept while it may still reopen or flap"
-                ),
-            ));
+        if let Some(why) = self.retention_problem(self.storage.retention) {
+            out.push((vec![Seg::Key("storage"), Seg::Key("retention")], why));
         }
         if self.server.queue_capacity == 0 {
             out.push((
@@ -1517,6 +1524,11 @@ mod tests {
         );
         let bad = Config::parse("[storage]\nretention = \"1y\"\n", "t.toml");
         assert!(bad.unwrap_err().to_string().contains("invalid duration"));
+        for huge in ["999999999999d", "99999999999999999999999s"] {
+            let text = format!("[storage]\nretention = \"{huge}\"\n");
+            let shown = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(shown.contains("too long"), "{huge}: {shown}");
+        }
         let config = Config::parse("[storage]\nretention = \"90d\"\n", "t.toml").unwrap();
         assert_eq!(config.storage.retention, HumanDuration::secs(90 * 86_400));
 

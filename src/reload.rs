@@ -91,6 +91,9 @@ pub enum ReloadError {
     /// A sink's secret file cannot be read (missing, empty, not a header value).
     #[error("notify.webhook {name:?}: {why}")]
     Sink { name: String, why: String },
+    /// The new windows are longer than the retention in force ([storage] waits for a restart).
+    #[error("storage.retention in force ({retention}, changed only by a restart) {why}")]
+    Retention { retention: String, why: String },
     #[error(transparent)]
     Submit(#[from] SubmitError),
     #[error(transparent)]
@@ -254,6 +257,12 @@ impl Reloader {
             ..old.server.clone()
         };
         config.storage = old.storage.clone();
+        if let Some(why) = config.retention_problem(config.storage.retention) {
+            return Err(ReloadError::Retention {
+                retention: config.storage.retention.to_string(),
+                why,
+            });
+        }
         config.log = old.log.clone();
         config.kafka = old.kafka.clone();
         let (auth, tls) = load_secrets(&config)?;

@@ -135,6 +135,15 @@ impl Removed {
     }
 }
 
+/// What ended before this has outlived `retention` at `now`: the earliest time there is when
+/// the retention reaches further back (a sweep then removes nothing).
+pub fn cutoff(now: DateTime<Utc>, retention: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// How often a sweep runs for `retention`: a tenth of it, between a second and an hour.
 pub fn every(retention: Duration) -> Duration {
     (retention / 10).clamp(Duration::from_secs(1), MAX_EVERY)
@@ -164,7 +173,7 @@ pub async fn run(
     tracing::info!(
         retention = %crate::config::HumanDuration(retention),
         every_s = every.as_secs(),
-        "retention: resolved incidents and alerts, expired silences and dead letters older than this are removed"
+        "retention: resolved incidents and alerts, expired silences, dead letters and outbox events no sink reads are removed once older than this"
     );
     loop {
         tokio::select! {
@@ -175,8 +184,10 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        let cutoff =
-            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let cutoff = cutoff(Utc::now(), retention);
+        if cutoff == DateTime::<Utc>::MIN_UTC {
+            continue; // a retention longer than time itself: nothing can be old enough
+        }
         let started = std::time::Instant::now();
         let stopping = Arc::new(AtomicBool::new(false));
         let swept = tokio::select! {
@@ -190,10 +201,14 @@ pub async fn run(
         };
         match swept {
             Ok(removed) if removed.is_empty() => {
-                tracing::debug!(cutoff = %cutoff, took_ms = started.elapsed().as_millis() as u64, "retention: nothing to remove");
+                tracing::debug!(
+                    cutoff = %cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "retention: nothing to remove"
+                );
             }
             Ok(removed) => tracing::info!(
-                cutoff = %cutoff,
+                cutoff = %cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 incidents = removed.incidents,
                 alerts = removed.alerts,
                 silences = removed.silences,
@@ -249,5 +264,27 @@ async fn submit(queue: &Queue, command: Sweep) -> Result<Outcome, SweepError> {
             }
             answered => return Ok(answered??),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a retention of 100,000,000,000 days passed the config's checks and the
+    /// first sweep panicked computing its cutoff (its task gone, no sweep ever again).
+    #[test]
+    fn a_retention_longer_than_time_itself_has_the_earliest_cutoff() {
+        let now: DateTime<Utc> = "2026-11-29T08:00:00Z".parse().unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            cutoff(now, 30 * day),
+            "2026-10-30T08:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        let huge: crate::config::HumanDuration = "100000000000d".parse().unwrap();
+        assert_eq!(cutoff(now, huge.0), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(cutoff(now, Duration::MAX), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(every(huge.0), Duration::from_secs(3600));
+        assert_eq!(every(Duration::from_secs(2)), Duration::from_secs(1));
     }
 }

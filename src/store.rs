@@ -305,6 +305,14 @@ pub struct Expired {
     pub dead_letters: Vec<u64>,
 }
 
+/// An incident resolved at or before `cutoff` none of whose alerts still fires (one resolved by
+/// hand while its alerts fire stays while they do: they name it): retention may remove it.
+pub fn incident_expired(incident: &Incident, cutoff: DateTime<Utc>) -> bool {
+    !incident.is_active()
+        && incident.firing_count == 0
+        && incident.resolved_at.is_some_and(|at| at <= cutoff)
+}
+
 /// A resolved alert whose last reception and end are both at or before `cutoff`: retention may
 /// remove it (unless its incident is still stored). A firing one never.
 pub fn alert_expired(record: &AlertRecord, cutoff: DateTime<Utc>) -> bool {
@@ -322,7 +330,7 @@ pub struct IncidentFilter {
     /// Only incidents not yet resolved (open or acknowledged): what the NOC board shows.
     pub active: bool,
     /// Only incidents with these label values (`team`, `service`: the group-by labels and
-    /// those rules set).
+    /// those rules set); an empty value takes those without the label.
     pub labels: Vec<(&'static str, String)>,
 }
 
@@ -334,7 +342,7 @@ impl IncidentFilter {
             && self
                 .labels
                 .iter()
-                .all(|(name, value)| incident.labels.get(*name) == Some(value))
+                .all(|(name, value)| incident.labels.get(*name).map_or("", String::as_str) == value)
     }
 }
 
@@ -671,7 +679,7 @@ impl Store {
                 Some(incident) => incident.clone(),
                 None => decode_incident(key, &value)?,
             };
-            if !incident.is_active() && incident.resolved_at.is_some_and(|at| at <= cutoff) {
+            if incident_expired(&incident, cutoff) {
                 out.incidents.push(id);
             }
             Ok(())

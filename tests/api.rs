@@ -394,6 +394,12 @@ fn incidents_filter_by_team_and_service() {
     assert_eq!(ids_of(&d, "service=db"), set(&[&disk_db, &cpu_db]));
     assert_eq!(ids_of(&d, "team=storage+ops&service=db"), set(&[&disk_db]));
     assert_eq!(ids_of(&d, "team=network"), set(&[]));
+    assert_eq!(ids_of(&d, "team="), set(&[&cpu_db]), "no team label");
+    assert_eq!(
+        ids_of(&d, "team=network&team=storage+ops&service=web"),
+        set(&[&disk_web]),
+        "the last team given"
+    );
     let (first, cursor) = page(&d, "team=storage+ops&limit=1");
     assert_eq!(first, std::slice::from_ref(&disk_web), "newest first");
     let (second, end) = page(

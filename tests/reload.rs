@@ -130,3 +130,35 @@ fn sighup_reloads_the_config() {
         "SIGHUP must not stop the daemon"
     );
 }
+
+/// `[storage]` waits for a restart, so a reload checks the retention in force, not the file's,
+/// against the new windows: one that would let the sweep remove what may still reopen is
+/// refused, saying so, and the old windows stay.
+#[test]
+fn a_reload_is_refused_when_its_windows_outgrow_the_retention_in_force() {
+    let short = "[storage]\nretention = \"3s\"\n[dedup]\nreopen_window = \"1s\"\n[flapping]\nwindow = \"1s\"\n";
+    let d = Daemon::with(short);
+    write_config(
+        &d,
+        "[storage]\nretention = \"30s\"\n[dedup]\nreopen_window = \"20s\"\n[flapping]\nwindow = \"1s\"\n",
+    );
+    let answer = d.post_json("/-/reload", json!({}));
+    assert_eq!(answer.status, 500, "{answer}");
+    let detail = answer.json()["detail"].as_str().unwrap_or("").to_string();
+    assert!(
+        detail.contains("storage.retention in force (3s, changed only by a restart)")
+            && detail.contains("must be at least dedup.reopen_window (20s)"),
+        "{detail}"
+    );
+    assert_eq!(reload_gauge(&d), 0.0);
+    // Within the file's retention and windows both: taken, the retention still waiting.
+    let answer = {
+        write_config(
+            &d,
+            "[storage]\nretention = \"30s\"\n[dedup]\nreopen_window = \"2s\"\n[flapping]\nwindow = \"1s\"\n",
+        );
+        d.post_json("/-/reload", json!({}))
+    };
+    assert_eq!(answer.status, 200, "{answer}");
+    assert_eq!(answer.json()["restart_required"], json!(["storage"]));
+}

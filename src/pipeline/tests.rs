@@ -3354,6 +3354,33 @@ fn a_member_outlives_the_cutoff_while_its_incident_is_kept() {
     assert!(h.store.alert(fp(&second)).unwrap().is_none());
 }
 
+/// An incident resolved by hand while its alert still fires stays while the alert fires (the
+/// alert names it: its repeats, a PagerDuty acknowledgement by its key); once the alert
+/// resolves, the incident goes at the next sweep, and the alert after its own retention.
+#[test]
+fn an_incident_resolved_by_hand_stays_while_its_alerts_fire() {
+    let mut h = Harness::new(NO_TIMEOUTS);
+    let a = warning("StillBurning");
+    let id = h.ingest(vec![a.clone()]).incidents[0];
+    h.act(id.0, resolve(Some("handled elsewhere"))).unwrap();
+    assert_eq!(h.incident(id.0).firing_count, 1);
+    h.clock.advance(31 * DAY);
+    assert_eq!(h.sweep(30 * DAY), crate::retention::Removed::default());
+    assert_eq!(h.ingest(vec![a.clone()]).deduplicated, 1);
+    assert_eq!(
+        h.ack_alert(fp(&a)),
+        Some(id),
+        "the alert's incident is there to acknowledge"
+    );
+
+    h.ingest(vec![resolved(a.clone())]);
+    let removed = h.sweep(30 * DAY);
+    assert_eq!((removed.incidents, removed.alerts), (1, 0), "{removed:?}");
+    assert!(h.store.incident(id).unwrap().is_none());
+    h.clock.advance(31 * DAY);
+    assert_eq!(h.sweep(30 * DAY).alerts, 1);
+}
+
 /// The writer checks each candidate again: an alert that fires again between the scan and the
 /// removal stays, and so does its group's pointer at the incident it opened meanwhile.
 #[test]

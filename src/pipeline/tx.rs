@@ -22,7 +22,9 @@ use crate::metrics::Metrics;
 use crate::outbox::OutboxEvent;
 use crate::retention::{Removed, Sweep};
 use crate::silence::{self, PostableSilence, Silence, SilenceId, SilenceState};
-use crate::store::{alert_expired, refresh, Batch, Refresh, Store, StoreError, Timer};
+use crate::store::{
+    alert_expired, incident_expired, refresh, Batch, Refresh, Store, StoreError, Timer,
+};
 
 use super::classify::Classification;
 use super::dedup::{self, Seen};
@@ -486,7 +488,7 @@ impl Tx {
             let Some(incident) = self.incident(id)? else {
                 continue;
             };
-            if incident.is_active() || incident.resolved_at.is_none_or(|at| at > cutoff) {
+            if !incident_expired(&incident, cutoff) {
                 continue;
             }
             if self.group(&incident.group_key)? == Some(id) {
