@@ -8,7 +8,8 @@
 #
 #   benches/retention.sh [--alerts N] [--incidents N] [--resolved-pct P] [--duration SECS]
 #
-# Defaults: 1,000,000 alerts in 100,000 incidents, 50 % resolved, 30 s of load. Seeding takes a
+# Defaults: 1,000,000 alerts in 100,000 incidents, 50 % resolved, 60 s of load (the sweep of that
+# store takes about 35 s of it). Seeding takes a
 # minute or more (`cargo run --release --example seed_store`). Loopback only; stops only the
 # processes it started; the work directory is removed at the end unless KEEP_WORK=1.
 set -euo pipefail
@@ -20,7 +21,7 @@ usage() {
 ALERTS=1000000
 INCIDENTS=100000
 RESOLVED_PCT=50
-DURATION=30
+DURATION=60
 while (($#)); do
     case "$1" in
         --alerts | --incidents | --resolved-pct | --duration)

@@ -240,9 +240,13 @@ pub async fn sweep(
         let expired = tokio::task::spawn_blocking(move || scan.expired(cutoff, &stop)).await??;
         let mut pass = Removed::default();
         for command in Sweep::plan(cutoff, expired) {
+            let sent = std::time::Instant::now();
             if let Outcome::Swept(removed) = submit(queue, command).await? {
                 pass.add(removed);
             }
+            // Paced: as long again before the next command, so that a large backlog (the first
+            // sweep of a store with months of history) takes at most about half the writer.
+            tokio::time::sleep(sent.elapsed()).await;
         }
         total.add(pass);
         if pass.incidents == 0 {
