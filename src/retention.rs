@@ -130,7 +130,7 @@ impl Removed {
         self.outbox += other.outbox;
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         *self == Removed::default()
     }
 }

@@ -675,11 +675,11 @@ impl Store {
         self.scan_chunked(INCIDENT, |view, key, value| {
             going_on()?;
             let id = IncidentId(be_u64(&key[INCIDENT.len()..]));
-            let incident = match view.hot.incident(id) {
-                Some(incident) => incident.clone(),
-                None => decode_incident(key, &value)?,
+            let expired = match view.hot.incident(id) {
+                Some(incident) => incident_expired(incident, cutoff),
+                None => incident_expired(&decode_incident(key, &value)?, cutoff),
             };
-            if incident_expired(&incident, cutoff) {
+            if expired {
                 out.incidents.push(id);
             }
             Ok(())
@@ -687,15 +687,16 @@ impl Store {
         self.scan_chunked(ALERT, |view, key, value| {
             going_on()?;
             let record = decode_alert(key, &value)?;
-            if alert_expired(&record, cutoff)
-                && !record
-                    .incident
-                    .map(|id| view.db.contains_key(incident_key(id)))
-                    .transpose()?
-                    .unwrap_or(false)
-            {
-                out.alerts.push(record.fingerprint);
+            if !alert_expired(&record, cutoff) {
+                return Ok(());
             }
+            // A member of an incident still stored goes after it.
+            if let Some(id) = record.incident {
+                if view.db.contains_key(incident_key(id))? {
+                    return Ok(());
+                }
+            }
+            out.alerts.push(record.fingerprint);
             Ok(())
         })?;
         self.scan_chunked(SILENCE, |_, key, value| {
@@ -718,7 +719,7 @@ impl Store {
     /// The keys of an incident's `member/` values.
     pub fn member_keys(&self, id: IncidentId) -> Result<Vec<Vec<u8>>> {
         let view = self.view()?;
-        let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
+        let prefix = member_prefix(id);
         view.db
             .scan_prefix(&prefix)
             .keys()
@@ -729,7 +730,7 @@ impl Store {
     /// Member fingerprints of an incident, in fingerprint order.
     pub fn members(&self, id: IncidentId) -> Result<Vec<Fingerprint>> {
         let view = self.view()?;
-        let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
+        let prefix = member_prefix(id);
         let mut out = Vec::new();
         for kv in view.db.scan_prefix(&prefix) {
             let (key, value) = kv?;
@@ -1271,6 +1272,11 @@ impl Batch {
     }
 }
 
+/// The prefix of an incident's `member/` values.
+fn member_prefix(id: IncidentId) -> Vec<u8> {
+    [MEMBER, &id.0.to_be_bytes()].concat()
+}
+
 fn silenced_key(id: SilenceId, fp: Fingerprint) -> Vec<u8> {
     [SILENCED, id.as_bytes(), &fp.0.to_be_bytes()].concat()
 }
@@ -1453,7 +1459,7 @@ fn write_members(
                 })
             }
             _ => {
-                let prefix = [MEMBER, &id.0.to_be_bytes()].concat();
+                let prefix = member_prefix(id);
                 add_values(db, out, &prefix, fps, encode_members)?
                     .filter(|(_, chunk)| room(chunk))
                     .map(|(key, chunk)| hot::OpenMembers {

@@ -529,12 +529,7 @@ impl Tx {
             if silence.ends_at > cutoff {
                 continue;
             }
-            let held: Vec<Fingerprint> = self
-                .store
-                .held_by(id)?
-                .into_iter()
-                .map(|(fp, _)| fp)
-                .collect();
+            let held: Vec<Fingerprint> = self.held(id)?.into_keys().collect();
             self.batch.remove_silence(id, &held);
             removed.silences += 1;
         }
@@ -550,7 +545,7 @@ impl Tx {
                 removed.outbox += 1;
             }
         }
-        if removed != Removed::default() {
+        if !removed.is_empty() {
             self.effects.push(Effect::Removed(removed));
         }
         Ok(removed)
