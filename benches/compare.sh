@@ -151,15 +151,20 @@ wait_ready() {
 
 # stop_server PID: SIGTERM, wait up to 30 s (then SIGKILL). Sets STOP_SECS and STOP_STATUS.
 stop_server() {
-    local pid=$1 t0 i rc=0
+    local pid=$1 t0 i st rc=0
     STOP_STATUS=
     t0=$(date +%s.%N)
     kill -TERM "$pid" 2> /dev/null || true
+    # One read of the state per look: bash reaps an exited child on SIGCHLD, so /proc/PID can
+    # vanish between two reads (a zombie one moment, gone the next), which once printed
+    # "killed" for a server that had exited at once.
     for ((i = 0; i < 300; i++)); do
-        [[ $(proc_state "$pid") == Z || ! -e /proc/$pid ]] && break
+        st=$(proc_state "$pid")
+        [[ -z $st || $st == Z ]] && break
         sleep 0.1
     done
-    if [[ -e /proc/$pid && $(proc_state "$pid") != Z ]]; then
+    st=$(proc_state "$pid")
+    if [[ -n $st && $st != Z ]]; then
         kill -KILL "$pid" 2> /dev/null || true
         STOP_STATUS="killed (no exit 30s after SIGTERM)"
     fi
