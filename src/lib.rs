@@ -79,6 +79,20 @@ pub enum RunError {
     Secrets(#[from] reload::ReloadError),
 }
 
+/// Exit code of `triaged run` when what is on disk is damaged or not ours (EX_DATAERR in
+/// sysexits.h): starting again cannot help, so the systemd unit does not restart on it.
+pub const EXIT_DAMAGED: u8 = 65;
+
+impl RunError {
+    /// The code `triaged run` exits with for this failure: [`EXIT_DAMAGED`], or 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Store(e) if e.is_damaged() => EXIT_DAMAGED,
+            _ => 1,
+        }
+    }
+}
+
 /// Run the daemon until `shutdown` resolves; then stop accepting, let in-flight requests finish
 /// (within `server.shutdown_grace`), apply and flush everything queued, and return.
 /// `source` says where the configuration came from, so that SIGHUP and `POST /-/reload` can read

@@ -262,7 +262,7 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!(error = %e, "triaged failed");
                     eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                    ExitCode::from(e.exit_code())
                 }
             }
         }

@@ -304,3 +304,98 @@ fn acknowledged_writes_survive_sigkill_across_journal_checkpoints() {
         assert_eq!(a["status"], "firing", "{a}");
     }
 }
+
+/// A journal record damaged after its commit was acknowledged, with intact records after it, is
+/// damage, not the torn end a crash leaves: the start stops (exit 65, which the unit does not
+/// restart on) and says how to go on; cut where it says, the daemon starts with the commits
+/// before the damage.
+#[test]
+fn a_journal_damaged_after_acknowledging_its_commits_stops_the_start() {
+    let mut d = Daemon::with("");
+    let alert = |n: u32| {
+        native_alert(
+            &[("alertname", &format!("Damaged{n}")), ("service", "x")],
+            "firing",
+        )
+    };
+    for n in 1..=3 {
+        post_native(&d, vec![alert(n)]); // one commit each
+    }
+    d.kill9();
+    let journal = d.data_dir().join("triaged.journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let second = bytes
+        .windows(8)
+        .position(|w| w == b"Damaged2")
+        .expect("the second commit's record");
+    bytes[second] ^= 0xff;
+    std::fs::write(&journal, &bytes).unwrap();
+
+    let mut start = KilledOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
+            .arg("run")
+            .arg("--config")
+            .arg(d.dir().join("triaged.toml"))
+            .arg("--data-dir")
+            .arg(d.data_dir())
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run triaged"),
+    );
+    // A daemon that started on the damaged journal would run until stopped: stop it and fail.
+    let exited = poll_until_for(
+        "the start on a damaged journal to stop",
+        std::time::Duration::from_secs(15),
+        || match start.0.try_wait().expect("try_wait") {
+            Some(status) => Ok(status),
+            None => Err("still running"),
+        },
+    );
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut start.0.stderr.take().unwrap(), &mut said).unwrap();
+    assert_eq!(
+        exited.code(),
+        Some(i32::from(triaged::EXIT_DAMAGED)),
+        "{said}"
+    );
+    assert!(said.contains("is damaged"), "{said}");
+    let cut: u64 = said
+        .split("`truncate -s ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no truncate command in: {said}"));
+    assert!(
+        cut < second as u64,
+        "the cut {cut} is before the damage at {second}"
+    );
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        bytes,
+        "the journal is untouched"
+    );
+
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    d.restart();
+    let (status, first) = d.alert(&fingerprint(&alert(1)["labels"]));
+    assert_eq!(status, 200, "the commit before the damage: {first}");
+}
+
+/// A child process killed and reaped when dropped (a failed assertion included).
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

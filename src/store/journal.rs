@@ -30,11 +30,20 @@
 //! last record, all of whose commits were acknowledged only once their record was on disk.
 //!
 //! A record: `len u32 LE`, `crc32 u32 LE` (of the seq and the payload), `seq u64 LE`, then `len`
-//! bytes of payload. Records follow each other with consecutive seqs; reading stops at the first
-//! that is torn, fails its checksum, or does not follow (a record of the generation before the
-//! last checkpoint, further on in the file). The payload is a sequence of writes: `1`, key
-//! length u32 LE, key, value length u32 LE, value (an insert); or `2`, key length, key (a
-//! removal).
+//! bytes of payload. Records follow each other with consecutive seqs, which keep counting
+//! across checkpoints and restarts (the store keeps the seq each generation starts with); reading
+//! stops at the first that is torn, fails its checksum, or does not follow (a record of the
+//! generation before the last checkpoint, further on in the file). The payload is a sequence of
+//! writes: `1`, key length u32 LE, key, value length u32 LE, value (an insert); or `2`, key
+//! length, key (a removal).
+//!
+//! Where reading stops says what happened ([`End`]). Zeros, the file's end or an older
+//! generation's record: the journal simply ends there. The record the sequence expects, cut short
+//! or failing its checksum, with nothing of its generation after it: a commit a crash interrupted
+//! before its fdatasync returned, so never acknowledged, and dropped. But an intact record of a
+//! later seq anywhere after the stop cannot come from a crash (each record is durable before
+//! the next is written): the records in between were damaged after they were acknowledged, and
+//! the store refuses to open rather than lose them silently.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -226,16 +235,39 @@ fn blocks(n: u64) -> u64 {
     n.next_multiple_of(BLOCK as u64)
 }
 
-/// What opening the journal found: the records to apply again, in order.
+/// What opening the journal found: the records to apply again, in order, and how they end.
 pub struct Replay {
     bytes: Vec<u8>,
     /// Offsets of each record's payload, and its length.
     records: Vec<(usize, usize)>,
+    end: End,
+}
+
+/// How the journal's records end (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Zeros, the file's end, or a record of an older generation.
+    Clean,
+    /// The record the sequence expected (`seq`), at byte `at`, is cut short or fails its
+    /// checksum, and nothing of a later seq follows: a commit a crash interrupted.
+    Torn { at: usize, seq: u64 },
+    /// The record at byte `at` (seq `expected`) cannot be read, yet an intact record of seq
+    /// `found_seq` lies at byte `found_at` after it: damage to acknowledged commits.
+    Damaged {
+        at: usize,
+        expected: u64,
+        found_at: usize,
+        found_seq: u64,
+    },
 }
 
 impl Replay {
     pub fn len(&self) -> usize {
         self.records.len()
+    }
+
+    pub fn end(&self) -> End {
+        self.end
     }
 
     /// The journal's file held nothing at all (as after a clean stop).
@@ -254,7 +286,14 @@ impl Replay {
 
 impl Journal {
     /// Open (or create) the journal in `dir` and read the records a restart must apply again.
-    pub fn open(dir: &Path, checkpoint_bytes: u64) -> std::io::Result<(Journal, Replay)> {
+    /// `first_seq` is the seq the journal's current generation started with, when the store
+    /// knows it: the next record's seq follows it (or the last record read), and a damaged
+    /// first record is told from a torn one by it.
+    pub fn open(
+        dir: &Path,
+        checkpoint_bytes: u64,
+        first_seq: Option<u64>,
+    ) -> std::io::Result<(Journal, Replay)> {
         let path = dir.join(FILE_NAME);
         let mut file = OpenOptions::new()
             .read(true)
@@ -264,7 +303,7 @@ impl Journal {
             .open(&path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let records = records(&bytes);
+        let scan = scan(&bytes, first_seq);
         let direct = Direct::open(&path)?;
         if direct.is_none() {
             tracing::info!(path = %path.display(), "the journal's file system does not take O_DIRECT: ordinary writes");
@@ -273,12 +312,17 @@ impl Journal {
             file,
             path,
             end: 0,
-            next_seq: 1,
+            next_seq: scan.next_seq.max(first_seq.unwrap_or(1)),
             checkpoint_bytes,
             written: 0,
             direct,
         };
-        Ok((journal, Replay { bytes, records }))
+        let replay = Replay {
+            bytes,
+            records: scan.records,
+            end: scan.end,
+        };
+        Ok((journal, replay))
     }
 
     /// Records are written with `O_DIRECT`. For tests.
@@ -296,6 +340,11 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The seq the next record gets: after a checkpoint, the one its generation starts with.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// Empty the journal, durably: everything in it is in sled and sled is flushed.
@@ -424,31 +473,90 @@ fn write_zeros(file: &File, mut from: u64, to: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The records in `bytes` from the start: each payload's offset and length, up to the first
-/// record that is torn, fails its checksum, or does not follow the one before.
-fn records(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
+/// What [`scan`] read.
+struct Scan {
+    /// Each record's payload offset and length, in order.
+    records: Vec<(usize, usize)>,
+    /// The seq after the last record read (1 when none was).
+    next_seq: u64,
+    end: End,
+}
+
+/// The records in `bytes` from the start, up to the first record that is torn, fails its
+/// checksum, or does not follow the one before, and what ends them. `first_seq`: the seq the
+/// generation started with, if known.
+fn scan(bytes: &[u8], first_seq: Option<u64>) -> Scan {
+    let mut records = Vec::new();
     let mut at = 0;
     let mut expect: Option<u64> = None;
-    while let Some(header) = bytes.get(at..at + HEADER) {
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        let seq_bytes = &header[8..];
-        let seq = u64::from_le_bytes(seq_bytes.try_into().expect("8 bytes"));
-        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
-            break;
-        };
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(seq_bytes);
-        hasher.update(payload);
-        if hasher.finalize() != crc || expect.is_some_and(|e| e != seq) {
+    while let Some((seq, payload)) = record_at(bytes, at) {
+        if expect.is_some_and(|e| e != seq) {
             break;
         }
-        out.push((at + HEADER, len));
+        records.push((at + HEADER, payload));
         expect = Some(seq + 1);
-        at += HEADER + len;
+        at += HEADER + payload;
     }
-    out
+    let next_seq = expect.unwrap_or(1);
+    let Some(expected) = expect.or(first_seq) else {
+        // Nothing read and no generation known: no seq to tell damage by.
+        return Scan {
+            records,
+            next_seq,
+            end: End::Clean,
+        };
+    };
+    let end = if let Some((found_at, found_seq)) = later_record(bytes, at, expected) {
+        End::Damaged {
+            at,
+            expected,
+            found_at,
+            found_seq,
+        }
+    } else if header_at(bytes, at).is_some_and(|(_, _, seq)| seq == expected) {
+        End::Torn { at, seq: expected }
+    } else {
+        End::Clean
+    };
+    Scan {
+        records,
+        next_seq,
+        end,
+    }
+}
+
+/// The header at byte `at`: payload length, checksum, seq.
+fn header_at(bytes: &[u8], at: usize) -> Option<(usize, u32, u64)> {
+    let header = bytes.get(at..at.checked_add(HEADER)?)?;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    let seq = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
+    Some((len, crc, seq))
+}
+
+/// The intact record at byte `at`, if there is one: its seq and payload length.
+fn record_at(bytes: &[u8], at: usize) -> Option<(u64, usize)> {
+    let (len, crc, seq) = header_at(bytes, at)?;
+    let start = at + HEADER;
+    let payload = bytes.get(start..start.checked_add(len)?)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&bytes[at + 8..start]);
+    hasher.update(payload);
+    (hasher.finalize() == crc).then_some((seq, len))
+}
+
+/// The first intact record at or after byte `from` whose seq is `expected` or later (but not
+/// beyond what the file could hold): where it is, and its seq. Older generations' records and
+/// zeros have lower seqs, so only damage leaves one where the records read stop or after.
+fn later_record(bytes: &[u8], from: usize, expected: u64) -> Option<(usize, u64)> {
+    let most = (bytes.len() / HEADER) as u64;
+    (from..bytes.len().saturating_sub(HEADER - 1)).find_map(|at| {
+        let (_, _, seq) = header_at(bytes, at)?;
+        if seq < expected || seq - expected > most {
+            return None;
+        }
+        record_at(bytes, at).map(|(seq, _)| (at, seq))
+    })
 }
 
 #[cfg(test)]
@@ -463,13 +571,20 @@ mod tests {
     }
 
     fn open(dir: &Path) -> (Journal, Vec<Vec<u8>>) {
-        let (journal, replay) = Journal::open(dir, CHECKPOINT_BYTES).unwrap();
+        let (journal, payloads, _) = open_from(dir, None);
+        (journal, payloads)
+    }
+
+    /// Open knowing (or not) the seq the generation started with: the journal, the payloads
+    /// read and how they ended.
+    fn open_from(dir: &Path, first_seq: Option<u64>) -> (Journal, Vec<Vec<u8>>, End) {
+        let (journal, replay) = Journal::open(dir, CHECKPOINT_BYTES, first_seq).unwrap();
         let payloads = replay
             .records
             .iter()
             .map(|&(at, len)| replay.bytes[at..at + len].to_vec())
             .collect();
-        (journal, payloads)
+        (journal, payloads, replay.end())
     }
 
     /// A directory on the file system the repository is on, which takes `O_DIRECT` (unlike
@@ -483,7 +598,7 @@ mod tests {
     /// A journal in a fresh directory, written with direct writes or ordinary ones.
     fn fresh(direct: bool, checkpoint_bytes: u64) -> (tempfile::TempDir, Journal) {
         let dir = disk_dir();
-        let (j, _) = Journal::open(dir.path(), checkpoint_bytes).unwrap();
+        let (j, _) = Journal::open(dir.path(), checkpoint_bytes, None).unwrap();
         assert!(j.is_direct(), "the repository's file system takes O_DIRECT");
         let j = if direct { j } else { j.without_direct() };
         (dir, j)
@@ -537,31 +652,119 @@ mod tests {
     }
 
     #[test]
-    fn records_are_read_back_in_order_until_the_first_that_is_torn_or_corrupt() {
+    fn records_are_read_back_in_order_until_the_first_that_is_torn() {
         let dir = tempfile::tempdir().unwrap();
         let (mut j, found) = open(dir.path());
         assert!(found.is_empty());
         for n in 0..3 {
             j.append(&mut writes(n)).unwrap();
         }
-        let (_, found) = open(dir.path());
+        let (_, found, end) = open_from(dir.path(), None);
         assert_eq!(found.len(), 3);
         assert_eq!(found[1], writes(1).buf[HEADER..]);
+        assert_eq!(end, End::Clean, "zeros after the last record");
 
         // Torn: the last record's last byte never reached the disk (the zero written ahead).
         let path = dir.path().join(FILE_NAME);
         let end = j.end;
+        let third = end as usize - writes(2).buf.len();
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.write_all_at(&[0], end - 1).unwrap();
-        assert_eq!(open(dir.path()).1.len(), 2);
+        let (_, found, how) = open_from(dir.path(), None);
+        assert_eq!(found.len(), 2);
+        assert_eq!(how, End::Torn { at: third, seq: 3 });
         // Or the file ends inside it.
         file.set_len(end - 1).unwrap();
-        assert_eq!(open(dir.path()).1.len(), 2);
-        // Corrupt: a byte of the second record's payload flipped.
-        let first = writes(0).buf.len() as u64;
-        file.write_all_at(&[0xff], first + HEADER as u64 + 2)
+        let (_, found, how) = open_from(dir.path(), None);
+        assert_eq!(found.len(), 2);
+        assert_eq!(how, End::Torn { at: third, seq: 3 });
+        // The second record damaged too: still the end of what was written, nothing intact
+        // after it.
+        let second = writes(0).buf.len();
+        file.write_all_at(&[0xff], (second + HEADER + 2) as u64)
             .unwrap();
-        assert_eq!(open(dir.path()).1.len(), 1);
+        let (_, found, how) = open_from(dir.path(), None);
+        assert_eq!(found.len(), 1);
+        assert_eq!(how, End::Torn { at: second, seq: 2 });
+    }
+
+    #[test]
+    fn an_intact_record_after_a_damaged_one_is_damage_not_a_torn_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = open(dir.path());
+        for n in 0..4 {
+            j.append(&mut writes(n)).unwrap();
+        }
+        let path = dir.path().join(FILE_NAME);
+        let pristine = std::fs::read(&path).unwrap();
+        let len = writes(0).buf.len();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        let damage = |at: usize, byte: u8| {
+            file.write_all_at(&pristine, 0).unwrap();
+            file.write_all_at(&[byte], at as u64).unwrap();
+            open_from(dir.path(), None)
+        };
+        // A byte of the second record's payload flipped: the third and fourth are intact.
+        let (_, found, how) = damage(len + HEADER + 2, pristine[len + HEADER + 2] ^ 0xff);
+        assert_eq!(found.len(), 1, "what is before the damage is read");
+        let expected = End::Damaged {
+            at: len,
+            expected: 2,
+            found_at: 2 * len,
+            found_seq: 3,
+        };
+        assert_eq!(how, expected);
+        // Its length: the next record is not where the header says, but it is found.
+        let (_, _, how) = damage(len, pristine[len] ^ 0x40);
+        assert_eq!(how, expected);
+        // Its seq (a record that does not follow): the same.
+        let (_, _, how) = damage(len + 8, pristine[len + 8] ^ 0x01);
+        assert_eq!(how, expected);
+        // The last record damaged: nothing intact after it, so it reads as torn.
+        let (_, found, how) = damage(3 * len + HEADER, pristine[3 * len + HEADER] ^ 0xff);
+        assert_eq!(found.len(), 3);
+        assert_eq!(
+            how,
+            End::Torn {
+                at: 3 * len,
+                seq: 4
+            }
+        );
+    }
+
+    #[test]
+    fn the_first_record_damaged_is_told_by_the_seq_its_generation_started_with() {
+        let dir = tempfile::tempdir().unwrap();
+        // A store whose journal has counted to 100 (the seq kept at its last checkpoint).
+        let (mut j, _, _) = open_from(dir.path(), Some(100));
+        assert_eq!(j.next_seq(), 100);
+        for n in 0..3 {
+            j.append(&mut writes(n)).unwrap();
+        }
+        assert_eq!(j.next_seq(), 103);
+        let (j2, found, how) = open_from(dir.path(), Some(100));
+        assert_eq!((found.len(), how), (3, End::Clean));
+        assert_eq!(j2.next_seq(), 103, "the seqs go on from the records read");
+        drop(j2);
+        let path = dir.path().join(FILE_NAME);
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[0xff], HEADER as u64 + 2).unwrap();
+        let len = writes(0).buf.len();
+        let (_, found, how) = open_from(dir.path(), Some(100));
+        assert!(found.is_empty());
+        assert_eq!(
+            how,
+            End::Damaged {
+                at: 0,
+                expected: 100,
+                found_at: len,
+                found_seq: 101
+            }
+        );
+        // Without the generation's seq, a first record that cannot be read ends the journal.
+        assert_eq!(open_from(dir.path(), None).2, End::Clean);
+        // And a later generation's seq makes these an older generation's records: no damage.
+        assert_eq!(open_from(dir.path(), Some(103)).2, End::Clean);
     }
 
     #[test]
@@ -615,16 +818,22 @@ mod tests {
         }
         // A checkpoint: the next records overwrite the start. The old generation's third and
         // fourth records are still in the file, after the new ones, with older seqs.
+        let generation = j.next_seq();
         j.restart();
         j.append(&mut writes(9)).unwrap();
         j.append(&mut writes(8)).unwrap();
-        let (_, found) = open(dir.path());
+        let (_, found, end) = open_from(dir.path(), Some(generation));
         assert_eq!(
             found,
             vec![
                 writes(9).buf[HEADER..].to_vec(),
                 writes(8).buf[HEADER..].to_vec()
             ]
+        );
+        assert_eq!(
+            end,
+            End::Clean,
+            "older records after the new ones are no damage"
         );
         // Before any new record, the whole old generation is read (and applied again harmlessly).
         let (dir, mut j) = fresh(direct, CHECKPOINT_BYTES);
@@ -647,7 +856,7 @@ mod tests {
         j.append(&mut w).unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
         db.insert(b"b", b"old").unwrap();
-        let (mut j2, replay) = Journal::open(dir.path(), CHECKPOINT_BYTES).unwrap();
+        let (mut j2, replay) = Journal::open(dir.path(), CHECKPOINT_BYTES, None).unwrap();
         assert_eq!(replay.len(), 1);
         replay.apply(&db).unwrap();
         replay.apply(&db).unwrap();
