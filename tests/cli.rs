@@ -86,6 +86,34 @@ fn run_refuses_a_bad_config_with_exit_64_before_binding_anything() {
     );
 }
 
+/// `check-config` on `config`, and `run` on it (on loopback, its store in `data`): each one's
+/// arguments and what it did.
+fn check_config_and_run(
+    config: &std::path::Path,
+    data: &std::path::Path,
+) -> Vec<(Vec<String>, std::process::Output)> {
+    let config = config.to_str().unwrap();
+    let data = data.to_str().unwrap();
+    [
+        vec!["check-config", config],
+        vec![
+            "run",
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+        ],
+    ]
+    .into_iter()
+    .map(|args| {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        (args.into_iter().map(String::from).collect(), out)
+    })
+    .collect()
+}
+
 /// Regression: a sink's secret file that is missing passed `check-config`, and `run` failed
 /// with exit 1 ("invalid rules") once listening, which systemd restarts in a loop.
 #[test]
@@ -101,26 +129,63 @@ fn a_sinks_missing_secret_file_is_a_config_error_for_check_config_and_run() {
         ),
     )
     .unwrap();
-    for args in [
-        vec!["check-config", path.to_str().unwrap()],
-        vec![
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-        ],
-    ] {
-        let out = Command::new(BIN).args(&args).output().unwrap();
+    for (args, out) in check_config_and_run(&path, &dir.path().join("data")) {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
         assert!(
-            err.contains("notify.webhook \"noc\": cannot read hmac_secret_file")
-                && err.contains("no-such.key"),
+            err.contains(
+                "sink.toml:4: notify.webhook[0].hmac_secret_file: cannot read hmac_secret_file"
+            ) && err.contains("no-such.key"),
             "{args:?}: {err}"
         );
+    }
+}
+
+/// Regression: files the config names that cannot be read were reported one at a time, without
+/// a line, and only once every other problem was fixed; unknown keys stopped the check at the
+/// first. Now one pass lists them all, each with its line, from `check-config` and `run` alike.
+#[test]
+fn every_problem_is_listed_at_once_unknown_keys_and_unreadable_files_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("all.toml");
+    let missing = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlistn = \"127.0.0.1:9595\"\n\n[[auth.tokens]]\nname = \"t\"\n\
+             token_file = {:?}\nroles = [\"ingest\"]\n\n[server.tls]\ncert_file = {:?}\n\
+             key_file = {:?}\n\n[dedup]\nreopen_windw = \"10m\"\n\n[[notify.webhook]]\n\
+             name = \"x\"\nurl = \"http://127.0.0.1:9/\"\nhmac_secret_file = {:?}\n\n\
+             [storage]\ncache_mb = 0\n",
+            missing("token"),
+            missing("cert.pem"),
+            missing("key.pem"),
+            missing("hmac"),
+        ),
+    )
+    .unwrap();
+    for (args, out) in check_config_and_run(&path, &dir.path().join("data")) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        let expect = [
+            "all.toml:2: server.listn: unknown field `listn`",
+            "all.toml:6: auth.tokens[0].token_file: cannot read token_file ",
+            "all.toml:10: server.tls.cert_file: ",
+            "all.toml:11: server.tls.key_file: ",
+            "all.toml:14: dedup.reopen_windw: unknown field `reopen_windw`",
+            "all.toml:19: notify.webhook[0].hmac_secret_file: cannot read hmac_secret_file ",
+            "all.toml:22: storage.cache_mb: must be at least 1",
+        ];
+        assert_eq!(lines.len(), expect.len(), "{args:?}: {err}");
+        let origin = format!("{}", dir.path().display());
+        for (line, expect) in lines.iter().zip(expect) {
+            assert!(
+                line.starts_with(&format!("{origin}/{expect}")),
+                "{args:?}: {expect:?} in\n{err}"
+            );
+        }
+        assert!(!dir.path().join("data").exists(), "{args:?}");
     }
 }
 
