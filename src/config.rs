@@ -1141,8 +1141,23 @@ impl Config {
             };
             let at =
                 |key: &'static str| vec![Seg::Key("escalation"), Seg::Key(name), Seg::Key(key)];
-            if matches!(policy.next, Some(next) if next <= tier) {
-                out.push((at("next"), format!("must be a tier above {name}")));
+            match policy.next {
+                Some(next) if next <= tier => {
+                    out.push((at("next"), format!("must be a tier above {name}")));
+                }
+                // Automatic escalation stops at the ceiling: a tier below it whose `next` is
+                // above it would never escalate, its timeouts silently off.
+                Some(next) if tier < self.escalation.ceiling && next > self.escalation.ceiling => {
+                    out.push((
+                        at("next"),
+                        format!(
+                            "{next} is above escalation.ceiling ({}): {name}'s timeouts would never escalate; \
+                             name a tier up to {} or raise the ceiling",
+                            self.escalation.ceiling, self.escalation.ceiling
+                        ),
+                    ));
+                }
+                _ => {}
             }
             for (key, d) in [
                 ("ack_timeout", policy.ack_timeout),
@@ -1838,6 +1853,30 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.starts_with("t.toml:5: "), "{shown}");
         assert!(shown.contains("resolve_timout"), "{shown}");
+    }
+
+    /// Regression: `next` above the ceiling was taken and turned the tier's timeouts off
+    /// (`ack_deadline` null) without a word.
+    #[test]
+    fn a_next_tier_above_the_ceiling_is_refused_on_its_line() {
+        let text = "[escalation]\nceiling = \"L2\"\n[escalation.L1]\nack_timeout = \"2s\"\nnext = \"L3\"\n\
+                    [escalation.L2]\nnext = \"L2\"\n";
+        assert_problems(
+            &Config::parse(text, "e.toml").unwrap_err(),
+            &[
+                "e.toml:5: escalation.L1.next: L3 is above escalation.ceiling (L2): L1's timeouts would never escalate",
+                "e.toml:7: escalation.L2.next: must be a tier above L2",
+            ],
+        );
+        // At or above the ceiling a tier's policy waits for a higher ceiling: lowering the
+        // ceiling alone (L2's default next is L3) is what the ceiling is for.
+        for fine in [
+            "[escalation]\nceiling = \"L2\"\n",
+            "[escalation]\nceiling = \"L2\"\n[escalation.L1]\nnext = \"L2\"\n",
+            "[escalation.L3]\nack_timeout = \"1h\"\nnext = \"L4\"\n",
+        ] {
+            Config::parse(fine, "e.toml").unwrap_or_else(|e| panic!("{fine:?}: {e}"));
+        }
     }
 
     /// Regression: `cache_mb = 0` passed the check and sled panicked at the start (exit 101).
