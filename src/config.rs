@@ -1436,7 +1436,8 @@ impl Config {
 
     /// Things that are valid but almost certainly wrong, each as `origin:line: what`: rules that
     /// can never match because an earlier rule without `continue` matches every alert they would
-    /// (its every matcher is one of theirs, or matches everything).
+    /// (each of its matchers admits every value one of theirs does, or matches everything: see
+    /// [`crate::pipeline::classify::Matcher::covers`]).
     pub fn warnings(&self, text: &str, origin: &str) -> Vec<String> {
         let Ok(rules) = self.compile_rules() else {
             return Vec::new();
@@ -1454,17 +1455,34 @@ impl Config {
                 .unwrap_or_else(|| "?".into())
         };
         let mut out = Vec::new();
-        for (j, later) in rules.rules().iter().enumerate() {
-            let shadow = rules.rules()[..j].iter().enumerate().find(|(_, earlier)| {
-                !earlier.config.continue_
+        let all = rules.rules();
+        for (j, later) in all.iter().enumerate() {
+            // The labels the two rules see differ when a rule between them that goes on
+            // (`continue`) sets labels: then nothing is said.
+            let relabelled_after = |i: usize| {
+                all[i + 1..j]
+                    .iter()
+                    .any(|r| r.config.continue_ && !r.config.set_labels.is_empty())
+            };
+            let stops = |r: &crate::pipeline::classify::Rule| {
+                !r.config.continue_ || r.config.action == Some(RuleAction::Drop)
+            };
+            let shadow = all[..j].iter().enumerate().find(|&(i, earlier)| {
+                stops(earlier)
                     && earlier
                         .matchers
                         .iter()
-                        .all(|m| m.is_always_true() || later.matchers.iter().any(|n| m.same_as(n)))
+                        .all(|m| later.matchers.iter().any(|n| m.covers(n)) || m.is_always_true())
+                    && !relabelled_after(i)
             });
             if let Some((i, earlier)) = shadow {
+                let stop = if earlier.config.action == Some(RuleAction::Drop) {
+                    "drops it"
+                } else {
+                    "has no `continue`"
+                };
                 out.push(format!(
-                    "{origin}:{}: rules[{j}] {:?} can never match: rule {:?} (line {}) matches every alert it would, and has no `continue`",
+                    "{origin}:{}: rules[{j}] {:?} can never match: rule {:?} (line {}) matches every alert it would, and {stop}",
                     line(j),
                     later.name,
                     earlier.name,
@@ -2204,6 +2222,98 @@ matchers = ['service="api"']
         assert!(Config::embedded_default()
             .warnings(DEFAULT_TOML, "default")
             .is_empty());
+    }
+
+    /// Regression: `alertname=~".+"`, the catch-all the empty-matchers error recommends, hid
+    /// later rules on the same label without a warning. It takes every alert whose label is not
+    /// empty (nor holds a line feed): what is warned about is exactly what it is sure to take.
+    #[test]
+    fn a_rule_behind_a_non_empty_catch_all_is_reported_and_nothing_it_may_miss() {
+        let text = r#"
+[[rules]]
+name = "all"
+matchers = ['alertname=~".+"']
+
+[[rules]]
+name = "x"
+matchers = ['alertname="X"', 'env="prod"']
+
+[[rules]]
+name = "disk"
+matchers = ['alertname=~"Disk.*"']
+
+[[rules]]
+name = "x-or-y"
+matchers = ['alertname=~"X|Y"']
+
+[[rules]]
+name = "x-or-none"
+matchers = ['alertname=~"X|"']
+
+[[rules]]
+name = "lines"
+matchers = ['alertname=~"A\\s+B"']
+
+[[rules]]
+name = "no-alertname"
+matchers = ['service="db"']
+
+[[rules]]
+name = "empty"
+matchers = ['alertname=""']
+"#;
+        let config = Config::parse(text, "w.toml").unwrap();
+        let warnings = config.warnings(text, "w.toml");
+        let named: Vec<&str> = warnings
+            .iter()
+            .map(|w| w.split('"').nth(1).unwrap_or(""))
+            .collect();
+        // `alertname=""` is hidden, but by the rule that takes "", not by the catch-all.
+        assert_eq!(named, ["x", "disk", "x-or-y", "empty"], "{warnings:#?}");
+        assert!(
+            warnings[3].contains("rule \"x-or-none\" (line 19)"),
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings[0].starts_with(
+                "w.toml:7: rules[1] \"x\" can never match: rule \"all\" (line 3) matches every alert it would, and has no `continue`"
+            ),
+            "{warnings:#?}"
+        );
+
+        // Labels set between the two by a rule that goes on: the later one may still match.
+        let relabel = r#"
+[[rules]]
+name = "team-x"
+matchers = ['team="x"']
+
+[[rules]]
+name = "y-joins-x"
+matchers = ['alertname="Y"']
+set_labels = { team = "x" }
+continue = true
+
+[[rules]]
+name = "team-x-again"
+matchers = ['team="x"']
+
+[[rules]]
+name = "drop-z"
+matchers = ['alertname="Z"']
+action = "drop"
+continue = true
+
+[[rules]]
+name = "z"
+matchers = ['alertname="Z"', 'env="prod"']
+"#;
+        let config = Config::parse(relabel, "r.toml").unwrap();
+        let warnings = config.warnings(relabel, "r.toml");
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with("r.toml:23: rules[4] \"z\" can never match: rule \"drop-z\" (line 17) matches every alert it would, and drops it"),
+            "{warnings:#?}"
+        );
     }
 
     #[test]
