@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{poll_until_for, post_json};
+use common::{config, poll_until_for, post_json, request, Daemon};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_triaged");
@@ -332,4 +332,45 @@ fn jemalloc_returns_freed_memory_promptly_unless_told_otherwise() {
         .find(|section| section.contains("environment variable"))
         .unwrap();
     assert!(from_env.contains("Set conf value: dirty_decay_ms:10000"));
+}
+
+/// Under the shipped unit (a dynamic user in its own user namespace) a root-owned `chmod 600`
+/// secret is unreadable; systemd's `LoadCredential=` hands it over in `$CREDENTIALS_DIRECTORY`,
+/// which a config names as `${CREDENTIALS_DIRECTORY}/NAME`. The copy's mode (0440 here: the ACL
+/// systemd gives the service's user shows in the group bits) brings no permission warning.
+#[test]
+fn secret_files_are_read_from_systemds_credentials_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let credentials = tempfile::tempdir().unwrap();
+    let token = credentials.path().join("prometheus-token");
+    std::fs::write(&token, "credential-token-0123456789\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let rest = "[[auth.tokens]]\nname = \"prometheus\"\n\
+                token_file = \"${CREDENTIALS_DIRECTORY}/prometheus-token\"\nroles = [\"ingest\"]\n";
+    let dir = credentials.path().to_str().unwrap();
+    let d = Daemon::start_with_env(&config(rest), &[("CREDENTIALS_DIRECTORY", dir)]);
+    let body = json!([{"labels": {"alertname": "FromCredential"}}]).to_string();
+    let mut headers = vec![("Content-Type", "application/json")];
+    let refused = request(&d.addr, "POST", "/api/v2/alerts", &headers, body.as_bytes());
+    assert_eq!(refused.status, 401, "{refused}");
+    headers.push(("Authorization", "Bearer credential-token-0123456789"));
+    let taken = request(&d.addr, "POST", "/api/v2/alerts", &headers, body.as_bytes());
+    assert_eq!(taken.status, 200, "{taken}");
+    let log = d.stderr_text();
+    assert!(!log.contains("readable by other users"), "{log}");
+
+    // Outside systemd, without the variable: a config problem on its line, not a file that
+    // silently cannot be found.
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(d.dir().join("triaged.toml"))
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("triaged.toml:7: auth.tokens[0].token_file: ${CREDENTIALS_DIRECTORY}/prometheus-token: CREDENTIALS_DIRECTORY is not set"),
+        "{err}"
+    );
 }
