@@ -1626,7 +1626,7 @@ fn kafka_property_problem(key: &str, value: &str) -> Option<String> {
 /// Whether `filter` is a level, or comma-separated directives each a level or `target=level`.
 /// tracing's own parser takes any word as a target (`"eror"` enables one no event comes from,
 /// so every log line would be lost without a word said): only level names are taken here.
-fn is_log_filter(filter: &str) -> bool {
+pub fn is_log_filter(filter: &str) -> bool {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     let is_level = |word: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word));
     let is_target = |word: &str| {

@@ -144,8 +144,15 @@ fn from_file(path: Option<PathBuf>) -> ConfigSource {
 }
 
 fn init_logging(config: &Config) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    // RUST_LOG wins when it is a filter; one that is not (or that tracing would read as a
+    // target, losing every line, as `log.level` is checked) is said and left aside.
+    let env = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let from_env = env
+        .as_deref()
+        .filter(|f| triaged::config::is_log_filter(f))
+        .and_then(|f| EnvFilter::try_new(f).ok());
+    let ignored = env.filter(|_| from_env.is_none());
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&config.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -153,6 +160,9 @@ fn init_logging(config: &Config) {
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+    if let Some(rust_log) = ignored {
+        tracing::warn!(RUST_LOG = %rust_log, level = %config.log.level, "RUST_LOG is not a log filter (trace, debug, info, warn, error, or directives such as \"info,triaged=debug\"): ignored, log.level is used");
     }
 }
 

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{config, poll_until_for, post_json, request, Daemon};
+use common::{config, poll_until_for, post_json, request, wait_until, Daemon};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_triaged");
@@ -373,4 +373,26 @@ fn secret_files_are_read_from_systemds_credentials_directory() {
         err.contains("triaged.toml:7: auth.tokens[0].token_file: ${CREDENTIALS_DIRECTORY}/prometheus-token: CREDENTIALS_DIRECTORY is not set"),
         "{err}"
     );
+}
+
+/// Regression: a `RUST_LOG` that is no filter was dropped without a word. It is still left
+/// aside for `log.level` (the daemon logs as configured), and the start says so.
+#[test]
+fn a_rust_log_that_is_no_filter_is_warned_about_at_start() {
+    for bad in ["garbage===", "eror"] {
+        let d = Daemon::start_with_env(&config(""), &[("RUST_LOG", bad)]);
+        // At level info (log.level), the start's own line comes after the warning.
+        let log = wait_until("the start logged at info", || {
+            let log = d.stderr_text();
+            log.contains("listening").then_some(log)
+        });
+        let warning = log
+            .lines()
+            .find(|l| l.contains("RUST_LOG is not a log filter"))
+            .unwrap_or_else(|| panic!("{bad:?}: no warning in\n{log}"));
+        assert!(
+            warning.contains("WARN") && warning.contains(bad),
+            "{warning}"
+        );
+    }
 }
