@@ -1587,7 +1587,8 @@ fn walk_to(root: &toml_edit::Item, path: &[Seg]) -> (Option<usize>, bool) {
         };
         let start = match next {
             Node::Item(toml_edit::Item::Value(v)) | Node::Value(v) => v.span().map(|s| s.start),
-            Node::Item(toml_edit::Item::Table(t)) | Node::Table(t) => t.span().map(|s| s.start),
+            // A table made by dotted keys (`a.b = 1`) has no span of its own: its first key's.
+            Node::Item(toml_edit::Item::Table(t)) | Node::Table(t) => table_start(t),
             Node::Item(toml_edit::Item::ArrayOfTables(a)) => a.span().map(|s| s.start),
             Node::Item(toml_edit::Item::None) => None,
         };
@@ -1600,6 +1601,22 @@ fn walk_to(root: &toml_edit::Item, path: &[Seg]) -> (Option<usize>, bool) {
 /// Whether the value at `path` is in the document (not only a table above it).
 fn is_present(root: &toml_edit::Item, path: &[Seg]) -> bool {
     walk_to(root, path).1
+}
+
+/// Where a table starts: its header, else (made by dotted keys) the first value in it.
+fn table_start(table: &toml_edit::Table) -> Option<usize> {
+    fn first(item: &toml_edit::Item) -> Option<usize> {
+        match item {
+            toml_edit::Item::Value(v) => v.span().map(|s| s.start),
+            toml_edit::Item::Table(t) => table_start(t),
+            toml_edit::Item::ArrayOfTables(a) => a.span().map(|s| s.start),
+            toml_edit::Item::None => None,
+        }
+    }
+    table
+        .span()
+        .map(|s| s.start)
+        .or_else(|| table.iter().find_map(|(_, item)| first(item)))
 }
 
 /// 1-based line of a byte offset in `text`.
@@ -1848,6 +1865,29 @@ mod tests {
         assert_eq!(
             HumanDuration(Duration::from_secs(5400)).to_string(),
             "1h30m"
+        );
+    }
+
+    /// Regression (found by the fuzz pass): an unknown table made by dotted keys has no span of
+    /// its own, and its problem came without a line.
+    #[test]
+    fn regression_an_unknown_dotted_key_is_refused_with_its_line() {
+        let err = Config::parse(
+            "[log]\nlevel = \"info\"\n_._ = []\nsevrity.default = 1\n",
+            "x.toml",
+        )
+        .unwrap_err();
+        assert_problems(
+            &err,
+            &[
+                "x.toml:3: log._: unknown field `_`",
+                "x.toml:4: log.sevrity: unknown field `sevrity`",
+            ],
+        );
+        let err = Config::parse("_._ = []\n", "x.toml").unwrap_err();
+        assert_problems(
+            &err,
+            &["x.toml:1: _: unknown field `_`, expected one of `server`"],
         );
     }
 
