@@ -167,7 +167,10 @@ pub async fn act(
 ) -> Result<Response, ApiError> {
     let id: IncidentId = id.parse().map_err(ApiError::not_found)?;
     let body: ActionBody = serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
-        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+        .map_err(|e| {
+            let what = crate::sources::formats::json_problem(&e);
+            ApiError::bad_request(format!("{what}: {e}"))
+        })?;
     // With authentication, the token's name stands in for an actor the body does not give.
     let actor = body
         .actor

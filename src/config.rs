@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -23,8 +23,11 @@ use crate::pipeline::classify::Rules;
 /// The commented example, embedded: what `triaged run` uses without `--config`.
 pub const DEFAULT_TOML: &str = include_str!("../config/triaged.toml");
 
+/// The whole configuration. Read it with [`Config::parse`] or [`Config::parse_with`]: the types
+/// do not deny unknown keys themselves, so that every unknown key is found in one pass (with
+/// `serde_ignored`) and refused there, each with its line.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
@@ -46,7 +49,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
@@ -97,7 +100,6 @@ impl Default for ServerConfig {
 /// `[server.tls]`: a PEM certificate chain and its PEM private key. Both files are read again on
 /// reload (SIGHUP), so a renewed certificate needs no restart.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
@@ -110,7 +112,7 @@ pub struct TlsConfig {
 /// is allowed only while `server.listen` is a loopback address. `enabled = false` turns it off
 /// anywhere (with a warning at start beyond loopback); `enabled = true` requires tokens.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct AuthConfig {
     pub enabled: Option<bool>,
     /// `/metrics` answers without a token.
@@ -161,7 +163,6 @@ impl Role {
 /// `[[auth.tokens]]`: a named token read from `token_file` (first line, surrounding whitespace
 /// trimmed), or written inline as `token` when `allow_inline = true` says that is deliberate.
 #[derive(Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     pub name: String,
     #[serde(default)]
@@ -187,7 +188,7 @@ impl fmt::Debug for TokenConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct StorageConfig {
     pub path: PathBuf,
     /// sled's page cache, in MiB: bounds memory whatever the store holds.
@@ -220,7 +221,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
@@ -236,7 +237,7 @@ impl Default for LogConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DedupConfig {
     pub exclude_labels: Vec<String>,
     pub resolve_timeout: HumanDuration,
@@ -260,7 +261,7 @@ impl Default for DedupConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct GroupingConfig {
     pub group_by: Vec<String>,
 }
@@ -274,7 +275,7 @@ impl Default for GroupingConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct SeverityConfig {
     pub labels: Vec<String>,
     pub default: Severity,
@@ -308,7 +309,7 @@ impl SeverityConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct TiersConfig {
     pub critical: Tier,
     pub major: Tier,
@@ -342,7 +343,7 @@ impl TiersConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct IncidentsConfig {
     /// Tiers whose incidents resolve by themselves when every member alert has resolved.
     pub auto_resolve: Vec<Tier>,
@@ -358,7 +359,7 @@ impl Default for IncidentsConfig {
 
 /// What happens to a tier's incidents when nobody acts on them.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct TierPolicy {
     /// Unacknowledged this long after reaching the tier ⇒ escalate to `next`.
     pub ack_timeout: Option<HumanDuration>,
@@ -370,7 +371,7 @@ pub struct TierPolicy {
 
 /// `[escalation]`: `ceiling` and one `[escalation.Ln]` table per tier.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct EscalationConfig {
     /// Automatic escalation (timeouts, reopens, flapping) never goes above this tier; beyond it
     /// only an operator escalates (L4, the vendor handover, is by hand by default).
@@ -437,7 +438,7 @@ pub enum FlapAction {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct FlappingConfig {
     pub window: HumanDuration,
     /// More firing/resolved changes than this within `window` ⇒ flapping.
@@ -457,7 +458,7 @@ impl Default for FlappingConfig {
 
 /// `[notify]`: sinks that receive every incident event from the outbox.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct NotifyConfig {
     pub webhook: Vec<WebhookSinkConfig>,
     pub kafka: Option<KafkaSinkConfig>,
@@ -504,7 +505,6 @@ pub const EVENT_KINDS: [&str; 9] = [
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WebhookSinkConfig {
     /// Unique; names the sink's cursor and its metrics.
     pub name: String,
@@ -569,7 +569,6 @@ fn default_max_backoff() -> HumanDuration {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
     pub topic: String,
     /// Defaults to `[kafka].brokers`.
@@ -591,7 +590,6 @@ pub struct KafkaSinkConfig {
 
 /// `[kafka]`: consume alert topics as a member of a consumer group.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`: "host:9092,host2:9092".
     pub brokers: String,
@@ -634,7 +632,6 @@ pub const KAFKA_MANAGED_PROPERTIES: [&str; 5] = [
 ];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct KafkaTopic {
     pub name: String,
     /// The wire format of its messages: alertmanager, webhook, pagerduty, native, or auto (told
@@ -674,7 +671,6 @@ pub enum RuleAction {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     pub name: String,
     pub matchers: Vec<String>,
@@ -697,6 +693,11 @@ impl HumanDuration {
     pub const fn secs(s: u64) -> HumanDuration {
         HumanDuration(Duration::from_secs(s))
     }
+
+    /// The longest duration a config may give: 100 years (36500d). Longer ones are refused as
+    /// too long rather than taken: a deadline or expiry that far off cannot be dated (chrono's
+    /// calendar ends), so it would silently mean "never".
+    pub const MAX: HumanDuration = HumanDuration::secs(36_500 * 86_400);
 }
 
 impl FromStr for HumanDuration {
@@ -715,7 +716,12 @@ impl FromStr for HumanDuration {
             if digits == 0 {
                 return Err(bad());
             }
-            let too_long = || format!("invalid duration {text:?}: too long");
+            let too_long = || {
+                format!(
+                    "invalid duration {text:?}: too long (at most {})",
+                    HumanDuration::MAX
+                )
+            };
             let n: u64 = rest[..digits].parse().map_err(|_| too_long())?;
             rest = &rest[digits..];
             let unit_len = rest
@@ -734,6 +740,7 @@ impl FromStr for HumanDuration {
             let millis = n.checked_mul(millis_per_unit).ok_or_else(too_long)?;
             total = total
                 .checked_add(Duration::from_millis(millis))
+                .filter(|&total| total <= HumanDuration::MAX.0)
                 .ok_or_else(too_long)?;
         }
         Ok(HumanDuration(total))
@@ -813,52 +820,174 @@ enum Seg {
     Name(String),
 }
 
+/// What [`Config::parse_with`] checks beyond the text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checks {
+    /// Read the files the config names (token files, the TLS certificate and key, the sinks'
+    /// secret files): one that cannot be read is a problem on the line that names it. For a
+    /// daemon (`check-config`, `run`, a reload), not for `replay` and `test-rules`.
+    pub files: bool,
+    /// The retention of the running daemon, for a reload (`[storage]` waits for a restart):
+    /// the new windows must fit in it too.
+    pub retention_in_force: Option<HumanDuration>,
+}
+
+/// A syntax or type error as a problem: its line, and toml's first sentence (the location is
+/// ours to print); for some characters (a control character in a comment) toml says nothing at
+/// all, so say what it is.
+fn toml_problem(text: &str, e: &toml::de::Error) -> Problem {
+    let mut message = e.message().trim().to_string();
+    if message.is_empty() {
+        let found = e
+            .span()
+            .and_then(|span| text.get(span.start..))
+            .and_then(|rest| rest.chars().next());
+        message = match found {
+            Some(c) => format!("{c:?} is not allowed here in TOML"),
+            None => "the file ends where TOML expects more".to_string(),
+        };
+    }
+    Problem {
+        line: e.span().map(|span| line_of(text, span.start)),
+        key: String::new(),
+        message,
+    }
+}
+
+/// The key path of a key the schema does not have, as [`serde_ignored`] reports it.
+fn ignored_path(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    let mut out = Vec::new();
+    fn walk(path: &serde_ignored::Path<'_>, out: &mut Vec<Seg>) {
+        use serde_ignored::Path;
+        match path {
+            Path::Root => {}
+            Path::Seq { parent, index } => {
+                walk(parent, out);
+                out.push(Seg::Index(*index));
+            }
+            Path::Map { parent, key } => {
+                walk(parent, out);
+                out.push(Seg::Name(key.clone()));
+            }
+            Path::Some { parent }
+            | Path::NewtypeStruct { parent }
+            | Path::NewtypeVariant { parent } => walk(parent, out),
+        }
+    }
+    walk(path, &mut out);
+    out
+}
+
+/// A file path as the config gives it, with a leading `${CREDENTIALS_DIRECTORY}` replaced by
+/// that variable: where systemd puts the credentials of a unit with `LoadCredential=` (readable
+/// by the service's user alone, whatever the mode of the file they were loaded from).
+pub fn resolve_file(path: &Path) -> Result<PathBuf, String> {
+    let Ok(rest) = path.strip_prefix(CREDENTIALS_DIRECTORY) else {
+        return Ok(path.to_path_buf());
+    };
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir).join(rest)),
+        _ => Err(format!(
+            "{}: CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with \
+             LoadCredential=; elsewhere, set it to the directory that holds these files)",
+            path.display()
+        )),
+    }
+}
+
+/// How a config names systemd's credentials directory in a file path.
+pub const CREDENTIALS_DIRECTORY: &str = "${CREDENTIALS_DIRECTORY}";
+
+/// Whether `path` (resolved) lies in systemd's credentials directory, whose files only the
+/// service can read whatever their mode says (systemd grants the service user access by an ACL,
+/// which shows in the group bits).
+pub fn is_credential(path: &Path) -> bool {
+    std::env::var_os("CREDENTIALS_DIRECTORY")
+        .filter(|dir| !dir.is_empty())
+        .is_some_and(|dir| path.starts_with(dir))
+}
+
 impl Config {
-    /// Parse and validate `text`; `origin` names the file in messages.
+    /// Parse and validate `text`; `origin` names the file in messages. Reads no file the config
+    /// names: [`Config::parse_with`] does, for a daemon.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|span| line_of(text, span.start));
-            // toml's message repeats the location and quotes the source; keep its first
-            // sentence, the location is ours to print. For some characters (a control
-            // character in a comment) toml says nothing at all: say what it is.
-            let mut message = e.message().trim().to_string();
-            if message.is_empty() {
-                let found = e
-                    .span()
-                    .and_then(|span| text.get(span.start..))
-                    .and_then(|rest| rest.chars().next());
-                message = match found {
-                    Some(c) => format!("{c:?} is not allowed here in TOML"),
-                    None => "the file ends where TOML expects more".to_string(),
-                };
-            }
-            ConfigError {
-                origin: origin.to_string(),
-                problems: vec![Problem {
-                    line,
-                    key: String::new(),
-                    message,
-                }],
-            }
+        Config::parse_with(text, origin, Checks::default())
+    }
+
+    /// Parse and validate `text`, and check what `checks` asks besides. A syntax error or a
+    /// value of the wrong type stops at the first; every other problem (unknown keys, values
+    /// that do not fit together, files that cannot be read) is listed, each with its line.
+    pub fn parse_with(text: &str, origin: &str, checks: Checks) -> Result<Config, ConfigError> {
+        let mut unknown = Vec::new();
+        let config: Config = serde_ignored::deserialize(toml::Deserializer::new(text), |path| {
+            unknown.push(ignored_path(&path))
+        })
+        .map_err(|e| ConfigError {
+            origin: origin.to_string(),
+            problems: vec![toml_problem(text, &e)],
         })?;
-        let problems = config.problems();
+        let doc = toml_edit::ImDocument::parse(text).ok();
+        let present = |path: &[Seg]| doc.as_ref().is_some_and(|d| is_present(d.as_item(), path));
+        let mut problems: Vec<(Vec<Seg>, String)> = unknown
+            .into_iter()
+            .map(|path| {
+                let (key, parent) = path.split_last().expect("an ignored key has a path");
+                let name = match key {
+                    Seg::Key(k) => k.to_string(),
+                    Seg::Name(k) => k.clone(),
+                    Seg::Index(i) => i.to_string(),
+                };
+                let message = match schema::fields_at(parent) {
+                    Some(fields) => {
+                        <serde::de::value::Error as serde::de::Error>::unknown_field(&name, fields)
+                            .to_string()
+                    }
+                    None => format!("unknown field `{name}`"),
+                };
+                (path, message)
+            })
+            .collect();
+        problems.extend(config.problems());
+        if let Some(retention) = checks.retention_in_force {
+            if let Some((window, why)) = config.retention_problem(retention) {
+                // The line of the window that outgrew it, else of the file's retention (which
+                // waits for a restart), else none: neither is in the file.
+                let retention_key = vec![Seg::Key("storage"), Seg::Key("retention")];
+                let path = if !present(&window) && present(&retention_key) {
+                    retention_key
+                } else {
+                    window
+                };
+                problems.push((
+                    path,
+                    format!(
+                        "storage.retention in force ({retention}, changed only by a restart) {why}"
+                    ),
+                ));
+            }
+        }
+        if checks.files {
+            problems.extend(config.file_problems());
+        }
         if problems.is_empty() {
             return Ok(config);
         }
-        let doc = toml_edit::ImDocument::parse(text).ok();
+        let mut problems: Vec<Problem> = problems
+            .into_iter()
+            .map(|(path, message)| Problem {
+                line: doc
+                    .as_ref()
+                    .and_then(|d| locate(d.as_item(), &path))
+                    .map(|offset| line_of(text, offset)),
+                key: render_path(&path),
+                message,
+            })
+            .collect();
+        // In the file's order, as an editor walks it.
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         Err(ConfigError {
             origin: origin.to_string(),
-            problems: problems
-                .into_iter()
-                .map(|(path, message)| Problem {
-                    line: doc
-                        .as_ref()
-                        .and_then(|d| locate(d.as_item(), &path))
-                        .map(|offset| line_of(text, offset)),
-                    key: render_path(&path),
-                    message,
-                })
-                .collect(),
+            problems,
         })
     }
 
@@ -868,22 +997,25 @@ impl Config {
             .expect("the embedded default config is valid")
     }
 
-    /// Why `retention` is too short for this config's windows, if it is: a resolved incident
-    /// must outlive the window in which its group may reopen it, and a resolved alert the
-    /// flapping window its state changes are counted in. (A reload checks the retention in
-    /// force, which only a restart changes, against the new windows.)
-    pub fn retention_problem(&self, retention: HumanDuration) -> Option<String> {
+    /// Why `retention` is too short for this config's windows, if it is, with the window's key
+    /// path: a resolved incident must outlive the window in which its group may reopen it, and
+    /// a resolved alert the flapping window its state changes are counted in. (A reload checks
+    /// the retention in force, which only a restart changes, against the new windows.)
+    fn retention_problem(&self, retention: HumanDuration) -> Option<(Vec<Seg>, String)> {
         let needed = self.dedup.reopen_window.max(self.flapping.window);
         if retention >= needed {
             return None;
         }
-        let which = if needed == self.dedup.reopen_window {
-            "dedup.reopen_window"
+        let (section, key) = if needed == self.dedup.reopen_window {
+            ("dedup", "reopen_window")
         } else {
-            "flapping.window"
+            ("flapping", "window")
         };
-        Some(format!(
-            "must be at least {which} ({needed}): what is resolved is kept while it may still reopen or flap"
+        Some((
+            vec![Seg::Key(section), Seg::Key(key)],
+            format!(
+                "must be at least {section}.{key} ({needed}): what is resolved is kept while it may still reopen or flap"
+            ),
         ))
     }
 
@@ -902,7 +1034,14 @@ impl Config {
                 "must be greater than 0".to_string(),
             ));
         }
-        if let Some(why) = self.retention_problem(self.storage.retention) {
+        if self.storage.cache_mb == 0 {
+            // sled refuses a page cache under 256 bytes with a panic when the store opens.
+            out.push((
+                vec![Seg::Key("storage"), Seg::Key("cache_mb")],
+                "must be at least 1 (MiB): sled cannot run without a page cache".to_string(),
+            ));
+        }
+        if let Some((_, why)) = self.retention_problem(self.storage.retention) {
             out.push((vec![Seg::Key("storage"), Seg::Key("retention")], why));
         }
         if self.server.queue_capacity == 0 {
@@ -978,6 +1117,13 @@ impl Config {
                 "must be greater than 0".to_string(),
             ));
         }
+        if self.flapping.max_changes == 0 {
+            out.push((
+                vec![Seg::Key("flapping"), Seg::Key("max_changes")],
+                "must be greater than 0, or an alert's first resolution would mark it flapping"
+                    .to_string(),
+            ));
+        }
         if self.escalation.ceiling == Tier::L0 {
             out.push((
                 vec![Seg::Key("escalation"), Seg::Key("ceiling")],
@@ -995,8 +1141,23 @@ impl Config {
             };
             let at =
                 |key: &'static str| vec![Seg::Key("escalation"), Seg::Key(name), Seg::Key(key)];
-            if matches!(policy.next, Some(next) if next <= tier) {
-                out.push((at("next"), format!("must be a tier above {name}")));
+            match policy.next {
+                Some(next) if next <= tier => {
+                    out.push((at("next"), format!("must be a tier above {name}")));
+                }
+                // Automatic escalation stops at the ceiling: a tier below it whose `next` is
+                // above it would never escalate, its timeouts silently off.
+                Some(next) if tier < self.escalation.ceiling && next > self.escalation.ceiling => {
+                    out.push((
+                        at("next"),
+                        format!(
+                            "{next} is above escalation.ceiling ({}): {name}'s timeouts would never escalate; \
+                             name a tier up to {} or raise the ceiling",
+                            self.escalation.ceiling, self.escalation.ceiling
+                        ),
+                    ));
+                }
+                _ => {}
             }
             for (key, d) in [
                 ("ack_timeout", policy.ack_timeout),
@@ -1145,6 +1306,55 @@ impl Config {
         out
     }
 
+    /// The files this config names that cannot be read, or do not hold what they should: token
+    /// files, the TLS certificate and key, the webhook sinks' secret files.
+    fn file_problems(&self) -> Vec<(Vec<Seg>, String)> {
+        let mut out = Vec::new();
+        for (i, token) in self.auth.tokens.iter().enumerate() {
+            if let Some(path) = &token.token_file {
+                if let Err(why) = crate::sources::auth::read_token_file(path) {
+                    let at = [Seg::Key("auth"), Seg::Key("tokens"), Seg::Index(i)];
+                    out.push(([&at[..], &[Seg::Key("token_file")]].concat(), why));
+                }
+            }
+        }
+        if let Some(tls) = &self.server.tls {
+            use crate::sources::tls::TlsError;
+            for e in crate::sources::tls::problems(tls) {
+                let (key, why) = match e {
+                    TlsError::Cert { path, why } => ("cert_file", format!("{path}: {why}")),
+                    TlsError::Key { path, why } => ("key_file", format!("{path}: {why}")),
+                    pair @ TlsError::Pair(_) => ("key_file", pair.to_string()),
+                };
+                out.push((
+                    vec![Seg::Key("server"), Seg::Key("tls"), Seg::Key(key)],
+                    why,
+                ));
+            }
+        }
+        for (i, sink) in self.notify.webhook.iter().enumerate() {
+            let at = |key: &'static str| {
+                vec![
+                    Seg::Key("notify"),
+                    Seg::Key("webhook"),
+                    Seg::Index(i),
+                    Seg::Key(key),
+                ]
+            };
+            if let Some(path) = &sink.authorization_file {
+                if let Err(why) = crate::notify::webhook::read_authorization(path) {
+                    out.push((at("authorization_file"), why));
+                }
+            }
+            if let Some(path) = &sink.hmac_secret_file {
+                if let Err(why) = crate::notify::webhook::read_hmac_secret(path) {
+                    out.push((at("hmac_secret_file"), why));
+                }
+            }
+        }
+        out
+    }
+
     /// Refuses a daemon reachable beyond loopback that was not told how to authenticate: with
     /// no tokens, only an explicit `[auth] enabled = false` runs it open.
     pub fn exposure_problem(&self) -> Option<String> {
@@ -1226,7 +1436,8 @@ impl Config {
 
     /// Things that are valid but almost certainly wrong, each as `origin:line: what`: rules that
     /// can never match because an earlier rule without `continue` matches every alert they would
-    /// (its every matcher is one of theirs, or matches everything).
+    /// (each of its matchers admits every value one of theirs does, or matches everything: see
+    /// [`crate::pipeline::classify::Matcher::covers`]).
     pub fn warnings(&self, text: &str, origin: &str) -> Vec<String> {
         let Ok(rules) = self.compile_rules() else {
             return Vec::new();
@@ -1244,17 +1455,34 @@ impl Config {
                 .unwrap_or_else(|| "?".into())
         };
         let mut out = Vec::new();
-        for (j, later) in rules.rules().iter().enumerate() {
-            let shadow = rules.rules()[..j].iter().enumerate().find(|(_, earlier)| {
-                !earlier.config.continue_
+        let all = rules.rules();
+        for (j, later) in all.iter().enumerate() {
+            // The labels the two rules see differ when a rule between them that goes on
+            // (`continue`) sets labels: then nothing is said.
+            let relabelled_after = |i: usize| {
+                all[i + 1..j]
+                    .iter()
+                    .any(|r| r.config.continue_ && !r.config.set_labels.is_empty())
+            };
+            let stops = |r: &crate::pipeline::classify::Rule| {
+                !r.config.continue_ || r.config.action == Some(RuleAction::Drop)
+            };
+            let shadow = all[..j].iter().enumerate().find(|&(i, earlier)| {
+                stops(earlier)
                     && earlier
                         .matchers
                         .iter()
-                        .all(|m| m.is_always_true() || later.matchers.iter().any(|n| m.same_as(n)))
+                        .all(|m| later.matchers.iter().any(|n| m.covers(n)) || m.is_always_true())
+                    && !relabelled_after(i)
             });
             if let Some((i, earlier)) = shadow {
+                let stop = if earlier.config.action == Some(RuleAction::Drop) {
+                    "drops it"
+                } else {
+                    "has no `continue`"
+                };
                 out.push(format!(
-                    "{origin}:{}: rules[{j}] {:?} can never match: rule {:?} (line {}) matches every alert it would, and has no `continue`",
+                    "{origin}:{}: rules[{j}] {:?} can never match: rule {:?} (line {}) matches every alert it would, and {stop}",
                     line(j),
                     later.name,
                     earlier.name,
@@ -1308,7 +1536,9 @@ fn render_path(path: &[Seg]) -> String {
                 out.push_str(k);
             }
             Seg::Name(k) => {
-                out.push('.');
+                if !out.is_empty() {
+                    out.push('.');
+                }
                 out.push_str(k);
             }
             Seg::Index(i) => out.push_str(&format!("[{i}]")),
@@ -1320,6 +1550,11 @@ fn render_path(path: &[Seg]) -> String {
 /// Byte offset of the value at `path` in the parsed document, if it can be found; else of the
 /// deepest part of the path that can.
 fn locate(root: &toml_edit::Item, path: &[Seg]) -> Option<usize> {
+    walk_to(root, path).0
+}
+
+/// [`locate`]'s offset, and whether the whole path was found.
+fn walk_to(root: &toml_edit::Item, path: &[Seg]) -> (Option<usize>, bool) {
     enum Node<'a> {
         Item(&'a toml_edit::Item),
         Table(&'a toml_edit::Table),
@@ -1348,18 +1583,40 @@ fn locate(root: &toml_edit::Item, path: &[Seg]) -> Option<usize> {
             _ => None,
         };
         let Some(next) = next else {
-            return best;
+            return (best, false);
         };
         let start = match next {
             Node::Item(toml_edit::Item::Value(v)) | Node::Value(v) => v.span().map(|s| s.start),
-            Node::Item(toml_edit::Item::Table(t)) | Node::Table(t) => t.span().map(|s| s.start),
+            // A table made by dotted keys (`a.b = 1`) has no span of its own: its first key's.
+            Node::Item(toml_edit::Item::Table(t)) | Node::Table(t) => table_start(t),
             Node::Item(toml_edit::Item::ArrayOfTables(a)) => a.span().map(|s| s.start),
             Node::Item(toml_edit::Item::None) => None,
         };
         best = start.or(best);
         node = next;
     }
-    best
+    (best, true)
+}
+
+/// Whether the value at `path` is in the document (not only a table above it).
+fn is_present(root: &toml_edit::Item, path: &[Seg]) -> bool {
+    walk_to(root, path).1
+}
+
+/// Where a table starts: its header, else (made by dotted keys) the first value in it.
+fn table_start(table: &toml_edit::Table) -> Option<usize> {
+    fn first(item: &toml_edit::Item) -> Option<usize> {
+        match item {
+            toml_edit::Item::Value(v) => v.span().map(|s| s.start),
+            toml_edit::Item::Table(t) => table_start(t),
+            toml_edit::Item::ArrayOfTables(a) => a.span().map(|s| s.start),
+            toml_edit::Item::None => None,
+        }
+    }
+    table
+        .span()
+        .map(|s| s.start)
+        .or_else(|| table.iter().find_map(|(_, item)| first(item)))
 }
 
 /// 1-based line of a byte offset in `text`.
@@ -1386,7 +1643,7 @@ fn kafka_property_problem(key: &str, value: &str) -> Option<String> {
 /// Whether `filter` is a level, or comma-separated directives each a level or `target=level`.
 /// tracing's own parser takes any word as a target (`"eror"` enables one no event comes from,
 /// so every log line would be lost without a word said): only level names are taken here.
-fn is_log_filter(filter: &str) -> bool {
+pub fn is_log_filter(filter: &str) -> bool {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     let is_level = |word: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word));
     let is_target = |word: &str| {
@@ -1404,9 +1661,147 @@ fn is_log_filter(filter: &str) -> bool {
             })
 }
 
+/// The keys a table of the config may hold, asked of the types themselves: [`Probe`] is a
+/// deserializer that walks a key path into [`Config`] and, at its end, stops with the field
+/// names the type there declares. So an unknown key is refused listing the known ones, as
+/// serde's `deny_unknown_fields` would, without a second copy of the schema.
+mod schema {
+    use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+
+    use super::Seg;
+
+    /// How a probe ends: the fields of the struct at the path, or nothing known there.
+    #[derive(Debug)]
+    pub struct Found(pub Option<&'static [&'static str]>);
+
+    impl std::fmt::Display for Found {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("schema probe")
+        }
+    }
+
+    impl std::error::Error for Found {}
+
+    impl de::Error for Found {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Found(None)
+        }
+    }
+
+    /// The field names of the table at `path` in a config (`[]`: the top level), if it is one.
+    pub fn fields_at(path: &[Seg]) -> Option<&'static [&'static str]> {
+        match <super::Config as serde::Deserialize>::deserialize(Probe(path)) {
+            Err(Found(fields)) => fields,
+            Ok(_) => None,
+        }
+    }
+
+    struct Probe<'a>(&'a [Seg]);
+
+    impl<'de> de::Deserializer<'de> for Probe<'_> {
+        type Error = Found;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Found> {
+            Err(Found(None))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Found> {
+            if self.0.is_empty() {
+                return Err(Found(Some(fields)));
+            }
+            self.deserialize_map(visitor)
+        }
+
+        fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Found> {
+            match self.0.split_first() {
+                Some((Seg::Key(k), rest)) => visitor.visit_map(Entry(Some(k), rest)),
+                Some((Seg::Name(k), rest)) => visitor.visit_map(Entry(Some(k), rest)),
+                _ => Err(Found(None)),
+            }
+        }
+
+        fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Found> {
+            match self.0.split_first() {
+                Some((Seg::Index(_), rest)) => visitor.visit_seq(Element(Some(rest))),
+                _ => Err(Found(None)),
+            }
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Found> {
+            visitor.visit_some(self)
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Found> {
+            visitor.visit_newtype_struct(self)
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            unit unit_struct tuple tuple_struct enum identifier ignored_any
+        }
+    }
+
+    /// A map of one entry: the next key of the path, and a probe for the rest as its value.
+    struct Entry<'a>(Option<&'a str>, &'a [Seg]);
+
+    impl<'de> MapAccess<'de> for Entry<'_> {
+        type Error = Found;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, Found> {
+            match self.0.take() {
+                Some(key) => seed.deserialize(key.into_deserializer()).map(Some),
+                None => Ok(None),
+            }
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Found> {
+            seed.deserialize(Probe(self.1))
+        }
+    }
+
+    /// A sequence of one element: a probe for the rest of the path.
+    struct Element<'a>(Option<&'a [Seg]>);
+
+    impl<'de> SeqAccess<'de> for Element<'_> {
+        type Error = Found;
+
+        fn next_element_seed<T: DeserializeSeed<'de>>(
+            &mut self,
+            seed: T,
+        ) -> Result<Option<T::Value>, Found> {
+            match self.0.take() {
+                Some(rest) => seed.deserialize(Probe(rest)).map(Some),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `err` lists exactly these problems, in this order, each line starting as given.
+    fn assert_problems(err: &ConfigError, expect: &[&str]) {
+        let shown = err.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), expect.len(), "{shown}");
+        for (line, expect) in lines.iter().zip(expect) {
+            assert!(line.starts_with(expect), "{expect:?} in\n{shown}");
+        }
+    }
 
     #[test]
     fn the_example_file_equals_the_built_in_defaults_except_for_its_rules() {
@@ -1473,6 +1868,29 @@ mod tests {
         );
     }
 
+    /// Regression (found by the fuzz pass): an unknown table made by dotted keys has no span of
+    /// its own, and its problem came without a line.
+    #[test]
+    fn regression_an_unknown_dotted_key_is_refused_with_its_line() {
+        let err = Config::parse(
+            "[log]\nlevel = \"info\"\n_._ = []\nsevrity.default = 1\n",
+            "x.toml",
+        )
+        .unwrap_err();
+        assert_problems(
+            &err,
+            &[
+                "x.toml:3: log._: unknown field `_`",
+                "x.toml:4: log.sevrity: unknown field `sevrity`",
+            ],
+        );
+        let err = Config::parse("_._ = []\n", "x.toml").unwrap_err();
+        assert_problems(
+            &err,
+            &["x.toml:1: _: unknown field `_`, expected one of `server`"],
+        );
+    }
+
     /// Regression (found by the fuzz pass, `tests/fuzz.rs`): toml gives no message for a control
     /// character in a comment, and the refusal said only "x.toml:2: ".
     #[test]
@@ -1493,6 +1911,161 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.starts_with("t.toml:5: "), "{shown}");
         assert!(shown.contains("resolve_timout"), "{shown}");
+    }
+
+    /// Regression: `next` above the ceiling was taken and turned the tier's timeouts off
+    /// (`ack_deadline` null) without a word.
+    #[test]
+    fn a_next_tier_above_the_ceiling_is_refused_on_its_line() {
+        let text = "[escalation]\nceiling = \"L2\"\n[escalation.L1]\nack_timeout = \"2s\"\nnext = \"L3\"\n\
+                    [escalation.L2]\nnext = \"L2\"\n";
+        assert_problems(
+            &Config::parse(text, "e.toml").unwrap_err(),
+            &[
+                "e.toml:5: escalation.L1.next: L3 is above escalation.ceiling (L2): L1's timeouts would never escalate",
+                "e.toml:7: escalation.L2.next: must be a tier above L2",
+            ],
+        );
+        // At or above the ceiling a tier's policy waits for a higher ceiling: lowering the
+        // ceiling alone (L2's default next is L3) is what the ceiling is for.
+        for fine in [
+            "[escalation]\nceiling = \"L2\"\n",
+            "[escalation]\nceiling = \"L2\"\n[escalation.L1]\nnext = \"L2\"\n",
+            "[escalation.L3]\nack_timeout = \"1h\"\nnext = \"L4\"\n",
+        ] {
+            Config::parse(fine, "e.toml").unwrap_or_else(|e| panic!("{fine:?}: {e}"));
+        }
+    }
+
+    /// Regression: `cache_mb = 0` passed the check and sled panicked at the start (exit 101).
+    #[test]
+    fn knobs_that_break_at_zero_are_refused_with_their_line() {
+        let text = "[storage]\ncache_mb = 0\n\n[flapping]\nmax_changes = 0\n";
+        assert_problems(
+            &Config::parse(text, "z.toml").unwrap_err(),
+            &[
+                "z.toml:2: storage.cache_mb: must be at least 1",
+                "z.toml:5: flapping.max_changes: must be greater than 0",
+            ],
+        );
+        let ok = Config::parse(
+            "[storage]\ncache_mb = 1\n[flapping]\nmax_changes = 1\n",
+            "t",
+        );
+        assert_eq!(ok.unwrap().storage.cache_mb, 1);
+    }
+
+    /// Regression: a duration too long for any calendar passed and silently meant "never".
+    #[test]
+    fn a_duration_beyond_a_hundred_years_is_too_long() {
+        let text = "[escalation.L1]\nack_timeout = \"99999999999d\"\nnext = \"L2\"\n";
+        let shown = Config::parse(text, "d.toml").unwrap_err().to_string();
+        assert_eq!(
+            shown,
+            "d.toml:2: invalid duration \"99999999999d\": too long (at most 36500d)"
+        );
+        for longest in ["36500d", "5214w2d", "876000h"] {
+            let parsed: HumanDuration = longest.parse().unwrap();
+            assert_eq!(parsed, HumanDuration::MAX, "{longest}");
+        }
+        assert!("36500d1ms".parse::<HumanDuration>().is_err());
+    }
+
+    /// Every unknown key is listed in one pass, each with its line and the keys its table knows,
+    /// beside the other problems; unknown keys are still refusals.
+    #[test]
+    fn every_unknown_key_is_listed_with_its_line() {
+        let text = "[server]\nlistn = \"127.0.0.1:9595\"\n\n[dedup]\nreopen_windw = \"10m\"\n\n\
+                    [[rules]]\nname = \"a\"\nmatchers = ['alertname=\"X\"']\nteir = \"L2\"\n\n\
+                    [kafka]\nbrokers = \"k:9092\"\ntopics = [{ name = \"t\", fromat = \"native\" }]\n\n\
+                    [grouping]\ngroup_by = []\n\n[servr]\n";
+        assert_problems(
+            &Config::parse(text, "u.toml").unwrap_err(),
+            &[
+                "u.toml:2: server.listn: unknown field `listn`, expected one of `listen`,",
+                "u.toml:5: dedup.reopen_windw: unknown field `reopen_windw`, expected one of \
+                 `exclude_labels`, `resolve_timeout`, `reopen_window`,",
+                "u.toml:10: rules[0].teir: unknown field `teir`, expected one of `name`, \
+                 `matchers`, `set_labels`, `severity`, `tier`,",
+                "u.toml:14: kafka.topics[0].fromat: unknown field `fromat`, expected `name` or `format`",
+                "u.toml:17: grouping.group_by: must name at least one label",
+                "u.toml:19: servr: unknown field `servr`, expected one of `server`,",
+            ],
+        );
+    }
+
+    /// A reload keeps the retention in force: windows that outgrow it are refused on the line of
+    /// the window (or, when the window is the default, of the file's retention).
+    #[test]
+    fn windows_beyond_the_retention_in_force_are_refused_on_their_line() {
+        let checks = Checks {
+            files: false,
+            retention_in_force: Some(HumanDuration::secs(30 * 86_400)),
+        };
+        let text = "[storage]\nretention = \"40d\"\n[dedup]\nreopen_window = \"35d\"\n";
+        let shown = Config::parse_with(text, "r.toml", checks)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            shown,
+            "r.toml:4: dedup.reopen_window: storage.retention in force (30d, changed only by a restart) \
+             must be at least dedup.reopen_window (35d): what is resolved is kept while it may still reopen or flap"
+        );
+        let short = Checks {
+            files: false,
+            retention_in_force: Some(HumanDuration::secs(60)),
+        };
+        let shown = Config::parse_with("[storage]\nretention = \"1h\"\n", "r.toml", short)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            shown.starts_with("r.toml:2: storage.retention: storage.retention in force (1m, "),
+            "{shown}"
+        );
+        assert!(Config::parse(
+            "[storage]\nretention = \"40d\"\n[dedup]\nreopen_window = \"35d\"\n",
+            "r"
+        )
+        .is_ok());
+    }
+
+    /// The files a config names are read only when asked (a daemon's check), and every one that
+    /// cannot be read is a problem on its line, listed with the rest.
+    #[test]
+    fn unreadable_files_are_problems_on_their_lines_listed_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = |name: &str| dir.path().join(name).display().to_string();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let text = format!(
+            "[[auth.tokens]]\nname = \"t\"\ntoken_file = {:?}\nroles = [\"ingest\"]\n\n\
+             [server.tls]\ncert_file = {:?}\nkey_file = {:?}\n\n\
+             [[notify.webhook]]\nname = \"w\"\nurl = \"http://127.0.0.1:9/\"\nhmac_secret_file = {:?}\n\
+             authorization_file = {:?}\n\n[dedup]\nresolve_timeout = \"0s\"\n",
+            missing("token"),
+            missing("cert.pem"),
+            missing("key.pem"),
+            empty.display().to_string(),
+            missing("auth"),
+        );
+        assert!(Config::parse(&text, "f.toml").unwrap_err().problems.len() == 1);
+        let files = Checks {
+            files: true,
+            retention_in_force: None,
+        };
+        let err = Config::parse_with(&text, "f.toml", files).unwrap_err();
+        assert_problems(
+            &err,
+            &[
+                "f.toml:3: auth.tokens[0].token_file: cannot read token_file ",
+                "f.toml:7: server.tls.cert_file: ",
+                "f.toml:8: server.tls.key_file: ",
+                "f.toml:13: notify.webhook[0].hmac_secret_file: hmac_secret_file ",
+                "f.toml:14: notify.webhook[0].authorization_file: cannot read authorization_file ",
+                "f.toml:17: dedup.resolve_timeout: must be greater than 0",
+            ],
+        );
+        assert!(err.problems[3].message.ends_with(" is empty"), "{err}");
     }
 
     #[test]
@@ -1689,6 +2262,98 @@ matchers = ['service="api"']
         assert!(Config::embedded_default()
             .warnings(DEFAULT_TOML, "default")
             .is_empty());
+    }
+
+    /// Regression: `alertname=~".+"`, the catch-all the empty-matchers error recommends, hid
+    /// later rules on the same label without a warning. It takes every alert whose label is not
+    /// empty (nor holds a line feed): what is warned about is exactly what it is sure to take.
+    #[test]
+    fn a_rule_behind_a_non_empty_catch_all_is_reported_and_nothing_it_may_miss() {
+        let text = r#"
+[[rules]]
+name = "all"
+matchers = ['alertname=~".+"']
+
+[[rules]]
+name = "x"
+matchers = ['alertname="X"', 'env="prod"']
+
+[[rules]]
+name = "disk"
+matchers = ['alertname=~"Disk.*"']
+
+[[rules]]
+name = "x-or-y"
+matchers = ['alertname=~"X|Y"']
+
+[[rules]]
+name = "x-or-none"
+matchers = ['alertname=~"X|"']
+
+[[rules]]
+name = "lines"
+matchers = ['alertname=~"A\\s+B"']
+
+[[rules]]
+name = "no-alertname"
+matchers = ['service="db"']
+
+[[rules]]
+name = "empty"
+matchers = ['alertname=""']
+"#;
+        let config = Config::parse(text, "w.toml").unwrap();
+        let warnings = config.warnings(text, "w.toml");
+        let named: Vec<&str> = warnings
+            .iter()
+            .map(|w| w.split('"').nth(1).unwrap_or(""))
+            .collect();
+        // `alertname=""` is hidden, but by the rule that takes "", not by the catch-all.
+        assert_eq!(named, ["x", "disk", "x-or-y", "empty"], "{warnings:#?}");
+        assert!(
+            warnings[3].contains("rule \"x-or-none\" (line 19)"),
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings[0].starts_with(
+                "w.toml:7: rules[1] \"x\" can never match: rule \"all\" (line 3) matches every alert it would, and has no `continue`"
+            ),
+            "{warnings:#?}"
+        );
+
+        // Labels set between the two by a rule that goes on: the later one may still match.
+        let relabel = r#"
+[[rules]]
+name = "team-x"
+matchers = ['team="x"']
+
+[[rules]]
+name = "y-joins-x"
+matchers = ['alertname="Y"']
+set_labels = { team = "x" }
+continue = true
+
+[[rules]]
+name = "team-x-again"
+matchers = ['team="x"']
+
+[[rules]]
+name = "drop-z"
+matchers = ['alertname="Z"']
+action = "drop"
+continue = true
+
+[[rules]]
+name = "z"
+matchers = ['alertname="Z"', 'env="prod"']
+"#;
+        let config = Config::parse(relabel, "r.toml").unwrap();
+        let warnings = config.warnings(relabel, "r.toml");
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(
+            warnings[0].starts_with("r.toml:23: rules[4] \"z\" can never match: rule \"drop-z\" (line 17) matches every alert it would, and drops it"),
+            "{warnings:#?}"
+        );
     }
 
     #[test]

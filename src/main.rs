@@ -28,7 +28,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[export_name = "_rjem_malloc_conf"]
 static MALLOC_CONF: &[u8; 45] = b"narenas:1,dirty_decay_ms:20,muzzy_decay_ms:0\0";
 
-use triaged::config::{Config, LogFormat};
+use triaged::config::{Checks, Config, LogFormat};
 use triaged::reload::ConfigSource;
 
 /// The runtime's worker threads (HTTP, Kafka polling, sinks): one fewer than the CPUs, at least
@@ -110,7 +110,19 @@ enum Cmd {
 /// Load and validate a configuration, printing every problem (and warning) on stderr; `Err` is
 /// the exit code to leave with.
 fn load(source: &ConfigSource) -> Result<Config, ExitCode> {
-    match source.load() {
+    report(source.load())
+}
+
+/// [`load`] for a tool that serves no one (`replay`): the files the config names (tokens, TLS,
+/// sink secrets) are not read.
+fn load_text_only(source: &ConfigSource) -> Result<Config, ExitCode> {
+    report(source.load_with(Checks::default()))
+}
+
+fn report(
+    loaded: Result<(Config, Vec<String>), triaged::reload::LoadError>,
+) -> Result<Config, ExitCode> {
+    match loaded {
         Ok((config, warnings)) => {
             for warning in warnings {
                 eprintln!("warning: {warning}");
@@ -124,17 +136,6 @@ fn load(source: &ConfigSource) -> Result<Config, ExitCode> {
     }
 }
 
-/// The files a config names (token files, TLS certificate and key) must load too: a daemon that
-/// would refuse every request, or every handshake, is a bad config.
-fn check_secrets(config: &Config) -> Result<(), ExitCode> {
-    triaged::reload::load_secrets(config)
-        .map(drop)
-        .map_err(|e| {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        })
-}
-
 fn from_file(path: Option<PathBuf>) -> ConfigSource {
     ConfigSource {
         path,
@@ -143,8 +144,15 @@ fn from_file(path: Option<PathBuf>) -> ConfigSource {
 }
 
 fn init_logging(config: &Config) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    // RUST_LOG wins when it is a filter; one that is not (or that tracing would read as a
+    // target, losing every line, as `log.level` is checked) is said and left aside.
+    let env = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let from_env = env
+        .as_deref()
+        .filter(|f| triaged::config::is_log_filter(f))
+        .and_then(|f| EnvFilter::try_new(f).ok());
+    let ignored = env.filter(|_| from_env.is_none());
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&config.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -153,14 +161,15 @@ fn init_logging(config: &Config) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    if let Some(rust_log) = ignored {
+        tracing::warn!(RUST_LOG = %rust_log, level = %config.log.level, "RUST_LOG is not a log filter (trace, debug, info, warn, error, or directives such as \"info,triaged=debug\"): ignored, log.level is used");
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::CheckConfig { file } => match load(&from_file(Some(file.clone())))
-            .and_then(|config| check_secrets(&config).map(|()| config))
-        {
+        Cmd::CheckConfig { file } => match load(&from_file(Some(file.clone()))) {
             Ok(config) => {
                 println!("{}: ok ({} rules)", file.display(), config.rules.len());
                 ExitCode::SUCCESS
@@ -189,7 +198,7 @@ fn main() -> ExitCode {
             format,
             at,
         } => {
-            let config = match load(&from_file(config)) {
+            let config = match load_text_only(&from_file(config)) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
@@ -233,7 +242,7 @@ fn main() -> ExitCode {
                 listen,
                 data_dir,
             };
-            let config = match load(&source).and_then(|c| check_secrets(&c).map(|()| c)) {
+            let config = match load(&source) {
                 Ok(config) => config,
                 Err(code) => return code,
             };

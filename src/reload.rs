@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Checks, Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::pipeline::{Command, PipelineError, Policy, Queue, SubmitError};
 use crate::sd_notify::Notifier;
@@ -39,8 +39,17 @@ pub enum LoadError {
 }
 
 impl ConfigSource {
-    /// Read, parse and validate; returns the config and its warnings (rules that can never match).
+    /// Read, parse and validate, the files the config names included (a daemon's check);
+    /// returns the config and its warnings (rules that can never match).
     pub fn load(&self) -> Result<(Config, Vec<String>), LoadError> {
+        self.load_with(Checks {
+            files: true,
+            ..Checks::default()
+        })
+    }
+
+    /// Read, parse and validate, checking what `checks` asks besides the text.
+    pub fn load_with(&self, checks: Checks) -> Result<(Config, Vec<String>), LoadError> {
         let (mut config, warnings) = match &self.path {
             None => {
                 let config = Config::embedded_default();
@@ -53,7 +62,7 @@ impl ConfigSource {
                     source,
                 })?;
                 let origin = path.display().to_string();
-                let config = Config::parse(&text, &origin)?;
+                let config = Config::parse_with(&text, &origin, checks)?;
                 let warnings = config.warnings(&text, &origin);
                 (config, warnings)
             }
@@ -91,9 +100,6 @@ pub enum ReloadError {
     /// A sink's secret file cannot be read (missing, empty, not a header value).
     #[error("notify.webhook {name:?}: {why}")]
     Sink { name: String, why: String },
-    /// The new windows are longer than the retention in force ([storage] waits for a restart).
-    #[error("storage.retention in force ({retention}, changed only by a restart) {why}")]
-    Retention { retention: String, why: String },
     #[error(transparent)]
     Submit(#[from] SubmitError),
     #[error(transparent)]
@@ -207,18 +213,22 @@ impl Reloader {
     }
 
     async fn try_reload(&self) -> Result<Vec<&'static str>, ReloadError> {
-        let (mut config, warnings) = self.source.load()?;
+        let old = self.current();
+        // `[storage]` waits for a restart, so the new windows must fit in the retention in force.
+        let (mut config, warnings) = self.source.load_with(Checks {
+            files: true,
+            retention_in_force: Some(old.storage.retention),
+        })?;
         for warning in &warnings {
             tracing::warn!(warning = %warning, "config");
         }
-        let old = self.current();
         // Sinks are started once, at start-up, and run until shutdown: `[notify]` takes effect at
         // the next restart. The writer keeps the running sinks' names too (what the outbox takes,
         // and whose cursors hold its events), or a sink removed by a reload would still run
         // with its events leaving the outbox unseen, and one added would hold them all.
         let notify_changed = old.notify != config.notify;
-        // Checked all the same, so that what the next restart will read is known good now.
-        sink_secrets(&config)?;
+        // The new sinks' secret files were read all the same (`Checks::files`), so that what
+        // the next restart will read is known good now.
         config.notify = old.notify.clone();
         let policy = Policy::from_config(&config).map_err(ReloadError::Rules)?;
         // TLS certificates are re-read from the new paths; turning TLS on or off needs a restart.
@@ -257,12 +267,6 @@ impl Reloader {
             ..old.server.clone()
         };
         config.storage = old.storage.clone();
-        if let Some(why) = config.retention_problem(config.storage.retention) {
-            return Err(ReloadError::Retention {
-                retention: config.storage.retention.to_string(),
-                why,
-            });
-        }
         config.log = old.log.clone();
         config.kafka = old.kafka.clone();
         let (auth, tls) = load_secrets(&config)?;

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{poll_until_for, post_json};
+use common::{config, poll_until_for, post_json, request, wait_until, Daemon};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_triaged");
@@ -86,6 +86,34 @@ fn run_refuses_a_bad_config_with_exit_64_before_binding_anything() {
     );
 }
 
+/// `check-config` on `config`, and `run` on it (on loopback, its store in `data`): each one's
+/// arguments and what it did.
+fn check_config_and_run(
+    config: &std::path::Path,
+    data: &std::path::Path,
+) -> Vec<(Vec<String>, std::process::Output)> {
+    let config = config.to_str().unwrap();
+    let data = data.to_str().unwrap();
+    [
+        vec!["check-config", config],
+        vec![
+            "run",
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+        ],
+    ]
+    .into_iter()
+    .map(|args| {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        (args.into_iter().map(String::from).collect(), out)
+    })
+    .collect()
+}
+
 /// Regression: a sink's secret file that is missing passed `check-config`, and `run` failed
 /// with exit 1 ("invalid rules") once listening, which systemd restarts in a loop.
 #[test]
@@ -101,26 +129,63 @@ fn a_sinks_missing_secret_file_is_a_config_error_for_check_config_and_run() {
         ),
     )
     .unwrap();
-    for args in [
-        vec!["check-config", path.to_str().unwrap()],
-        vec![
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-        ],
-    ] {
-        let out = Command::new(BIN).args(&args).output().unwrap();
+    for (args, out) in check_config_and_run(&path, &dir.path().join("data")) {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
         assert!(
-            err.contains("notify.webhook \"noc\": cannot read hmac_secret_file")
-                && err.contains("no-such.key"),
+            err.contains(
+                "sink.toml:4: notify.webhook[0].hmac_secret_file: cannot read hmac_secret_file"
+            ) && err.contains("no-such.key"),
             "{args:?}: {err}"
         );
+    }
+}
+
+/// Regression: files the config names that cannot be read were reported one at a time, without
+/// a line, and only once every other problem was fixed; unknown keys stopped the check at the
+/// first. Now one pass lists them all, each with its line, from `check-config` and `run` alike.
+#[test]
+fn every_problem_is_listed_at_once_unknown_keys_and_unreadable_files_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("all.toml");
+    let missing = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlistn = \"127.0.0.1:9595\"\n\n[[auth.tokens]]\nname = \"t\"\n\
+             token_file = {:?}\nroles = [\"ingest\"]\n\n[server.tls]\ncert_file = {:?}\n\
+             key_file = {:?}\n\n[dedup]\nreopen_windw = \"10m\"\n\n[[notify.webhook]]\n\
+             name = \"x\"\nurl = \"http://127.0.0.1:9/\"\nhmac_secret_file = {:?}\n\n\
+             [storage]\ncache_mb = 0\n",
+            missing("token"),
+            missing("cert.pem"),
+            missing("key.pem"),
+            missing("hmac"),
+        ),
+    )
+    .unwrap();
+    for (args, out) in check_config_and_run(&path, &dir.path().join("data")) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        let expect = [
+            "all.toml:2: server.listn: unknown field `listn`",
+            "all.toml:6: auth.tokens[0].token_file: cannot read token_file ",
+            "all.toml:10: server.tls.cert_file: ",
+            "all.toml:11: server.tls.key_file: ",
+            "all.toml:14: dedup.reopen_windw: unknown field `reopen_windw`",
+            "all.toml:19: notify.webhook[0].hmac_secret_file: cannot read hmac_secret_file ",
+            "all.toml:22: storage.cache_mb: must be at least 1",
+        ];
+        assert_eq!(lines.len(), expect.len(), "{args:?}: {err}");
+        let origin = format!("{}", dir.path().display());
+        for (line, expect) in lines.iter().zip(expect) {
+            assert!(
+                line.starts_with(&format!("{origin}/{expect}")),
+                "{args:?}: {expect:?} in\n{err}"
+            );
+        }
+        assert!(!dir.path().join("data").exists(), "{args:?}");
     }
 }
 
@@ -267,4 +332,67 @@ fn jemalloc_returns_freed_memory_promptly_unless_told_otherwise() {
         .find(|section| section.contains("environment variable"))
         .unwrap();
     assert!(from_env.contains("Set conf value: dirty_decay_ms:10000"));
+}
+
+/// Under the shipped unit (a dynamic user in its own user namespace) a root-owned `chmod 600`
+/// secret is unreadable; systemd's `LoadCredential=` hands it over in `$CREDENTIALS_DIRECTORY`,
+/// which a config names as `${CREDENTIALS_DIRECTORY}/NAME`. The copy's mode (0440 here: the ACL
+/// systemd gives the service's user shows in the group bits) brings no permission warning.
+#[test]
+fn secret_files_are_read_from_systemds_credentials_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let credentials = tempfile::tempdir().unwrap();
+    let token = credentials.path().join("prometheus-token");
+    std::fs::write(&token, "credential-token-0123456789\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let rest = "[[auth.tokens]]\nname = \"prometheus\"\n\
+                token_file = \"${CREDENTIALS_DIRECTORY}/prometheus-token\"\nroles = [\"ingest\"]\n";
+    let dir = credentials.path().to_str().unwrap();
+    let d = Daemon::start_with_env(&config(rest), &[("CREDENTIALS_DIRECTORY", dir)]);
+    let body = json!([{"labels": {"alertname": "FromCredential"}}]).to_string();
+    let mut headers = vec![("Content-Type", "application/json")];
+    let refused = request(&d.addr, "POST", "/api/v2/alerts", &headers, body.as_bytes());
+    assert_eq!(refused.status, 401, "{refused}");
+    headers.push(("Authorization", "Bearer credential-token-0123456789"));
+    let taken = request(&d.addr, "POST", "/api/v2/alerts", &headers, body.as_bytes());
+    assert_eq!(taken.status, 200, "{taken}");
+    let log = d.stderr_text();
+    assert!(!log.contains("readable by other users"), "{log}");
+
+    // Outside systemd, without the variable: a config problem on its line, not a file that
+    // silently cannot be found.
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(d.dir().join("triaged.toml"))
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("triaged.toml:7: auth.tokens[0].token_file: ${CREDENTIALS_DIRECTORY}/prometheus-token: CREDENTIALS_DIRECTORY is not set"),
+        "{err}"
+    );
+}
+
+/// Regression: a `RUST_LOG` that is no filter was dropped without a word. It is still left
+/// aside for `log.level` (the daemon logs as configured), and the start says so.
+#[test]
+fn a_rust_log_that_is_no_filter_is_warned_about_at_start() {
+    for bad in ["garbage===", "eror"] {
+        let d = Daemon::start_with_env(&config(""), &[("RUST_LOG", bad)]);
+        // At level info (log.level), the start's own line comes after the warning.
+        let log = wait_until("the start logged at info", || {
+            let log = d.stderr_text();
+            log.contains("listening").then_some(log)
+        });
+        let warning = log
+            .lines()
+            .find(|l| l.contains("RUST_LOG is not a log filter"))
+            .unwrap_or_else(|| panic!("{bad:?}: no warning in\n{log}"));
+        assert!(
+            warning.contains("WARN") && warning.contains(bad),
+            "{warning}"
+        );
+    }
 }

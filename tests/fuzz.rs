@@ -947,6 +947,7 @@ fn mutated_configs_never_panic_the_parser_or_the_pipeline() {
 fn every_duration_key_at_its_extremes_never_panics_the_pipeline() {
     let extremes = [
         "\"1ms\"",
+        "\"36500d\"",
         "\"300000000d\"",
         "\"106751991167d\"",
         "\"18446744073709551615ms\"",

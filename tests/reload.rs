@@ -87,7 +87,12 @@ fn a_good_reload_changes_the_next_decision_and_a_bad_one_changes_nothing() {
     let answer = d.post_json("/-/reload", json!({}));
     assert_eq!(answer.status, 500, "{answer}");
     let detail = answer.json()["detail"].as_str().unwrap_or("").to_string();
-    assert!(detail.contains("cannot read hmac_secret_file"), "{detail}");
+    assert!(
+        detail.contains(
+            "triaged.toml:14: notify.webhook[0].hmac_secret_file: cannot read hmac_secret_file"
+        ),
+        "{detail}"
+    );
 
     // A bad file: refused with the line that is wrong; the old rules stay.
     write_config(
@@ -145,8 +150,9 @@ fn a_reload_is_refused_when_its_windows_outgrow_the_retention_in_force() {
     let answer = d.post_json("/-/reload", json!({}));
     assert_eq!(answer.status, 500, "{answer}");
     let detail = answer.json()["detail"].as_str().unwrap_or("").to_string();
+    // Named on the line of the window that outgrew it, as every other refusal names its line.
     assert!(
-        detail.contains("storage.retention in force (3s, changed only by a restart)")
+        detail.contains("triaged.toml:8: dedup.reopen_window: storage.retention in force (3s, changed only by a restart)")
             && detail.contains("must be at least dedup.reopen_window (20s)"),
         "{detail}"
     );

@@ -408,3 +408,61 @@ fn a_bad_config_stops_the_unit_instead_of_restarting_it() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("triaged.toml:2"), "{said}");
 }
+
+/// What the README tells an operator to add for secret files (its `LoadCredential=` lines) is
+/// valid in the shipped unit, and keeps its rating: the dynamic user gets secrets as systemd
+/// credentials, not as files it cannot read.
+#[test]
+fn the_documented_credentials_drop_in_verifies_with_the_unit() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read the README");
+    let credentials: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("LoadCredential="))
+        .collect();
+    assert!(
+        !credentials.is_empty(),
+        "the README shows no LoadCredential="
+    );
+    let unit = std::fs::read_to_string(unit_path()).expect("read the unit");
+    assert!(
+        unit.contains("LoadCredential=") && unit.contains("${CREDENTIALS_DIRECTORY}"),
+        "the unit's comments do not say how secrets reach the service"
+    );
+    let Some(analyze) = systemd_analyze() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("triaged.service");
+    let with_credentials = unit
+        .replace("/usr/local/bin/triaged", env!("CARGO_BIN_EXE_triaged"))
+        .replace(
+            "\n[Install]",
+            &format!("{}\n\n[Install]", credentials.join("\n")),
+        );
+    std::fs::write(&copy, with_credentials).unwrap();
+    run_analyze(&analyze, &["verify".as_ref(), copy.as_os_str()]);
+}
+
+/// The unit's `Documentation=` names what the install steps put there.
+#[test]
+fn the_units_documentation_is_installed_by_the_install_steps() {
+    let unit = std::fs::read_to_string(unit_path()).expect("read the unit");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read the README");
+    let documentation = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Documentation="))
+        .expect("a Documentation= line");
+    for url in documentation.split_whitespace() {
+        if let Some(path) = url.strip_prefix("file://") {
+            for (name, text) in [("README", &readme), ("unit", &unit)] {
+                assert!(
+                    text.lines()
+                        .any(|l| l.contains("install ") && l.contains(path)),
+                    "{url}: no install step in the {name} puts it there"
+                );
+            }
+        }
+    }
+}

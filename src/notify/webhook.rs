@@ -39,40 +39,51 @@ pub struct WebhookSink {
 }
 
 fn read_secret(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    let resolved = crate::config::resolve_file(path)?;
+    let bytes = std::fs::read(&resolved)
+        .map_err(|e| format!("cannot read {what} {}: {e}", resolved.display()))?;
     // A trailing newline from `echo secret > file` is not part of the secret.
     let trimmed = bytes.trim_ascii_end().to_vec();
     if trimmed.is_empty() {
-        return Err(format!("{what} {} is empty", path.display()));
+        return Err(format!("{what} {} is empty", resolved.display()));
     }
     Ok(trimmed)
 }
 
+/// The `Authorization` header's value, read from `authorization_file`.
+pub fn read_authorization(path: &std::path::Path) -> Result<HeaderValue, String> {
+    let mut value =
+        HeaderValue::from_bytes(&read_secret(path, "authorization_file")?).map_err(|_| {
+            format!(
+                "authorization_file {} is not a valid header value",
+                path.display()
+            )
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The HMAC key, read from `hmac_secret_file`.
+pub fn read_hmac_secret(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    read_secret(path, "hmac_secret_file")
+}
+
 /// The sink's secrets, read from their files: the `Authorization` header's value and the HMAC
-/// key. Also how the config is checked (`check-config`, the start, a reload), so that a file
-/// missing or empty is a config error rather than a sink that fails once the daemon runs.
+/// key. The config's check reads them too ([`crate::config::Checks::files`]: `check-config`, the
+/// start, a reload), so that a file missing or empty is a config error on its line rather than a
+/// sink that fails once the daemon runs.
 pub fn secrets(
     config: &WebhookSinkConfig,
 ) -> Result<(Option<HeaderValue>, Option<Vec<u8>>), String> {
-    let authorization = match &config.authorization_file {
-        None => None,
-        Some(path) => {
-            let mut value = HeaderValue::from_bytes(&read_secret(path, "authorization_file")?)
-                .map_err(|_| {
-                    format!(
-                        "authorization_file {} is not a valid header value",
-                        path.display()
-                    )
-                })?;
-            value.set_sensitive(true);
-            Some(value)
-        }
-    };
+    let authorization = config
+        .authorization_file
+        .as_deref()
+        .map(read_authorization)
+        .transpose()?;
     let hmac_secret = config
         .hmac_secret_file
         .as_deref()
-        .map(|p| read_secret(p, "hmac_secret_file"))
+        .map(read_hmac_secret)
         .transpose()?;
     Ok((authorization, hmac_secret))
 }

@@ -127,6 +127,36 @@ impl Matcher {
         self.target == other.target && self.op == other.op && self.value == other.value
     }
 
+    /// Whether every value `other` admits is admitted by this matcher too, so that an alert
+    /// `other` matches is matched by this one, as far as can be told for sure; false when not
+    /// sure. Decided when `other` admits only listed values (`="v"`, `=~"a|b"` of plain words:
+    /// each is tested), or when this one admits every value that is not empty (`!=""`), or every
+    /// one not empty without a line feed (`=~".+"`: `.` takes no line feed) and `other` admits
+    /// none that is empty (or, for `.+`, holds a line feed).
+    pub fn covers(&self, other: &Matcher) -> bool {
+        if self.is_always_true() || self.same_as(other) {
+            return true;
+        }
+        if self.target != other.target {
+            return false;
+        }
+        match other.op {
+            Op::Eq => self.test(&other.value),
+            Op::Re => {
+                if let Some(values) = literal_alternatives(&other.value) {
+                    return values.iter().all(|v| self.test(v));
+                }
+                let any_but_empty = self.op == Op::NotEq && self.value.is_empty();
+                let any_line_but_empty =
+                    self.op == Op::Re && matches!(self.value.as_str(), ".+" | "(.+)" | ".+?");
+                (any_but_empty || any_line_but_empty)
+                    && !other.test("")
+                    && (any_but_empty || !may_match_a_line_feed(&other.value))
+            }
+            Op::NotEq | Op::NotRe => false,
+        }
+    }
+
     /// Match against labels alone (what silences see); `@` targets read as "".
     pub fn matches_labels(&self, labels: &Labels) -> bool {
         match &self.target {
@@ -341,6 +371,30 @@ fn literal_alternatives(regex: &str) -> Option<Vec<String>> {
         .iter()
         .all(|w| plain(w))
         .then(|| words.iter().map(|w| w.to_string()).collect())
+}
+
+/// Whether a value `regex` matches may hold a line feed: only through a literal or a class that
+/// holds one, as the regex's syntax tree tells (true when it cannot be read).
+fn may_match_a_line_feed(regex: &str) -> bool {
+    use regex_syntax::hir::{Class, Hir, HirKind};
+    fn walk(hir: &Hir) -> bool {
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => false,
+            HirKind::Literal(literal) => literal.0.contains(&b'\n'),
+            HirKind::Class(Class::Unicode(class)) => class
+                .ranges()
+                .iter()
+                .any(|r| r.start() <= '\n' && '\n' <= r.end()),
+            HirKind::Class(Class::Bytes(class)) => class
+                .ranges()
+                .iter()
+                .any(|r| r.start() <= b'\n' && b'\n' <= r.end()),
+            HirKind::Repetition(repetition) => walk(&repetition.sub),
+            HirKind::Capture(capture) => walk(&capture.sub),
+            HirKind::Concat(all) | HirKind::Alternation(all) => all.iter().any(walk),
+        }
+    }
+    regex_syntax::parse(regex).map_or(true, |hir| walk(&hir))
 }
 
 /// Whether classification goes on after a rule matched.

@@ -54,17 +54,9 @@ impl Denied {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("auth.tokens {name:?}: cannot read token_file {path}: {source}")]
-    Read {
-        name: String,
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("auth.tokens {name:?}: token_file {path} holds no token")]
-    Empty {
-        name: String,
-        path: std::path::PathBuf,
-    },
+    /// Its token file cannot be read, or holds no token.
+    #[error("auth.tokens {name:?}: {why}")]
+    File { name: String, why: String },
 }
 
 struct Token {
@@ -110,28 +102,41 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-fn read_token(config: &TokenConfig, path: &Path) -> Result<String, AuthError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
-        name: config.name.clone(),
-        path: path.to_path_buf(),
-        source,
-    })?;
+/// The token a token file holds (its first line, surrounding whitespace trimmed), or why it
+/// holds none. The config's check reads it too ([`crate::config::Checks::files`]).
+pub fn read_token_file(path: &Path) -> Result<String, String> {
+    let resolved = crate::config::resolve_file(path)?;
+    let text = std::fs::read_to_string(&resolved)
+        .map_err(|e| format!("cannot read token_file {}: {e}", resolved.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_string();
     if token.is_empty() {
-        return Err(AuthError::Empty {
-            name: config.name.clone(),
-            path: path.to_path_buf(),
-        });
+        return Err(format!("token_file {} holds no token", resolved.display()));
     }
-    warn_if_readable_by_others(&config.name, path);
     Ok(token)
 }
 
+fn read_token(config: &TokenConfig, path: &Path) -> Result<String, AuthError> {
+    let token = read_token_file(path).map_err(|why| AuthError::File {
+        name: config.name.clone(),
+        why,
+    })?;
+    if let Ok(resolved) = crate::config::resolve_file(path) {
+        warn_if_readable_by_others(&config.name, &resolved);
+    }
+    Ok(token)
+}
+
+/// A token file others can read is a leak waiting to happen, except in systemd's credentials
+/// directory: only the service can read that, whatever the mode shows (systemd gives the
+/// service's user an ACL entry, which shows in the group bits).
 fn warn_if_readable_by_others(name: &str, path: &Path) {
     use std::os::unix::fs::PermissionsExt;
+    if crate::config::is_credential(path) {
+        return;
+    }
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(token = %name, path = %path.display(), "token file is readable by other users; chmod 600 it");
+            tracing::warn!(token = %name, path = %path.display(), "token file is readable by other users; chmod 600 it (or load it with systemd's LoadCredential=)");
         }
     }
 }

@@ -219,7 +219,7 @@ impl ApiError {
 impl From<ParseError> for ApiError {
     fn from(e: ParseError) -> ApiError {
         let error = match &e {
-            ParseError::Json(_) => "malformed JSON",
+            ParseError::Json(j) => crate::sources::formats::json_problem(j),
             ParseError::Invalid { .. } => "invalid alert",
         };
         let detail = match &e {

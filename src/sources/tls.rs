@@ -25,23 +25,49 @@ fn shown(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// Build the acceptor's configuration from the PEM files `config` names.
-pub fn load(config: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+fn read_certs(config: &TlsConfig) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let cert_err = |why: String| TlsError::Cert {
         path: shown(&config.cert_file),
         why,
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.cert_file)
+    let path = crate::config::resolve_file(&config.cert_file).map_err(cert_err)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
         .map_err(|e| cert_err(e.to_string()))?
         .collect::<Result<_, _>>()
         .map_err(|e| cert_err(e.to_string()))?;
     if certs.is_empty() {
         return Err(cert_err("holds no PEM certificate".into()));
     }
-    let key = PrivateKeyDer::from_pem_file(&config.key_file).map_err(|e| TlsError::Key {
+    Ok(certs)
+}
+
+fn read_key(config: &TlsConfig) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let key_err = |why: String| TlsError::Key {
         path: shown(&config.key_file),
-        why: e.to_string(),
-    })?;
+        why,
+    };
+    let path = crate::config::resolve_file(&config.key_file).map_err(key_err)?;
+    PrivateKeyDer::from_pem_file(&path).map_err(|e| key_err(e.to_string()))
+}
+
+/// Everything wrong with the files `config` names: the certificate's problem and the key's,
+/// both, or whether they fail to pair.
+pub fn problems(config: &TlsConfig) -> Vec<TlsError> {
+    match (read_certs(config), read_key(config)) {
+        (Ok(certs), Ok(key)) => build(certs, key).err().into_iter().collect(),
+        (certs, key) => [certs.err(), key.err()].into_iter().flatten().collect(),
+    }
+}
+
+/// Build the acceptor's configuration from the PEM files `config` names.
+pub fn load(config: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    build(read_certs(config)?, read_key(config)?)
+}
+
+fn build(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

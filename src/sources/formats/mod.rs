@@ -27,8 +27,9 @@ use crate::alert::{Alert, Labels, Source};
 /// `error`/`detail` of a 400.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    /// Not JSON, or JSON of the wrong shape: serde_json's message carries line and column.
-    #[error("malformed JSON: {0}")]
+    /// Not JSON, or JSON of the wrong shape (the text says which): serde_json's message carries
+    /// line and column.
+    #[error("{}: {0}", json_problem(.0))]
     Json(#[from] serde_json::Error),
     /// Well-formed JSON that breaks a rule of the format (empty labels, unknown event_action ...).
     #[error("invalid {what}: {why}")]
@@ -38,6 +39,15 @@ pub enum ParseError {
         /// Human text: why it is wrong.
         why: String,
     },
+}
+
+/// What a JSON error is, for people: `"malformed JSON"` (not JSON: a syntax error or a body cut
+/// short) or `"JSON of the wrong shape"` (well-formed, but not what the format reads).
+pub fn json_problem(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Data => "JSON of the wrong shape",
+        _ => "malformed JSON",
+    }
 }
 
 impl ParseError {
@@ -765,6 +775,14 @@ mod tests {
         assert_eq!(err.reason(), "malformed_json");
         let text = err.to_string();
         assert!(text.starts_with("malformed JSON: "), "{text}");
+        assert!(text.contains("line 1 column"), "{text}");
+        // Well-formed JSON, not what the format reads: said so, in the same category.
+        let err: ParseError = serde_json::from_slice::<AlertArray<Labels>>(b"{\"a\": 1}")
+            .unwrap_err()
+            .into();
+        assert_eq!(err.reason(), "malformed_json");
+        let text = err.to_string();
+        assert!(text.starts_with("JSON of the wrong shape: "), "{text}");
         assert!(text.contains("line 1 column"), "{text}");
     }
 
