@@ -747,7 +747,7 @@ async fn route(
         ["api", "v1", "alerts", fp] if is_get => crate::api::get_alert(app, fp),
         ["api", "v2", "alerts"] if is_get => crate::api::list_alerts(app, req.uri()),
         ["api", "v2", "status"] if is_get => crate::api::status(app),
-        ["api", "v2", "silences"] if is_get => crate::api::list_silences(app),
+        ["api", "v2", "silences"] if is_get => crate::api::list_silences(app, req.uri()),
         ["api", "v2", "silences"] if is_post => {
             let body = read_json_body(app, req).await?;
             crate::api::post_silence(app, &body).await
