@@ -9,7 +9,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::alert::Labels;
+use crate::alert::{check_readable, Labels};
 use crate::pipeline::classify::{Matcher, Op, Target};
 
 /// A silence's id: a UUID, as Alertmanager's.
@@ -97,6 +97,8 @@ impl Silence {
         id: SilenceId,
         now: DateTime<Utc>,
     ) -> Result<Silence, String> {
+        check_readable("startsAt", p.starts_at)?;
+        check_readable("endsAt", p.ends_at)?;
         if p.matchers.is_empty() {
             return Err("a silence needs at least one matcher".into());
         }
@@ -315,5 +317,11 @@ mod tests {
         let mut p = base();
         p.comment = " ".into();
         refuse(p, "comment");
+        let mut p = base();
+        p.ends_at = "+10000-01-01T00:00:00Z".parse().unwrap();
+        refuse(p, "endsAt +10000-01-01T00:00:00Z is out of the range");
+        let mut p = base();
+        p.starts_at = "2016-12-31T23:59:60Z".parse().unwrap();
+        refuse(p, "startsAt 2016-12-31T23:59:60Z is out of the range");
     }
 }

@@ -15,8 +15,10 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{clean_labels, from_object, non_empty, null_as_default, AlertArray, ParseError};
-use crate::alert::{given_time, Alert, Labels, Source, Status};
+use super::{
+    clean_labels, from_object, non_empty, null_as_default, wire_time, AlertArray, ParseError,
+};
+use crate::alert::{Alert, Labels, Source, Status};
 
 /// The payload versions this module reads: Alertmanager 0.x all send "4", Grafana's unified
 /// alerting (9 and later) "1" for the same shape.
@@ -86,8 +88,8 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
             let mut alert = Alert::new(Source::Webhook, clean_labels(raw.labels, index)?);
             alert.annotations = raw.annotations;
             alert.status = status;
-            alert.starts_at = given_time(raw.starts_at);
-            alert.ends_at = given_time(raw.ends_at);
+            alert.starts_at = wire_time(raw.starts_at, "startsAt", index)?;
+            alert.ends_at = wire_time(raw.ends_at, "endsAt", index)?;
             alert.generator_url = non_empty(raw.generator_url);
             alert.expires_without_refresh = false;
             Ok(alert)
