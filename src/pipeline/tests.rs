@@ -811,6 +811,80 @@ fn resolve_timeout_expires_an_alert_unless_it_is_sent_again() {
     assert_eq!(h.mttr(Tier::L1, Severity::Warning), (2, 35.0 + 51.0));
 }
 
+/// A re-send never pulls back an `endsAt` its sender gave, as Alertmanager keeps the later one:
+/// a delayed retry, or the second Prometheus of an HA pair, cannot resolve the alert (and
+/// auto-resolve its incident) early. So through the refresh log (a pure repeat), a repeat of
+/// the same batch, and the full path (new annotations) alike; an `endsAt` later pushes it on.
+#[test]
+fn a_re_send_with_an_earlier_end_does_not_pull_the_expiry_back() {
+    let mut h = Harness::new(&format!("{RESOLVE_30S}{NO_TIMEOUTS}"));
+    let t0 = h.now();
+    let mut a = refreshed(&[("alertname", "HaPair")]);
+    a.ends_at = Some(t0 + secs(60));
+    let mut early = a.clone();
+    early.ends_at = Some(t0 + secs(20));
+    let mut no_end = a.clone();
+    no_end.ends_at = None; // its expiry would be resolve_timeout: now + 30 s
+    let mut changed = early.clone();
+    changed.annotations.insert("summary".into(), "worse".into());
+    assert_eq!(h.ingest(vec![a.clone()]).incidents, ids(&[1]));
+
+    h.clock.advance(5);
+    assert_eq!(h.ingest(vec![early.clone()]).deduplicated, 1);
+    assert_eq!(h.record(&a).expires_at, Some(t0 + secs(60)), "refresh log");
+    assert_eq!(
+        h.ingest(vec![no_end.clone(), early.clone()]).deduplicated,
+        2
+    );
+    assert_eq!(h.record(&a).expires_at, Some(t0 + secs(60)), "same batch");
+    h.ingest(vec![changed.clone()]);
+    let record = h.record(&a);
+    assert_eq!(record.annotations["summary"], "worse", "full path");
+    assert_eq!(
+        (record.ends_at, record.expires_at),
+        (Some(t0 + secs(60)), Some(t0 + secs(60)))
+    );
+
+    h.clock.advance(20); // t0+25: past the earlier endsAt
+    h.tick();
+    assert_eq!(h.record(&a).status, Status::Firing);
+    assert_eq!(h.incident(1).state, State::Open);
+
+    // A later endsAt pushes it forward.
+    let mut later = changed.clone();
+    later.ends_at = Some(t0 + secs(90));
+    h.ingest(vec![later]);
+    h.clock.advance(40); // t0+65
+    h.tick();
+    assert_eq!(h.record(&a).status, Status::Firing);
+    h.clock.advance(26); // t0+91
+    h.tick();
+    let record = h.record(&a);
+    assert_eq!(record.status, Status::Resolved);
+    assert_eq!(record.ends_at, Some(t0 + secs(90)));
+    assert_eq!(h.incident(1).state, State::Resolved);
+}
+
+/// An expiry that was only `resolve_timeout` (no `endsAt` given) gives way to a re-send's
+/// earlier `endsAt`, as in Alertmanager (a non-timeout end rules); and an `endsAt` in the past
+/// still resolves at once.
+#[test]
+fn an_end_given_replaces_a_resolve_timeout_expiry_and_a_past_end_resolves() {
+    let mut h = Harness::new(&format!("{RESOLVE_30S}{NO_TIMEOUTS}"));
+    let t0 = h.now();
+    let a = refreshed(&[("alertname", "Timeout")]);
+    h.ingest(vec![a.clone()]);
+    assert_eq!(h.record(&a).expires_at, Some(t0 + secs(30)));
+    let mut sooner = a.clone();
+    sooner.ends_at = Some(t0 + secs(10));
+    h.ingest(vec![sooner]);
+    assert_eq!(h.record(&a).expires_at, Some(t0 + secs(10)));
+    let mut past = a.clone();
+    past.ends_at = Some(t0 - secs(1));
+    assert_eq!(h.ingest(vec![past]).resolved, 1);
+    assert_eq!(h.record(&a).status, Status::Resolved);
+}
+
 #[test]
 fn a_webhook_alert_without_an_end_never_expires() {
     let mut h = Harness::new(&format!("{RESOLVE_30S}{NO_TIMEOUTS}"));

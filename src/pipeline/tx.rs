@@ -316,6 +316,11 @@ impl Tx {
             return Ok(false);
         };
         let placed = digest.incident.is_some() || digest.silenced || tier == Tier::L0;
+        let kept = match self.refreshes.get(&fp) {
+            Some(r) => (r.ends_at, r.expires_at),
+            None => (digest.ends_at, digest.expires_at),
+        };
+        let (ends_at, expires_at) = triage::merge_expiry(kept, (alert.alert.ends_at, expires_at));
         let timer_stays = match (digest.timer_at, expires_at) {
             (Some(armed), Some(new)) => armed <= new,
             (armed, new) => armed == new,
@@ -343,7 +348,7 @@ impl Tx {
                 fingerprint: fp,
                 count,
                 last_seen: self.now,
-                ends_at: alert.alert.ends_at,
+                ends_at,
                 expires_at,
             },
         );
@@ -671,6 +676,11 @@ impl Tx {
                     summary.deduplicated += 1;
                     Verdict::Deduplicated
                 };
+                let (ends_at, expires_at) = triage::merge_expiry(
+                    (record.ends_at, record.expires_at),
+                    (alert.alert.ends_at, expires_at),
+                );
+                alert.alert.ends_at = ends_at;
                 self.arm_expiry(&mut record, expires_at);
                 let raised = record_repeat(&mut record, alert, severity, now);
                 let incident = record.incident;
@@ -702,6 +712,16 @@ impl Tx {
         match &previous {
             Some(p) => {
                 record.timer_at = p.timer_at;
+                let expires_at = if p.status == Status::Firing {
+                    let (ends_at, expires_at) = triage::merge_expiry(
+                        (p.ends_at, p.expires_at),
+                        (record.ends_at, expires_at),
+                    );
+                    record.ends_at = ends_at;
+                    expires_at
+                } else {
+                    expires_at
+                };
                 self.arm_expiry(&mut record, expires_at);
                 record.first_seen = p.first_seen;
                 record.count = p.count + 1;
