@@ -69,14 +69,16 @@ pub fn list_incidents(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
     let mut cursor = None;
     for (key, value) in query_pairs(uri) {
         match key {
-            // `active`: open and acknowledged together, in one consistent page.
-            "state" if value == "active" => filter.active = true,
+            // `active`: open and acknowledged together, in one consistent page. Given twice,
+            // the last counts, as for the other parameters.
+            "state" if value == "active" => (filter.active, filter.state) = (true, None),
             "state" => {
                 filter.state = Some(value.parse::<State>().map_err(|_| {
                     ApiError::bad_request(format!(
                         "unknown state {value:?}: expected open, acknowledged, resolved or active"
                     ))
-                })?)
+                })?);
+                filter.active = false;
             }
             "tier" => filter.tier = Some(value.parse::<Tier>().map_err(ApiError::bad_request)?),
             "team" | "service" => {

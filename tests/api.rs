@@ -342,6 +342,13 @@ fn paging_is_newest_first_and_filters_work() {
     assert_eq!(ids_of(&d, "tier=L3"), set(&[&b, &c]));
     assert_eq!(ids_of(&d, "tier=L1"), set(&[&a, &e]));
     assert_eq!(ids_of(&d, "state=open&tier=L3"), set(&[&c]));
+    // Given twice, `state` counts once, its last value, as the other parameters do.
+    assert_eq!(ids_of(&d, "state=active&state=resolved"), set(&[&dd]));
+    assert_eq!(
+        ids_of(&d, "state=resolved&state=active"),
+        set(&[&a, &b, &c, &e])
+    );
+    assert_eq!(ids_of(&d, "state=resolved&state=open"), set(&[&a, &c, &e]));
     for inc in d.all_incidents("state=open") {
         assert_eq!(inc["state"], "open", "{inc}");
     }
