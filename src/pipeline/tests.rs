@@ -2479,6 +2479,43 @@ fn the_l4_handover_is_made_from_l3_and_names_the_vendor() {
     assert_eq!(h.incident(1).vendor.as_deref(), Some("acme"));
 }
 
+/// A resolved incident at L3 is told resolved (409), not asked for a vendor (400): the state is
+/// checked before what an escalation from its tier would need, whatever the escalation asks.
+#[test]
+fn escalating_a_resolved_incident_at_l3_is_a_conflict_not_a_missing_vendor() {
+    let mut h = Harness::new("");
+    h.ingest(vec![alert(&[
+        ("alertname", "Down"),
+        ("severity", "critical"),
+    ])]);
+    assert_eq!(h.incident(1).tier, Tier::L3);
+    h.act(1, resolve(Some("fixed"))).unwrap();
+    let to_l3 = Action::Escalate {
+        actor: "carol".into(),
+        reason: Some("x".into()),
+        to: Some(Tier::L3),
+        vendor: Some("acme".into()),
+        vendor_ref: None,
+    };
+    for action in [
+        escalate(None, Some("x")),
+        hand_over(None, None),
+        hand_over(Some("acme"), Some("CASE-1")),
+        to_l3,
+    ] {
+        assert!(
+            matches!(
+                h.act(1, action.clone()),
+                Err(PipelineError::Conflict(TransitionError::Resolved(
+                    IncidentId(1)
+                )))
+            ),
+            "{action:?}"
+        );
+    }
+    assert_eq!(h.escalations(), 0);
+}
+
 #[test]
 fn de_escalation_goes_down_and_no_further_than_l1() {
     let mut h = Harness::new("");

@@ -16,7 +16,8 @@ use crate::alert::{
 };
 use crate::config::FlapAction;
 use crate::incident::{
-    group_key, group_labels, EventKind, Incident, IncidentId, Tier, SYSTEM_ACTOR,
+    group_key, group_labels, EventKind, Incident, IncidentId, State, Tier, TransitionError,
+    SYSTEM_ACTOR,
 };
 use crate::metrics::Metrics;
 use crate::outbox::OutboxEvent;
@@ -1505,6 +1506,11 @@ impl Tx {
                 vendor,
                 vendor_ref,
             } => {
+                // A resolved incident escalates nowhere: say so (409) before asking what an
+                // escalation from its tier would need (a vendor, at L3).
+                if incident.state == State::Resolved {
+                    return Err(TransitionError::Resolved(id).into());
+                }
                 let reason_text = reason.unwrap_or_else(|| "manual".into());
                 let target = to.or(incident.tier.next());
                 let from = if target == Some(Tier::L4) {
