@@ -16,7 +16,7 @@ use tempfile::TempDir;
 use super::*;
 use crate::alert::{AlertRecord, Severity, Status};
 use crate::incident::{EventKind, State, SYSTEM_ACTOR};
-use crate::silence::SilenceMatcher;
+use crate::silence::{SilenceMatcher, SilenceState};
 use crate::store::IncidentFilter;
 
 /// Whole seconds: the stored timer keys have millisecond resolution.
@@ -1971,6 +1971,32 @@ fn expiring_a_silence_triages_what_it_held_at_once() {
         h.expire_silence(SilenceId::from_u128(7)),
         Err(PipelineError::SilenceNotFound(_))
     ));
+}
+
+/// Posting an expired silence's id again makes a new silence, with a new id, as Alertmanager
+/// does; the expired one is not revived and stays as it ended.
+#[test]
+fn an_expired_silence_posted_again_is_a_new_silence() {
+    let mut h = Harness::new("");
+    let t0 = h.now();
+    let id = h.put_silence(silence_of("Maint", t0, 0, HOUR)).unwrap();
+    h.clock.advance(MIN);
+    h.expire_silence(id).unwrap();
+    let ended = h.store.silence(id).unwrap().unwrap();
+
+    h.clock.advance(MIN);
+    let mut again = silence_of("Maint", h.now(), 0, HOUR);
+    again.id = Some(id.to_string());
+    let new = h.put_silence(again).unwrap();
+    assert_ne!(new, id);
+    assert_eq!(h.store.silence(id).unwrap().unwrap(), ended);
+    assert_eq!(
+        h.store.silence(new).unwrap().unwrap().state(h.now()),
+        SilenceState::Active
+    );
+    let held = alert(&[("alertname", "Maint")]);
+    assert_eq!(h.ingest(vec![held.clone()]).silenced, 1);
+    assert_eq!(h.record(&held).silenced_by, Some(new));
 }
 
 #[test]

@@ -1183,7 +1183,9 @@ impl Tx {
                     .store
                     .silence(id)?
                     .ok_or_else(|| PipelineError::SilenceNotFound(text.clone()))?;
-                Some(old)
+                // An expired silence is not revived: as Alertmanager does, the post makes a new
+                // silence, with a new id, and the expired one stays as it ended.
+                Some(old).filter(|s| s.state(self.now) != SilenceState::Expired)
             }
             _ => None,
         };
