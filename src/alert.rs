@@ -383,6 +383,23 @@ pub fn labels_from(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// Whether a time can be written for Alertmanager's clients to read back: Go's RFC 3339 parser
+/// (amtool, Grafana, Alertmanager itself) takes years 0000 to 9999 and no leap second (`:60`),
+/// and triaged writes times in UTC. Alertmanager refuses other times with a 400, and so does
+/// triaged, naming `field`: stored, one such time would make `amtool alert query` (or `silence
+/// query`) fail for every alert (silence) listed with it.
+pub fn check_readable(field: &str, t: DateTime<Utc>) -> Result<(), String> {
+    use chrono::{Datelike, Timelike};
+    if (0..=9999).contains(&t.year()) && t.nanosecond() < 1_000_000_000 {
+        return Ok(());
+    }
+    Err(format!(
+        "{field} {} is out of the range Alertmanager's clients read (RFC 3339 as Go reads it: \
+         years 0000 to 9999 in UTC, no leap second)",
+        t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    ))
+}
+
 /// Alertmanager and Go write "not given" as the zero time `0001-01-01T00:00:00Z`; treat it, and
 /// anything before the Unix epoch, as absent.
 pub fn given_time(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
@@ -531,6 +548,31 @@ mod tests {
         alert.ends_at = Some(now - chrono::Duration::seconds(1));
         let n = alert.normalize(&[], &SeverityMap::default(), now);
         assert_eq!(n.alert.status, Status::Resolved);
+    }
+
+    #[test]
+    fn times_go_cannot_read_are_refused() {
+        for text in [
+            "2026-11-26T16:12:09.255Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999Z",
+        ] {
+            let t: DateTime<Utc> = text.parse().unwrap();
+            assert_eq!(check_readable("startsAt", t), Ok(()), "{text}");
+        }
+        for text in [
+            "+10000-01-01T00:00:00Z",
+            "9999-12-31T23:30:00-01:00",
+            "-0001-01-01T00:00:00Z",
+            "2016-12-31T23:59:60Z",
+        ] {
+            let t: DateTime<Utc> = text.parse().unwrap();
+            let err = check_readable("endsAt", t).unwrap_err();
+            assert!(
+                err.starts_with("endsAt ") && err.contains("years 0000 to 9999"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

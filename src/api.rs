@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::alert::{AlertRecord, Fingerprint, Labels};
 use crate::incident::{Incident, IncidentId, State, Tier};
-use crate::pipeline::classify::Matcher;
+use crate::pipeline::classify::{Matcher, Target};
 use crate::pipeline::{Action, Command, Outcome};
 use crate::silence::{PostableSilence, SilenceId};
 use crate::sources::http::{json_response, ApiError, App, Response};
@@ -69,14 +69,16 @@ pub fn list_incidents(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
     let mut cursor = None;
     for (key, value) in query_pairs(uri) {
         match key {
-            // `active`: open and acknowledged together, in one consistent page.
-            "state" if value == "active" => filter.active = true,
+            // `active`: open and acknowledged together, in one consistent page. Given twice,
+            // the last counts, as for the other parameters.
+            "state" if value == "active" => (filter.active, filter.state) = (true, None),
             "state" => {
                 filter.state = Some(value.parse::<State>().map_err(|_| {
                     ApiError::bad_request(format!(
                         "unknown state {value:?}: expected open, acknowledged, resolved or active"
                     ))
-                })?)
+                })?);
+                filter.active = false;
             }
             "tier" => filter.tier = Some(value.parse::<Tier>().map_err(ApiError::bad_request)?),
             "team" | "service" => {
@@ -240,10 +242,17 @@ pub fn summary(app: &Arc<App>) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &summary))
 }
 
-/// `GET /api/v2/silences`: every silence, in Alertmanager's form.
-pub fn list_silences(app: &Arc<App>) -> Result<Response, ApiError> {
+/// `GET /api/v2/silences?filter=...`: the silences, in Alertmanager's form; with `filter`s,
+/// those listed by every one of them as Alertmanager lists them ([`Silence::listed_by`]: the
+/// silence has a matcher of the same label, operator and value), so that `amtool silence
+/// query MATCHER` lists only those. A malformed filter is a 400, as for alerts.
+///
+/// [`Silence::listed_by`]: crate::silence::Silence::listed_by
+pub fn list_silences(app: &Arc<App>, uri: &Uri) -> Result<Response, ApiError> {
+    let filter = silence_filter(uri.query().unwrap_or("")).map_err(ApiError::bad_request)?;
     let now = chrono::Utc::now();
     let mut silences = app.store.silences().map_err(store_error)?;
+    silences.retain(|s| s.listed_by(&filter));
     silences.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
     let shown: Vec<_> = silences.iter().map(|s| s.gettable(now)).collect();
     Ok(json_response(StatusCode::OK, &shown))
@@ -389,6 +398,41 @@ fn percent_decode(text: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("{text:?} does not decode to UTF-8"))
 }
 
+/// The `key=value` pairs of a raw query string, both percent-decoded.
+fn decoded_pairs(query: &str) -> impl Iterator<Item = Result<(String, String), String>> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        Ok((percent_decode(key)?, percent_decode(value)?))
+    })
+}
+
+/// One `filter` parameter: one matcher in Alertmanager's syntax.
+fn filter_matcher(value: &str) -> Result<Matcher, String> {
+    Matcher::parse(value).map_err(|e| {
+        format!("filter: {e} (one matcher per filter parameter, e.g. alertname=\"X\")")
+    })
+}
+
+/// The `filter` parameters of `GET /api/v2/silences` (other parameters are ignored, as
+/// Alertmanager ignores them). A matcher on `@source` or `@annotation.NAME` is refused: a
+/// silence has label matchers only.
+pub fn silence_filter(query: &str) -> Result<Vec<Matcher>, String> {
+    let mut filter = Vec::new();
+    for pair in decoded_pairs(query) {
+        let (key, value) = pair?;
+        if key == "filter" {
+            let matcher = filter_matcher(&value)?;
+            if !matches!(matcher.target, Target::Label(_)) {
+                return Err(format!(
+                    "filter {value:?}: a silence filter names a label (silences match labels only)"
+                ));
+            }
+            filter.push(matcher);
+        }
+    }
+    Ok(filter)
+}
+
 /// The parameters of `GET /api/v2/alerts`, read as Alertmanager reads them: `active`,
 /// `silenced`, `inhibited` and `unprocessed` (booleans, default true) say which states to show;
 /// `filter` (repeatable) is one matcher each, all of which must match; `receiver` is an
@@ -420,10 +464,8 @@ impl AlertQuery {
     /// Parse a raw (percent-encoded) query string.
     pub fn parse(query: &str) -> Result<AlertQuery, String> {
         let mut q = AlertQuery::default();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = percent_decode(key)?;
-            let value = percent_decode(value)?;
+        for pair in decoded_pairs(query) {
+            let (key, value) = pair?;
             let flag = |value: &str| match value {
                 "true" => Ok(true),
                 "false" => Ok(false),
@@ -434,9 +476,7 @@ impl AlertQuery {
                 "silenced" => q.silenced = flag(&value)?,
                 "inhibited" => q.inhibited = flag(&value)?,
                 "unprocessed" => q.unprocessed = flag(&value)?,
-                "filter" => q.filter.push(Matcher::parse(&value).map_err(|e| {
-                    format!("filter: {e} (one matcher per filter parameter, e.g. alertname=\"X\")")
-                })?),
+                "filter" => q.filter.push(filter_matcher(&value)?),
                 // Go's clients leave an empty receiver out; an empty one selects nothing else.
                 "receiver" if value.is_empty() => {}
                 "receiver" => {
@@ -695,6 +735,18 @@ mod tests {
             let err = AlertQuery::parse(query).unwrap_err();
             assert!(err.contains(says), "{query}: {err}");
         }
+        for (query, says) in [
+            ("filter=bogus", "no operator"),
+            ("filter=alertname%3D~%22(%22", "invalid regex"),
+            ("filter=%40source%3Dalertmanager", "names a label"),
+            ("filter=%ZZ", "bad %-escape"),
+        ] {
+            let err = silence_filter(query).unwrap_err();
+            assert!(err.contains(says), "{query}: {err}");
+        }
+        let filter = silence_filter("filter=alertname%3D%22X%22&silenced=false").unwrap();
+        assert_eq!(filter.len(), 1);
+        assert_eq!(filter[0].value, "X");
         let ignored = AlertQuery::parse("limit=3&_=1700000000").unwrap();
         assert!(ignored.active && ignored.silenced && ignored.filter.is_empty());
     }

@@ -1270,9 +1270,28 @@ impl Config {
                 "must name at least one label".to_string(),
             ));
         }
+        // L4 is the vendor handover, by hand from L3 only: no alert is sent there.
+        const L4_BY_HAND: &str =
+            "L4 is the vendor handover, made by hand from L3 (naming the vendor): no alert goes there by itself; L0 to L3";
+        let t = &self.tiers;
+        for (key, tier) in [
+            ("critical", t.critical),
+            ("major", t.major),
+            ("minor", t.minor),
+            ("warning", t.warning),
+            ("info", t.info),
+        ] {
+            if tier == Tier::L4 {
+                let path = vec![Seg::Key("tiers"), Seg::Key(key)];
+                out.push((path, L4_BY_HAND.to_string()));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, rule) in self.rules.iter().enumerate() {
             let at = |key: &'static str| vec![Seg::Key("rules"), Seg::Index(i), Seg::Key(key)];
+            if rule.tier == Some(Tier::L4) {
+                out.push((at("tier"), L4_BY_HAND.to_string()));
+            }
             if rule.name.trim().is_empty() {
                 out.push((at("name"), "must not be empty".to_string()));
             } else if !names.insert(rule.name.as_str()) {
@@ -2078,6 +2097,22 @@ mod tests {
         let text = "[tiers]\ncritical = \"L9\"\n";
         let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
         assert!(shown.starts_with("t.toml:2: "), "{shown}");
+
+        // L4 is reached by hand only (the vendor handover): not by severity, not by a rule.
+        let text = "[tiers]\nmajor = \"L3\"\ncritical = \"L4\"\n";
+        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(shown.starts_with("t.toml:3: "), "{shown}");
+        assert!(
+            shown.contains("tiers.critical: L4 is the vendor handover"),
+            "{shown}"
+        );
+        let text = "[[rules]]\nname = \"x\"\nmatchers = ['alertname=\"A\"']\ntier = \"L4\"\n";
+        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
+        assert!(shown.starts_with("t.toml:4: "), "{shown}");
+        assert!(
+            shown.contains("rules[0].tier: L4 is the vendor handover"),
+            "{shown}"
+        );
 
         let text = "[storage]\ncache_mb = 16\ncheckpoint_kb = 0\n";
         let shown = Config::parse(text, "t.toml").unwrap_err().to_string();

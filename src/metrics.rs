@@ -13,7 +13,7 @@ use crate::alert::{Severity, Source};
 use crate::incident::Tier;
 
 /// Reasons an ingest request is refused; the `reason` label of `triaged_alerts_rejected_total`.
-pub const REJECT_REASONS: [&str; 13] = [
+pub const REJECT_REASONS: [&str; 14] = [
     "malformed_json",
     "invalid_alert",
     "unsupported_media_type",
@@ -27,6 +27,7 @@ pub const REJECT_REASONS: [&str; 13] = [
     "unauthorized",
     "forbidden",
     "store_unavailable",
+    "malformed_http",
 ];
 
 /// Buckets for MTTA / MTTR: from seconds (automation) to days (vendor tickets).
@@ -84,6 +85,7 @@ pub struct Metrics {
     pub http_connections_rejected: IntCounter,
     pub http_auth_failures: IntCounterVec,
     pub tls_handshake_failures: IntCounter,
+    pub http_parse_errors: IntCounter,
     pub store_flush_seconds: Histogram,
     /// 1 while the store takes writes; 0 while it is down (disk full, read-only ...).
     pub store_writable: IntGauge,
@@ -375,6 +377,11 @@ impl Metrics {
                 "TLS handshakes that failed or timed out.",
             ))
             .unwrap(),
+            http_parse_errors: IntCounter::with_opts(opts(
+                "http_parse_errors_total",
+                "Requests refused by the HTTP parser before routing (400 with an empty body, or 431): a malformed request line or header, such as a duplicate or negative Content-Length.",
+            ))
+            .unwrap(),
             queue_depth: IntGauge::with_opts(opts(
                 "queue_depth",
                 "Commands waiting for the writer.",
@@ -468,6 +475,7 @@ impl Metrics {
             Box::new(self.http_connections_rejected.clone()),
             Box::new(self.http_auth_failures.clone()),
             Box::new(self.tls_handshake_failures.clone()),
+            Box::new(self.http_parse_errors.clone()),
             Box::new(self.store_flush_seconds.clone()),
             Box::new(self.store_writable.clone()),
             Box::new(self.store_write_failures.clone()),

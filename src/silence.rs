@@ -9,8 +9,8 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::alert::Labels;
-use crate::pipeline::classify::{Matcher, Op};
+use crate::alert::{check_readable, Labels};
+use crate::pipeline::classify::{Matcher, Op, Target};
 
 /// A silence's id: a UUID, as Alertmanager's.
 pub type SilenceId = uuid::Uuid;
@@ -25,6 +25,17 @@ pub struct SilenceMatcher {
     /// `false` negates (`!=`, `!~`); absent means `true`, as older clients omit it.
     #[serde(default = "yes")]
     pub is_equal: bool,
+}
+
+impl SilenceMatcher {
+    pub fn op(&self) -> Op {
+        match (self.is_regex, self.is_equal) {
+            (false, true) => Op::Eq,
+            (false, false) => Op::NotEq,
+            (true, true) => Op::Re,
+            (true, false) => Op::NotRe,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -86,6 +97,8 @@ impl Silence {
         id: SilenceId,
         now: DateTime<Utc>,
     ) -> Result<Silence, String> {
+        check_readable("startsAt", p.starts_at)?;
+        check_readable("endsAt", p.ends_at)?;
         if p.matchers.is_empty() {
             return Err("a silence needs at least one matcher".into());
         }
@@ -146,16 +159,25 @@ impl Silence {
         self.matchers
             .iter()
             .map(|m| {
-                let op = match (m.is_regex, m.is_equal) {
-                    (false, true) => Op::Eq,
-                    (false, false) => Op::NotEq,
-                    (true, true) => Op::Re,
-                    (true, false) => Op::NotRe,
-                };
-                Matcher::label(&m.name, op, &m.value)
+                Matcher::label(&m.name, m.op(), &m.value)
                     .map_err(|e| format!("matcher {:?}: {e}", m.name))
             })
             .collect()
+    }
+
+    /// Whether `GET /api/v2/silences` lists it for these `filter` matchers, as Alertmanager
+    /// decides it (`CheckSilenceMatchesFilterLabels`, the same in 0.25 and since): for every
+    /// filter matcher the silence has a matcher of the same label, operator and value, written
+    /// alike (`alertname=~"Disk.*"` lists the silence made with that regex, not one on
+    /// `alertname="DiskFull"`). No filter lists every silence.
+    pub fn listed_by(&self, filter: &[Matcher]) -> bool {
+        filter.iter().all(|f| {
+            self.matchers.iter().any(|m| {
+                matches!(&f.target, Target::Label(name) if *name == m.name)
+                    && f.op == m.op()
+                    && f.value == m.value
+            })
+        })
     }
 }
 
@@ -199,6 +221,65 @@ mod tests {
         assert!(!s.silences(&labels(&[("alertname", "CaptureAmtool")]), after));
     }
 
+    /// What Alertmanager 0.25 lists for each filter, checked against a real one with the same
+    /// silences: the filter names a matcher the silence has, not labels it would silence.
+    #[test]
+    fn filters_list_silences_as_alertmanager_does() {
+        let now = Utc::now();
+        let silence = |matchers: &[(&str, &str, bool, bool)]| {
+            let p = PostableSilence {
+                id: None,
+                matchers: matchers
+                    .iter()
+                    .map(|&(name, value, is_regex, is_equal)| SilenceMatcher {
+                        name: name.into(),
+                        value: value.into(),
+                        is_regex,
+                        is_equal,
+                    })
+                    .collect(),
+                starts_at: now,
+                ends_at: now + chrono::Duration::hours(1),
+                created_by: "z".into(),
+                comment: "c".into(),
+            };
+            Silence::from_postable(p, SilenceId::new_v4(), now).unwrap()
+        };
+        let keep = silence(&[("alertname", "KeepMe", false, true)]);
+        let expire = silence(&[("alertname", "ExpireMe", false, true)]);
+        let regex = silence(&[("alertname", "Exp.*", true, true)]);
+        let negative = silence(&[
+            ("alertname", "Foo", false, false),
+            ("env", "prod", false, true),
+        ]);
+        let all = [&keep, &expire, &regex, &negative];
+        let listed = |filter: &[&str]| -> Vec<usize> {
+            let filter: Vec<Matcher> = filter.iter().map(|f| Matcher::parse(f).unwrap()).collect();
+            (0..all.len())
+                .filter(|&i| all[i].listed_by(&filter))
+                .collect()
+        };
+        assert_eq!(listed(&[]), [0, 1, 2, 3], "no filter: every silence");
+        assert_eq!(listed(&["alertname=ExpireMe"]), [1]);
+        assert_eq!(listed(&["alertname=\"ExpireMe\""]), [1]);
+        assert_eq!(
+            listed(&["alertname=~\"Exp.*\""]),
+            [2],
+            "the regex as written"
+        );
+        assert_eq!(listed(&["alertname=~\"Expire.*\""]), Vec::<usize>::new());
+        assert_eq!(listed(&["alertname!=ExpireMe"]), Vec::<usize>::new());
+        assert_eq!(listed(&["alertname!=Foo"]), [3]);
+        assert_eq!(listed(&["env=prod"]), [3]);
+        assert_eq!(listed(&["env=prod", "alertname!=Foo"]), [3]);
+        assert_eq!(
+            listed(&["env=prod", "alertname=KeepMe"]),
+            Vec::<usize>::new()
+        );
+        assert_eq!(listed(&["missing=\"\""]), Vec::<usize>::new());
+        assert_eq!(listed(&["env!=\"\""]), Vec::<usize>::new());
+    }
+
     #[test]
     fn bad_silences_are_refused_with_a_reason() {
         let now = Utc::now();
@@ -236,5 +317,11 @@ mod tests {
         let mut p = base();
         p.comment = " ".into();
         refuse(p, "comment");
+        let mut p = base();
+        p.ends_at = "+10000-01-01T00:00:00Z".parse().unwrap();
+        refuse(p, "endsAt +10000-01-01T00:00:00Z is out of the range");
+        let mut p = base();
+        p.starts_at = "2016-12-31T23:59:60Z".parse().unwrap();
+        refuse(p, "startsAt 2016-12-31T23:59:60Z is out of the range");
     }
 }

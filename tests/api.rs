@@ -342,6 +342,13 @@ fn paging_is_newest_first_and_filters_work() {
     assert_eq!(ids_of(&d, "tier=L3"), set(&[&b, &c]));
     assert_eq!(ids_of(&d, "tier=L1"), set(&[&a, &e]));
     assert_eq!(ids_of(&d, "state=open&tier=L3"), set(&[&c]));
+    // Given twice, `state` counts once, its last value, as the other parameters do.
+    assert_eq!(ids_of(&d, "state=active&state=resolved"), set(&[&dd]));
+    assert_eq!(
+        ids_of(&d, "state=resolved&state=active"),
+        set(&[&a, &b, &c, &e])
+    );
+    assert_eq!(ids_of(&d, "state=resolved&state=open"), set(&[&a, &c, &e]));
     for inc in d.all_incidents("state=open") {
         assert_eq!(inc["state"], "open", "{inc}");
     }
@@ -526,4 +533,64 @@ fn alertmanager_v2_status_says_what_its_clients_need() {
     let resp = d.post_json("/api/v2/status", "{}");
     assert_error(&resp, 405);
     assert_eq!(resp.header("allow"), Some("GET, HEAD"));
+}
+
+/// `GET /api/v2/silences?filter=...`: the silences Alertmanager would list, those with a
+/// matcher of the same label, operator and value as each filter (amtool's `silence query
+/// MATCHER`, whose ids `amtool silence expire` may be given), not every silence; a malformed
+/// filter is a 400, as for alerts.
+#[test]
+fn alertmanager_v2_silences_are_filtered_as_alertmanager_filters_them() {
+    let d = Daemon::with("");
+    let silence = |matchers: Value| {
+        let mut body = fixture_json("amtool-0.25-silence-add.json");
+        body["matchers"] = matchers;
+        body["startsAt"] = json!(rfc3339_in(0.0));
+        body["endsAt"] = json!(rfc3339_in(3600.0));
+        let resp = d.post_json("/api/v2/silences", &body);
+        assert_eq!(resp.status, 200, "{resp}");
+        resp.json()["silenceID"].as_str().unwrap().to_string()
+    };
+    let m = |name: &str, value: &str, is_regex: bool| json!({"name": name, "value": value, "isRegex": is_regex, "isEqual": true});
+    let keep = silence(json!([m("alertname", "KeepMe", false)]));
+    let expire = silence(json!([
+        m("alertname", "ExpireMe", false),
+        m("env", "prod", false)
+    ]));
+    let regex = silence(json!([m("alertname", "Exp.*", true)]));
+    let listed = |query: &str| -> BTreeSet<String> {
+        let (status, body) = d.get_json(&format!("/api/v2/silences{query}"));
+        assert_eq!(status, 200, "GET /api/v2/silences{query}: {body}");
+        body.as_array()
+            .unwrap_or_else(|| panic!("not an array: {body}"))
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let set = |ids: &[&String]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(listed(""), set(&[&keep, &expire, &regex]));
+    // As amtool sends `silence query alertname=ExpireMe`.
+    assert_eq!(
+        listed("?filter=alertname%3D%22ExpireMe%22"),
+        set(&[&expire])
+    );
+    assert_eq!(
+        listed("?filter=alertname%3DExpireMe&filter=env%3Dprod"),
+        set(&[&expire])
+    );
+    assert_eq!(listed("?filter=alertname%3D~%22Exp.%2A%22"), set(&[&regex]));
+    assert!(listed("?filter=alertname%3DNothing").is_empty());
+    assert!(listed("?filter=alertname%3DKeepMe&filter=env%3Dprod").is_empty());
+
+    for query in [
+        "filter=bogus",
+        "filter=alertname%3D~%22(%22",
+        "filter=%40source%3Dalertmanager",
+    ] {
+        let v = assert_error(&d.get(&format!("/api/v2/silences?{query}")), 400);
+        assert!(
+            v["detail"].as_str().unwrap().contains("filter"),
+            "{query}: {v}"
+        );
+    }
 }

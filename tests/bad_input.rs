@@ -270,3 +270,82 @@ fn bad_requests_are_refused_counted_and_harmless() {
         mismatches.join("\n  ")
     );
 }
+
+/// Times Go's RFC 3339 parser cannot read (a year past 9999 or before 0000, a leap second) are
+/// refused with a 400 naming the alert and the field, in every format and for silences:
+/// stored, one would be written back in `GET /api/v2/alerts` (`/silences`) and make amtool
+/// fail on every listing.
+#[test]
+fn times_alertmanager_clients_cannot_read_are_refused_naming_alert_and_field() {
+    let d = Daemon::with("");
+    let l = json!({"alertname": "BadTime"});
+    for (path, source, body, says) in [
+        (
+            "/api/v2/alerts",
+            "alertmanager",
+            json!([{"labels": {"alertname": "Fine"}},
+                   {"labels": l, "startsAt": "+10000-01-01T00:00:00Z"}]),
+            "alert 1: startsAt +10000-01-01T00:00:00Z",
+        ),
+        (
+            "/api/v2/alerts",
+            "alertmanager",
+            json!([{"labels": l, "startsAt": "2016-12-31T23:59:60Z"}]),
+            "alert 0: startsAt 2016-12-31T23:59:60Z",
+        ),
+        (
+            "/api/v2/alerts",
+            "alertmanager",
+            json!([{"labels": l, "endsAt": "9999-12-31T23:30:00-01:00"}]),
+            "alert 0: endsAt +10000-01-01T00:30:00Z",
+        ),
+        (
+            "/api/v1/webhook/alertmanager",
+            "webhook",
+            json!({"version": "4", "alerts": [{"status": "firing", "labels": l,
+                                                "startsAt": "-0001-06-01T00:00:00Z"}]}),
+            "alert 0: startsAt -0001-06-01T00:00:00Z",
+        ),
+        (
+            "/api/v1/alerts",
+            "native",
+            json!([{"labels": l, "ends_at": "+12345-01-01T00:00:00Z"}]),
+            "alert 0: ends_at +12345-01-01T00:00:00Z",
+        ),
+        (
+            "/api/v1/events/pagerduty",
+            "pagerduty",
+            json!({"routing_key": "R0UT1NGKEY0000000000000000000000", "event_action": "trigger",
+                   "payload": {"summary": "s", "source": "h", "severity": "info",
+                               "timestamp": "2016-12-31T23:59:60Z"}}),
+            "payload.timestamp 2016-12-31T23:59:60Z",
+        ),
+    ] {
+        let v = refused(&d.post_json(path, &body), 400, &format!("{body} to {path}"));
+        let detail = v.to_string();
+        assert!(detail.contains(says), "{path}: {v}");
+        assert!(detail.contains("years 0000 to 9999"), "{path}: {v}");
+        assert!(
+            d.metric(
+                "triaged_alerts_rejected_total",
+                &[("source", source), ("reason", "invalid_alert")]
+            ) >= 1.0,
+            "{path}: not counted"
+        );
+    }
+    // Nothing was stored: the listing amtool reads stays readable (and empty).
+    let (status, listed) = d.get_json("/api/v2/alerts");
+    assert_eq!((status, listed), (200, json!([])));
+
+    let mut silence = fixture_json("amtool-0.25-silence-add.json");
+    silence["startsAt"] = json!(rfc3339_in(0.0));
+    silence["endsAt"] = json!("+10000-01-01T00:00:00Z");
+    let v = refused(&d.post_json("/api/v2/silences", &silence), 400, "silence");
+    assert!(
+        v.to_string()
+            .contains("endsAt +10000-01-01T00:00:00Z is out of the range"),
+        "{v}"
+    );
+    let (status, listed) = d.get_json("/api/v2/silences");
+    assert_eq!((status, listed), (200, json!([])));
+}

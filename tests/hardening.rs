@@ -624,6 +624,65 @@ fn raw_exchange(d: &Daemon, head: &str) -> Response {
     parse_response(&raw).unwrap_or_else(|e| panic!("{head:?}: {e}"))
 }
 
+/// Refusals of the HTTP layer on ingest routes are counted too: those triaged answers (no or
+/// two `Host` headers, an unsupported transfer coding, a body that cannot be read) in
+/// `alerts_rejected_total{reason="malformed_http"}` with a JSON error; those hyper's parser
+/// answers before the path is read (duplicate or negative Content-Length) in
+/// `http_parse_errors_total`. None is logged as an error: a client could flood the log.
+#[test]
+fn http_level_refusals_are_counted_and_not_logged_as_errors() {
+    let d = Daemon::with("");
+    let head = |path: &str, extra: &str| {
+        format!("POST {path} HTTP/1.1\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}")
+    };
+    let json_refusal = |raw: &str, status: u16| {
+        let answer = raw_exchange(&d, raw);
+        assert_eq!(answer.status, status, "{raw:?}: {answer}");
+        assert!(answer.json()["error"].is_string(), "{raw:?}: {answer}");
+    };
+    json_refusal(
+        &head(
+            "/api/v2/alerts",
+            "Host: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        ),
+        501,
+    );
+    json_refusal(
+        &head(
+            "/api/v2/alerts",
+            "Host: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n[]\r\n0\r\n\r\n",
+        ),
+        400,
+    );
+    json_refusal(
+        &head(
+            "/api/v1/webhook/alertmanager",
+            "Content-Length: 2\r\n\r\n{}",
+        ),
+        400,
+    );
+    assert_eq!(reason_count(&d, "alertmanager", "malformed_http"), 2.0);
+    assert_eq!(reason_count(&d, "webhook", "malformed_http"), 1.0);
+
+    for cl in [
+        "Content-Length: 2\r\nContent-Length: 3",
+        "Content-Length: -1",
+    ] {
+        let raw = head("/api/v2/alerts", &format!("Host: x\r\n{cl}\r\n\r\n[] "));
+        assert_eq!(raw_exchange(&d, &raw).status, 400, "{cl}");
+    }
+    poll_until("hyper's refusals counted", || {
+        match d.metric("triaged_http_parse_errors_total", &[]) {
+            2.0 => Ok(()),
+            n => Err(n),
+        }
+    });
+    assert_eq!(reason_count(&d, "alertmanager", "malformed_http"), 2.0);
+
+    let log = d.stderr_text();
+    assert!(!log.contains("ERROR"), "logged as an error:\n{log}");
+}
+
 /// Regression (an audit): `Transfer-Encoding: gzip, chunked` was read as `chunked` and the body
 /// taken; a transfer coding other than `chunked`, once, is 501 (RFC 9112), and nothing is stored.
 #[test]

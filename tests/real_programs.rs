@@ -537,6 +537,63 @@ fn amtool_adds_alerts_and_reads_them_back_filtered_and_silenced() {
     );
 }
 
+/// `amtool silence query -q ARGS`: the ids listed, one a line.
+fn amtool_silence_ids(daemon: &Daemon, args: &[&str]) -> Vec<String> {
+    let all: Vec<&str> = ["silence", "query", "-q"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    let out = amtool(daemon, &all);
+    let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The idiom `amtool silence query -q MATCHER | xargs amtool silence expire` lifts the silences
+/// that matcher lists and only those: amtool sends it as a `filter`, which triaged applies as
+/// Alertmanager does.
+#[test]
+fn amtool_silence_query_lists_only_the_silences_its_matcher_names() {
+    let daemon = Daemon::with("");
+    let add = |matcher: &str| {
+        let out = amtool(
+            &daemon,
+            &[
+                "silence",
+                "add",
+                matcher,
+                "--comment=c",
+                "--author=z",
+                "--duration=1h",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let keep = add("alertname=KeepMe");
+    let expire = add("alertname=ExpireMe");
+    let mut both = vec![keep.clone(), expire.clone()];
+    both.sort();
+    assert_eq!(amtool_silence_ids(&daemon, &[]), both);
+    let only_expire = std::slice::from_ref(&expire);
+    assert_eq!(
+        amtool_silence_ids(&daemon, &["alertname=ExpireMe"]),
+        only_expire
+    );
+    assert_eq!(amtool_silence_ids(&daemon, &["ExpireMe"]), only_expire);
+    assert!(amtool_silence_ids(&daemon, &["alertname=Nothing"]).is_empty());
+
+    for id in amtool_silence_ids(&daemon, &["alertname=ExpireMe"]) {
+        amtool(&daemon, &["silence", "expire", &id]);
+    }
+    assert_eq!(amtool_silence_ids(&daemon, &[]), [keep]);
+}
+
 // ---- 4. Prometheus scrapes triaged and records the KPIs ----------------------------------------
 
 /// `query` on Prometheus' HTTP API: each sample's `tier` label (or "" without one) and value.

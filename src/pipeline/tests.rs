@@ -16,7 +16,7 @@ use tempfile::TempDir;
 use super::*;
 use crate::alert::{AlertRecord, Severity, Status};
 use crate::incident::{EventKind, State, SYSTEM_ACTOR};
-use crate::silence::SilenceMatcher;
+use crate::silence::{SilenceMatcher, SilenceState};
 use crate::store::IncidentFilter;
 
 /// Whole seconds: the stored timer keys have millisecond resolution.
@@ -809,6 +809,80 @@ fn resolve_timeout_expires_an_alert_unless_it_is_sent_again() {
     assert_eq!(h.resolved(Tier::L1, "first_contact"), 2);
     assert_eq!(h.auto_resolved(Tier::L1), 2);
     assert_eq!(h.mttr(Tier::L1, Severity::Warning), (2, 35.0 + 51.0));
+}
+
+/// A re-send never pulls back an `endsAt` its sender gave, as Alertmanager keeps the later one:
+/// a delayed retry, or the second Prometheus of an HA pair, cannot resolve the alert (and
+/// auto-resolve its incident) early. So through the refresh log (a pure repeat), a repeat of
+/// the same batch, and the full path (new annotations) alike; an `endsAt` later pushes it on.
+#[test]
+fn a_re_send_with_an_earlier_end_does_not_pull_the_expiry_back() {
+    let mut h = Harness::new(&format!("{RESOLVE_30S}{NO_TIMEOUTS}"));
+    let t0 = h.now();
+    let mut a = refreshed(&[("alertname", "HaPair")]);
+    a.ends_at = Some(t0 + secs(60));
+    let mut early = a.clone();
+    early.ends_at = Some(t0 + secs(20));
+    let mut no_end = a.clone();
+    no_end.ends_at = None; // its expiry would be resolve_timeout: now + 30 s
+    let mut changed = early.clone();
+    changed.annotations.insert("summary".into(), "worse".into());
+    assert_eq!(h.ingest(vec![a.clone()]).incidents, ids(&[1]));
+
+    h.clock.advance(5);
+    assert_eq!(h.ingest(vec![early.clone()]).deduplicated, 1);
+    assert_eq!(h.record(&a).expires_at, Some(t0 + secs(60)), "refresh log");
+    assert_eq!(
+        h.ingest(vec![no_end.clone(), early.clone()]).deduplicated,
+        2
+    );
+    assert_eq!(h.record(&a).expires_at, Some(t0 + secs(60)), "same batch");
+    h.ingest(vec![changed.clone()]);
+    let record = h.record(&a);
+    assert_eq!(record.annotations["summary"], "worse", "full path");
+    assert_eq!(
+        (record.ends_at, record.expires_at),
+        (Some(t0 + secs(60)), Some(t0 + secs(60)))
+    );
+
+    h.clock.advance(20); // t0+25: past the earlier endsAt
+    h.tick();
+    assert_eq!(h.record(&a).status, Status::Firing);
+    assert_eq!(h.incident(1).state, State::Open);
+
+    // A later endsAt pushes it forward.
+    let mut later = changed.clone();
+    later.ends_at = Some(t0 + secs(90));
+    h.ingest(vec![later]);
+    h.clock.advance(40); // t0+65
+    h.tick();
+    assert_eq!(h.record(&a).status, Status::Firing);
+    h.clock.advance(26); // t0+91
+    h.tick();
+    let record = h.record(&a);
+    assert_eq!(record.status, Status::Resolved);
+    assert_eq!(record.ends_at, Some(t0 + secs(90)));
+    assert_eq!(h.incident(1).state, State::Resolved);
+}
+
+/// An expiry that was only `resolve_timeout` (no `endsAt` given) gives way to a re-send's
+/// earlier `endsAt`, as in Alertmanager (a non-timeout end rules); and an `endsAt` in the past
+/// still resolves at once.
+#[test]
+fn an_end_given_replaces_a_resolve_timeout_expiry_and_a_past_end_resolves() {
+    let mut h = Harness::new(&format!("{RESOLVE_30S}{NO_TIMEOUTS}"));
+    let t0 = h.now();
+    let a = refreshed(&[("alertname", "Timeout")]);
+    h.ingest(vec![a.clone()]);
+    assert_eq!(h.record(&a).expires_at, Some(t0 + secs(30)));
+    let mut sooner = a.clone();
+    sooner.ends_at = Some(t0 + secs(10));
+    h.ingest(vec![sooner]);
+    assert_eq!(h.record(&a).expires_at, Some(t0 + secs(10)));
+    let mut past = a.clone();
+    past.ends_at = Some(t0 - secs(1));
+    assert_eq!(h.ingest(vec![past]).resolved, 1);
+    assert_eq!(h.record(&a).status, Status::Resolved);
 }
 
 #[test]
@@ -1899,6 +1973,32 @@ fn expiring_a_silence_triages_what_it_held_at_once() {
     ));
 }
 
+/// Posting an expired silence's id again makes a new silence, with a new id, as Alertmanager
+/// does; the expired one is not revived and stays as it ended.
+#[test]
+fn an_expired_silence_posted_again_is_a_new_silence() {
+    let mut h = Harness::new("");
+    let t0 = h.now();
+    let id = h.put_silence(silence_of("Maint", t0, 0, HOUR)).unwrap();
+    h.clock.advance(MIN);
+    h.expire_silence(id).unwrap();
+    let ended = h.store.silence(id).unwrap().unwrap();
+
+    h.clock.advance(MIN);
+    let mut again = silence_of("Maint", h.now(), 0, HOUR);
+    again.id = Some(id.to_string());
+    let new = h.put_silence(again).unwrap();
+    assert_ne!(new, id);
+    assert_eq!(h.store.silence(id).unwrap().unwrap(), ended);
+    assert_eq!(
+        h.store.silence(new).unwrap().unwrap().state(h.now()),
+        SilenceState::Active
+    );
+    let held = alert(&[("alertname", "Maint")]);
+    assert_eq!(h.ingest(vec![held.clone()]).silenced, 1);
+    assert_eq!(h.record(&held).silenced_by, Some(new));
+}
+
 #[test]
 fn a_held_alert_that_resolved_meanwhile_opens_nothing_when_the_silence_ends() {
     let mut h = Harness::new("");
@@ -2403,6 +2503,43 @@ fn the_l4_handover_is_made_from_l3_and_names_the_vendor() {
         );
     }
     assert_eq!(h.incident(1).vendor.as_deref(), Some("acme"));
+}
+
+/// A resolved incident at L3 is told resolved (409), not asked for a vendor (400): the state is
+/// checked before what an escalation from its tier would need, whatever the escalation asks.
+#[test]
+fn escalating_a_resolved_incident_at_l3_is_a_conflict_not_a_missing_vendor() {
+    let mut h = Harness::new("");
+    h.ingest(vec![alert(&[
+        ("alertname", "Down"),
+        ("severity", "critical"),
+    ])]);
+    assert_eq!(h.incident(1).tier, Tier::L3);
+    h.act(1, resolve(Some("fixed"))).unwrap();
+    let to_l3 = Action::Escalate {
+        actor: "carol".into(),
+        reason: Some("x".into()),
+        to: Some(Tier::L3),
+        vendor: Some("acme".into()),
+        vendor_ref: None,
+    };
+    for action in [
+        escalate(None, Some("x")),
+        hand_over(None, None),
+        hand_over(Some("acme"), Some("CASE-1")),
+        to_l3,
+    ] {
+        assert!(
+            matches!(
+                h.act(1, action.clone()),
+                Err(PipelineError::Conflict(TransitionError::Resolved(
+                    IncidentId(1)
+                )))
+            ),
+            "{action:?}"
+        );
+    }
+    assert_eq!(h.escalations(), 0);
 }
 
 #[test]

@@ -42,6 +42,23 @@ pub fn expiry(
     at.map(|t| t.trunc_subsecs(3))
 }
 
+/// The `(ends_at, expires_at)` a firing re-send leaves on a firing alert whose record holds
+/// `kept`, as Alertmanager merges a re-sent alert (`Alert.Merge`): an expiry its sender gave
+/// (an `endsAt`) stays when it is later than the re-send's, so a re-send only pushes it
+/// forward (a delayed retry, or a second Prometheus of an HA pair, cannot shorten it); an
+/// expiry that was only `resolve_timeout` (no `endsAt`) gives way to the re-send's. A re-send
+/// with no expiry at all (a sender that reports resolution itself) leaves none. A re-send that
+/// resolves (its `endsAt` past) is not merged: it resolves.
+pub fn merge_expiry(
+    kept: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    new: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    match (kept, new) {
+        ((Some(_), Some(old)), (_, Some(newer))) if old > newer => kept,
+        _ => new,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +85,24 @@ mod tests {
             ..Classification::default()
         };
         assert_eq!(tier(Severity::Info, &forced, &tiers), Tier::L3);
+    }
+
+    #[test]
+    fn a_re_send_never_pulls_back_an_end_its_sender_gave() {
+        let t = |s: i64| Some(Utc::now().trunc_subsecs(0) + chrono::Duration::seconds(s));
+        let (given, timeout) = ((t(60), t(60)), (None, t(60)));
+        // An earlier endsAt, or none (resolve_timeout), keeps the later endsAt.
+        assert_eq!(merge_expiry(given, (t(30), t(30))), given);
+        assert_eq!(merge_expiry(given, (None, t(30))), given);
+        // A later one pushes it forward.
+        assert_eq!(merge_expiry(given, (t(90), t(90))), (t(90), t(90)));
+        assert_eq!(merge_expiry(given, (None, t(90))), (None, t(90)));
+        // An expiry that was only resolve_timeout gives way, as in Alertmanager.
+        assert_eq!(merge_expiry(timeout, (t(30), t(30))), (t(30), t(30)));
+        assert_eq!(merge_expiry(timeout, (None, t(30))), (None, t(30)));
+        // No expiry on either side: the re-send's.
+        assert_eq!(merge_expiry(given, (None, None)), (None, None));
+        assert_eq!(merge_expiry((None, None), (t(30), t(30))), (t(30), t(30)));
     }
 
     #[test]

@@ -16,7 +16,8 @@ use crate::alert::{
 };
 use crate::config::FlapAction;
 use crate::incident::{
-    group_key, group_labels, EventKind, Incident, IncidentId, Tier, SYSTEM_ACTOR,
+    group_key, group_labels, EventKind, Incident, IncidentId, State, Tier, TransitionError,
+    SYSTEM_ACTOR,
 };
 use crate::metrics::Metrics;
 use crate::outbox::OutboxEvent;
@@ -316,6 +317,11 @@ impl Tx {
             return Ok(false);
         };
         let placed = digest.incident.is_some() || digest.silenced || tier == Tier::L0;
+        let kept = match self.refreshes.get(&fp) {
+            Some(r) => (r.ends_at, r.expires_at),
+            None => (digest.ends_at, digest.expires_at),
+        };
+        let (ends_at, expires_at) = triage::merge_expiry(kept, (alert.alert.ends_at, expires_at));
         let timer_stays = match (digest.timer_at, expires_at) {
             (Some(armed), Some(new)) => armed <= new,
             (armed, new) => armed == new,
@@ -343,7 +349,7 @@ impl Tx {
                 fingerprint: fp,
                 count,
                 last_seen: self.now,
-                ends_at: alert.alert.ends_at,
+                ends_at,
                 expires_at,
             },
         );
@@ -671,6 +677,11 @@ impl Tx {
                     summary.deduplicated += 1;
                     Verdict::Deduplicated
                 };
+                let (ends_at, expires_at) = triage::merge_expiry(
+                    (record.ends_at, record.expires_at),
+                    (alert.alert.ends_at, expires_at),
+                );
+                alert.alert.ends_at = ends_at;
                 self.arm_expiry(&mut record, expires_at);
                 let raised = record_repeat(&mut record, alert, severity, now);
                 let incident = record.incident;
@@ -702,6 +713,16 @@ impl Tx {
         match &previous {
             Some(p) => {
                 record.timer_at = p.timer_at;
+                let expires_at = if p.status == Status::Firing {
+                    let (ends_at, expires_at) = triage::merge_expiry(
+                        (p.ends_at, p.expires_at),
+                        (record.ends_at, expires_at),
+                    );
+                    record.ends_at = ends_at;
+                    expires_at
+                } else {
+                    expires_at
+                };
                 self.arm_expiry(&mut record, expires_at);
                 record.first_seen = p.first_seen;
                 record.count = p.count + 1;
@@ -1162,7 +1183,9 @@ impl Tx {
                     .store
                     .silence(id)?
                     .ok_or_else(|| PipelineError::SilenceNotFound(text.clone()))?;
-                Some(old)
+                // An expired silence is not revived: as Alertmanager does, the post makes a new
+                // silence, with a new id, and the expired one stays as it ended.
+                Some(old).filter(|s| s.state(self.now) != SilenceState::Expired)
             }
             _ => None,
         };
@@ -1485,6 +1508,11 @@ impl Tx {
                 vendor,
                 vendor_ref,
             } => {
+                // A resolved incident escalates nowhere: say so (409) before asking what an
+                // escalation from its tier would need (a vendor, at L3).
+                if incident.state == State::Resolved {
+                    return Err(TransitionError::Resolved(id).into());
+                }
                 let reason_text = reason.unwrap_or_else(|| "manual".into());
                 let target = to.or(incident.tier.next());
                 let from = if target == Some(Tier::L4) {

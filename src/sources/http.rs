@@ -171,7 +171,12 @@ impl ApiError {
         // A refusal with Retry-After (queue full, store down) is a state, counted and logged
         // once where it arises; logging every refused request would flood the log, which may
         // well sit on the disk that is full.
-        if self.status.is_server_error() && self.retry_after.is_none() {
+        // 501 (an unsupported Transfer-Encoding) is the client's doing, however it is coded:
+        // any client could fill the error log with it.
+        if self.status.is_server_error()
+            && self.status != StatusCode::NOT_IMPLEMENTED
+            && self.retry_after.is_none()
+        {
             tracing::error!(status = self.status.as_u16(), error = %self.error, detail = ?self.detail, "request failed");
         } else {
             tracing::debug!(status = self.status.as_u16(), error = %self.error, detail = ?self.detail, "request refused");
@@ -440,6 +445,11 @@ async fn serve_connection<IO>(
             .await
     };
     if let Err(e) = result {
+        // hyper answered a request it could not parse itself (400 or 431, no body) before
+        // triaged saw its path: counted here, since no source can be told.
+        if e.is_parse() {
+            open.app.metrics.http_parse_errors.inc();
+        }
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
     }
     drop(open);
@@ -661,6 +671,14 @@ fn denied(
 /// Route one request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response, Infallible> {
     if let Err(e) = check_host(&req).and_then(|()| check_transfer_coding(&req)) {
+        if req.method() == Method::POST {
+            if let Some(source) = ingest_source(&path_segments(req.uri().path())) {
+                app.metrics
+                    .alerts_rejected
+                    .with_label_values(&[source.as_str(), "malformed_http"])
+                    .inc();
+            }
+        }
         return Ok(e.into_response());
     }
     let path = req.uri().path().to_string();
@@ -747,7 +765,7 @@ async fn route(
         ["api", "v1", "alerts", fp] if is_get => crate::api::get_alert(app, fp),
         ["api", "v2", "alerts"] if is_get => crate::api::list_alerts(app, req.uri()),
         ["api", "v2", "status"] if is_get => crate::api::status(app),
-        ["api", "v2", "silences"] if is_get => crate::api::list_silences(app),
+        ["api", "v2", "silences"] if is_get => crate::api::list_silences(app, req.uri()),
         ["api", "v2", "silences"] if is_post => {
             let body = read_json_body(app, req).await?;
             crate::api::post_silence(app, &body).await
@@ -920,9 +938,10 @@ async fn read_body(
         ),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(e)) => Err(ApiError::bad_request(format!(
-            "could not read the body: {e}"
-        ))),
+        Ok(Err(e)) => Err(
+            ApiError::bad_request(format!("could not read the body: {e}"))
+                .rejects("malformed_http"),
+        ),
     }
 }
 

@@ -188,7 +188,8 @@ pub(super) fn key(slot: u64) -> Vec<u8> {
 }
 
 /// What decides whether a received firing alert is a pure repeat of a stored firing record:
-/// the record's annotations (hashed), severity, placement and armed expiry timer.
+/// the record's annotations (hashed), severity, placement and armed expiry timer; and what
+/// the repeat's expiry is merged with (a re-send never pulls back an expiry its sender gave).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Digest {
     pub annotations: u64,
@@ -198,6 +199,9 @@ pub struct Digest {
     pub timer_at: Option<DateTime<Utc>>,
     /// The record's own count (refreshes since are in the log).
     pub count: u64,
+    /// The alert's `ends_at` and `expires_at`, with its latest refresh applied.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Digest {
@@ -210,6 +214,8 @@ impl Digest {
             silenced: record.silenced_by.is_some(),
             timer_at: record.timer_at,
             count: record.count,
+            ends_at: record.ends_at,
+            expires_at: record.expires_at,
         })
     }
 }
@@ -425,6 +431,12 @@ impl Log {
                 Some(d) => self.digests.insert(fp, d),
                 None => self.digests.remove(&fp),
             };
+        }
+        for r in refreshes {
+            if let Some(d) = self.digests.get_mut(&r.fingerprint) {
+                d.ends_at = r.ends_at;
+                d.expires_at = r.expires_at;
+            }
         }
         if let Some(slot) = slot {
             self.next_slot = self.next_slot.max(slot + 1);

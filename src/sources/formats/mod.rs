@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::alert::{Alert, Labels, Source};
+use crate::alert::{check_readable, given_time, Alert, Labels, Source};
 
 /// Why a body could not be read as alerts. Display text is shown to the client in the
 /// `error`/`detail` of a 400.
@@ -359,6 +359,19 @@ pub(crate) fn clean_labels(mut labels: Labels, index: usize) -> Result<Labels, P
         return Err(ParseError::alert(index, "labels must not be empty"));
     }
     Ok(labels)
+}
+
+/// A time of alert `index` as read from the wire: refused if Alertmanager's clients could not
+/// read it back ([`check_readable`]), then "not given" for the zero time ([`given_time`]).
+pub(crate) fn wire_time(
+    t: Option<DateTime<Utc>>,
+    field: &str,
+    index: usize,
+) -> Result<Option<DateTime<Utc>>, ParseError> {
+    if let Some(t) = t {
+        check_readable(field, t).map_err(|why| ParseError::alert(index, why))?;
+    }
+    Ok(given_time(t))
 }
 
 /// For `#[serde(deserialize_with)]`: reads JSON `null` as the type's default. Go encodes a nil map

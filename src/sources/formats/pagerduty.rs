@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{clean_labels, from_object, non_empty, ParseError};
-use crate::alert::{given_time, Alert, Fingerprint, Labels, Severity, Source, Status};
+use crate::alert::{
+    check_readable, given_time, Alert, Fingerprint, Labels, Severity, Source, Status,
+};
 
 /// PagerDuty's limit on `payload.summary`.
 pub const SUMMARY_MAX_CHARS: usize = 1024;
@@ -261,9 +263,13 @@ fn read_payload(raw: RawPayload, trigger: bool) -> Result<Payload, ParseError> {
     let timestamp = match non_empty(raw.timestamp) {
         None => None,
         // chrono's parser takes RFC 3339 and the `+0000` offsets of PagerDuty's examples.
-        Some(text) => Some(text.parse::<DateTime<Utc>>().map_err(|_| {
-            invalid("payload.timestamp must be an ISO 8601 date and time, e.g. 2015-07-17T08:42:58.315+0000")
-        })?),
+        Some(text) => {
+            let t = text.parse::<DateTime<Utc>>().map_err(|_| {
+                invalid("payload.timestamp must be an ISO 8601 date and time, e.g. 2015-07-17T08:42:58.315+0000")
+            })?;
+            check_readable("payload.timestamp", t).map_err(invalid)?;
+            Some(t)
+        }
     };
     let details = match raw.custom_details {
         None | Some(serde_json::Value::Null) => None,

@@ -15,8 +15,10 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{clean_labels, from_object, non_empty, null_as_default, AlertArray, ParseError};
-use crate::alert::{given_time, Alert, Labels, Source, Status};
+use super::{
+    clean_labels, from_object, non_empty, null_as_default, wire_time, AlertArray, ParseError,
+};
+use crate::alert::{Alert, Labels, Source, Status};
 
 /// The payload versions this module reads: Alertmanager 0.x all send "4", Grafana's unified
 /// alerting (9 and later) "1" for the same shape.
@@ -86,8 +88,15 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
             let mut alert = Alert::new(Source::Webhook, clean_labels(raw.labels, index)?);
             alert.annotations = raw.annotations;
             alert.status = status;
-            alert.starts_at = given_time(raw.starts_at);
-            alert.ends_at = given_time(raw.ends_at);
+            alert.starts_at = wire_time(raw.starts_at, "startsAt", index)?;
+            let ends_at = wire_time(raw.ends_at, "endsAt", index)?;
+            // `status` decides: a firing alert stays firing until it is sent resolved, whatever
+            // its `endsAt` says (Alertmanager sends none; another sender's, past or future,
+            // would otherwise resolve it, or expire it, unsent).
+            alert.ends_at = match status {
+                Status::Firing => None,
+                Status::Resolved => ends_at,
+            };
             alert.generator_url = non_empty(raw.generator_url);
             alert.expires_without_refresh = false;
             Ok(alert)
@@ -242,6 +251,32 @@ mod tests {
         assert_eq!(
             err.to_string(),
             r#"invalid payload: unsupported webhook version 4, expected "4" (Alertmanager) or "1" (Grafana)"#
+        );
+    }
+
+    #[test]
+    fn the_status_decides_whatever_ends_at_says() {
+        let body = br#"{"version":"4","alerts":[
+            {"status":"firing","labels":{"alertname":"Past"},"endsAt":"2020-01-01T00:00:00Z"},
+            {"status":"firing","labels":{"alertname":"Future"},"endsAt":"2999-01-01T00:00:00Z"},
+            {"status":"resolved","labels":{"alertname":"Done"},"endsAt":"2020-01-01T00:00:00Z"}]}"#;
+        let alerts = parse(body).unwrap();
+        let now = Utc::now();
+        let normalized: Vec<_> = alerts
+            .into_iter()
+            .map(|a| a.normalize(&[], &crate::alert::SeverityMap::default(), now))
+            .collect();
+        assert_eq!(normalized[0].alert.status, Status::Firing, "a past endsAt");
+        assert_eq!(normalized[0].alert.ends_at, None);
+        assert_eq!(normalized[1].alert.status, Status::Firing);
+        assert_eq!(
+            normalized[1].alert.ends_at, None,
+            "no expiry from a future endsAt"
+        );
+        assert_eq!(normalized[2].alert.status, Status::Resolved);
+        assert_eq!(
+            normalized[2].alert.ends_at,
+            Some(time("2020-01-01T00:00:00Z"))
         );
     }
 
