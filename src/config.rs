@@ -1300,8 +1300,7 @@ impl Config {
             if rule.matchers.is_empty() {
                 out.push((
                     at("matchers"),
-                    "must hold at least one matcher (use 'alertname=~\".+\"' to match everything)"
-                        .to_string(),
+                    format!("must hold at least one matcher (use '{MATCH_EVERY_ALERT}' to match every alert)"),
                 ));
             }
             for (j, matcher) in rule.matchers.iter().enumerate() {
@@ -1808,6 +1807,10 @@ mod schema {
     }
 }
 
+/// A rule with no matchers is refused; this one, which the refusal suggests, takes every alert
+/// (a label that is absent reads as empty, and alerts need not have an `alertname`).
+const MATCH_EVERY_ALERT: &str = r#"alertname=~".*""#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2085,6 +2088,17 @@ mod tests {
             ],
         );
         assert!(err.problems[3].message.ends_with(" is empty"), "{err}");
+    }
+
+    #[test]
+    fn the_matcher_a_rule_without_matchers_is_told_to_use_takes_every_alert() {
+        let e = Config::parse("[[rules]]\nname = \"all\"\nmatchers = []\n", "t").unwrap_err();
+        assert!(e.to_string().contains(MATCH_EVERY_ALERT), "{e}");
+        let every = crate::pipeline::classify::Matcher::parse(MATCH_EVERY_ALERT).unwrap();
+        let without_alertname: crate::alert::Labels =
+            [("job".to_string(), "node".to_string())].into();
+        let with_one: crate::alert::Labels = [("alertname".to_string(), "X".to_string())].into();
+        assert!(every.matches_labels(&without_alertname) && every.matches_labels(&with_one));
     }
 
     #[test]
