@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
-    clean_labels, from_json, non_empty, null_as_default, wire_time, AlertArray, ParseError,
+    clean_labels, from_json, non_empty, null_as_default, wire_times, AlertArray, ParseError,
 };
 use crate::alert::{Alert, Labels, Source};
 
@@ -40,8 +40,8 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
         .map(|(index, raw)| {
             let mut alert = Alert::new(Source::Alertmanager, clean_labels(raw.labels, index)?);
             alert.annotations = raw.annotations;
-            alert.starts_at = wire_time(raw.starts_at, "startsAt", index)?;
-            alert.ends_at = wire_time(raw.ends_at, "endsAt", index)?;
+            (alert.starts_at, alert.ends_at) =
+                wire_times(raw.starts_at, raw.ends_at, ["startsAt", "endsAt"], index)?;
             alert.generator_url = non_empty(raw.generator_url);
             alert.expires_without_refresh = true;
             Ok(alert)

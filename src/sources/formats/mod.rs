@@ -374,6 +374,35 @@ pub(crate) fn wire_time(
     Ok(given_time(t))
 }
 
+/// The start and end of alert `index` as read from the wire ([`wire_time`], named `names`),
+/// refused when both are given and it ends before it starts, as Alertmanager refuses it ("end
+/// time must not be before start time"): such an alert would be stored resolved before it began.
+pub(crate) fn wire_times(
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+    names: [&str; 2],
+    index: usize,
+) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), ParseError> {
+    let starts = wire_time(starts_at, names[0], index)?;
+    let ends = wire_time(ends_at, names[1], index)?;
+    if let (Some(s), Some(e)) = (starts, ends) {
+        if e < s {
+            let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            return Err(ParseError::alert(
+                index,
+                format!(
+                    "{} {} is before {} {}: an alert cannot end before it starts",
+                    names[1],
+                    at(e),
+                    names[0],
+                    at(s)
+                ),
+            ));
+        }
+    }
+    Ok((starts, ends))
+}
+
 /// For `#[serde(deserialize_with)]`: reads JSON `null` as the type's default. Go encodes a nil map
 /// or slice as `null`, so the foreign formats may carry `"annotations": null`.
 pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -676,6 +705,44 @@ mod tests {
     use super::*;
     use crate::alert::labels_from as labels;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_alert_that_ends_before_it_starts_is_refused_in_every_format_that_gives_both() {
+        let bodies: [(&str, String); 3] = [
+            (
+                "alertmanager",
+                r#"[{"labels":{"alertname":"A"},"startsAt":"2026-11-29T10:00:00Z","endsAt":"END"}]"#
+                    .into(),
+            ),
+            (
+                "native",
+                r#"[{"labels":{"alertname":"A"},"starts_at":"2026-11-29T10:00:00Z","ends_at":"END"}]"#
+                    .into(),
+            ),
+            (
+                "webhook",
+                r#"{"version":"4","status":"resolved","receiver":"r","groupKey":"g","alerts":[{"status":"resolved","labels":{"alertname":"A"},"startsAt":"2026-11-29T10:00:00Z","endsAt":"END"}]}"#
+                    .into(),
+            ),
+        ];
+        for (format, body) in &bodies {
+            let parse = |end: &str| -> Result<Vec<Alert>, ParseError> {
+                let body = body.replace("END", end);
+                match *format {
+                    "alertmanager" => alertmanager::parse(body.as_bytes()),
+                    "native" => native::parse(body.as_bytes()),
+                    _ => webhook::parse(body.as_bytes()),
+                }
+            };
+            let err = parse("2026-11-29T09:59:59Z").unwrap_err().to_string();
+            assert!(
+                err.contains("alert 0") && err.contains("is before") && err.contains("10:00:00Z"),
+                "{format}: {err}"
+            );
+            let same = parse("2026-11-29T10:00:00Z").unwrap_or_else(|e| panic!("{format}: {e}"));
+            assert_eq!(same.len(), 1, "{format}: an end at the start is an alert");
+        }
+    }
 
     /// Bytes that JSON is made of, a few non-ASCII sequences (whole, cut short, not UTF-8 at all)
     /// and a control character: most of what can go wrong inside and around a string.

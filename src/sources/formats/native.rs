@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{clean_labels, from_json, from_object, non_empty, wire_time, AlertArray, ParseError};
+use super::{clean_labels, from_json, from_object, non_empty, wire_times, AlertArray, ParseError};
 use crate::alert::{Alert, Labels, Severity, Source, Status};
 
 /// What the client is told when the body is neither an array nor an object.
@@ -67,8 +67,8 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
             alert.annotations = raw.annotations;
             alert.status = raw.status.unwrap_or(Status::Firing);
             alert.severity = severity;
-            alert.starts_at = wire_time(raw.starts_at, "starts_at", index)?;
-            alert.ends_at = wire_time(raw.ends_at, "ends_at", index)?;
+            (alert.starts_at, alert.ends_at) =
+                wire_times(raw.starts_at, raw.ends_at, ["starts_at", "ends_at"], index)?;
             alert.generator_url = non_empty(raw.generator_url);
             alert.expires_without_refresh = false;
             Ok(alert)

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
-    clean_labels, from_object, non_empty, null_as_default, wire_time, AlertArray, ParseError,
+    clean_labels, from_object, non_empty, null_as_default, wire_times, AlertArray, ParseError,
 };
 use crate::alert::{Alert, Labels, Source, Status};
 
@@ -88,8 +88,9 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
             let mut alert = Alert::new(Source::Webhook, clean_labels(raw.labels, index)?);
             alert.annotations = raw.annotations;
             alert.status = status;
-            alert.starts_at = wire_time(raw.starts_at, "startsAt", index)?;
-            let ends_at = wire_time(raw.ends_at, "endsAt", index)?;
+            let ends_at;
+            (alert.starts_at, ends_at) =
+                wire_times(raw.starts_at, raw.ends_at, ["startsAt", "endsAt"], index)?;
             // `status` decides: a firing alert stays firing until it is sent resolved, whatever
             // its `endsAt` says (Alertmanager sends none; another sender's, past or future,
             // would otherwise resolve it, or expire it, unsent).
