@@ -374,6 +374,9 @@ pub(crate) fn wire_time(
     Ok(given_time(t))
 }
 
+/// An alert's start and end, each if given.
+pub(crate) type StartEnd = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// The start and end of alert `index` as read from the wire ([`wire_time`], named `names`),
 /// refused when both are given and it ends before it starts, as Alertmanager refuses it ("end
 /// time must not be before start time"): such an alert would be stored resolved before it began.
@@ -382,7 +385,7 @@ pub(crate) fn wire_times(
     ends_at: Option<DateTime<Utc>>,
     names: [&str; 2],
     index: usize,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), ParseError> {
+) -> Result<StartEnd, ParseError> {
     let starts = wire_time(starts_at, names[0], index)?;
     let ends = wire_time(ends_at, names[1], index)?;
     if let (Some(s), Some(e)) = (starts, ends) {
