@@ -71,6 +71,14 @@ const VALUE_VERSION: u8 = 1;
 /// sled's file in the store's directory: its log, which a checkpoint fdatasyncs, and what it
 /// locks against a second process.
 const SLED_FILE: &str = "db";
+/// Written beside sled's files once a store's schema is durable, and again after each
+/// checkpoint with the journal seq that checkpoint stored in sled. sled opens missing files as
+/// an empty store and a damaged file as what it can read of it, silently: a store that has the
+/// marker and in which sled finds nothing, or an older checkpoint than the marker's, lost
+/// durable data, and is refused rather than started on what is left.
+const STORE_MARKER: &str = "triaged.store";
+/// The marker's first line; the second is the journal seq of the last checkpoint.
+const MARKER_TEXT: &str = "a triaged store: sled's files and the journal beside this file";
 
 const META_SCHEMA: &[u8] = b"meta/schema";
 const META_NEXT_INCIDENT: &[u8] = b"meta/next_incident";
@@ -159,6 +167,22 @@ pub enum StoreError {
     },
     #[error("the store at {path} has schema version {found:?}; this triaged reads version 1")]
     Schema { path: PathBuf, found: String },
+    #[error(
+        "the store at {path} lost data it had made durable: its last checkpoint stored journal \
+         commit {checkpointed} ({STORE_MARKER} says so), but sled finds commit {found} (0: \
+         nothing); sled's files are damaged or gone, and triaged does not start on what is left. \
+         Restore the directory from a backup, or move it aside to start with an empty store"
+    )]
+    Emptied {
+        path: PathBuf,
+        found: u64,
+        checkpointed: u64,
+    },
+    #[error(
+        "the store at {path} is damaged: sled failed while opening it ({why}). Move the \
+         directory aside and restore a backup; triaged never resets it by itself"
+    )]
+    Panicked { path: PathBuf, why: String },
     #[error("store I/O failed: {0}")]
     Sled(#[from] sled::Error),
     #[error("fdatasync of the store failed: {0}")]
@@ -227,6 +251,8 @@ impl StoreError {
                 source: sled::Error::Corruption { .. },
                 ..
             } | StoreError::Schema { .. }
+                | StoreError::Emptied { .. }
+                | StoreError::Panicked { .. }
                 | StoreError::Replay { .. }
                 | StoreError::JournalDamaged { .. }
                 | StoreError::Corrupt { .. }
@@ -1029,21 +1055,52 @@ impl Handle {
     }
 
     fn open(path: &Path, cache_bytes: u64, checkpoint_bytes: u64) -> Result<Handle> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|source| opening(path, source))?;
-        // sled reads much of its file lazily: what it finds damaged now is the opening's too.
-        Handle::load(path, db, checkpoint_bytes).map_err(|e| match e {
-            StoreError::Sled(source) => opening(path, source),
-            other => other,
+        let marked = read_marker(path);
+        // Some damage makes sled panic rather than answer an error: it is damage all the same.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let db = sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_bytes)
+                .mode(sled::Mode::HighThroughput)
+                .open()
+                .map_err(|source| opening(path, source))?;
+            // sled reads much of its file lazily: what it finds damaged now is the opening's too.
+            Handle::load(path, db, checkpoint_bytes, marked).map_err(|e| match e {
+                StoreError::Sled(source) => opening(path, source),
+                other => other,
+            })
+        }));
+        opened.unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(StoreError::Panicked {
+                path: path.to_path_buf(),
+                why,
+            })
         })
     }
 
-    /// What opening a store does once sled has opened its file.
-    fn load(path: &Path, db: sled::Db, checkpoint_bytes: u64) -> Result<Handle> {
+    /// What opening a store does once sled has opened its file. `marked`: what the directory's
+    /// [`STORE_MARKER`] said before the open (none: a new store, or one of a triaged before it).
+    fn load(
+        path: &Path,
+        db: sled::Db,
+        checkpoint_bytes: u64,
+        marked: Option<u64>,
+    ) -> Result<Handle> {
+        if let Some(checkpointed) = marked {
+            let found = db.get(META_JOURNAL_SEQ)?.map_or(0, |v| be_u64(&v));
+            if found < checkpointed {
+                return Err(StoreError::Emptied {
+                    path: path.to_path_buf(),
+                    found,
+                    checkpointed,
+                });
+            }
+        }
         match db.get(META_SCHEMA)? {
             None => {
                 db.insert(META_SCHEMA, SCHEMA_VERSION)?;
@@ -1063,6 +1120,10 @@ impl Handle {
             source,
         })?;
         let journal = replay_journal(path, &db, &log, checkpoint_bytes)?;
+        if marked.is_none() {
+            // The schema is durable now (replaying the journal flushed sled).
+            mark(path, db.get(META_JOURNAL_SEQ)?.map_or(0, |v| be_u64(&v)))?;
+        }
         build_firing_index(&db)?;
         let refreshes = refresh::Log::load(&db)?;
         Ok(Handle {
@@ -1373,7 +1434,11 @@ fn replay_journal(
 /// with, made durable in sled, before the journal starts again (or is emptied).
 fn flush_generation(db: &sled::Db, log: &File, journal: &Journal) -> Result<()> {
     db.insert(META_JOURNAL_SEQ, &journal.next_seq().to_be_bytes())?;
-    flush_durably(db, log)
+    flush_durably(db, log)?;
+    match journal.path().parent() {
+        Some(dir) => mark(dir, journal.next_seq()),
+        None => Ok(()),
+    }
 }
 
 /// Flush sled and fdatasync its file: sled 0.34's `flush` ends in `sync_file_range`, which
@@ -1422,6 +1487,36 @@ fn open_handle(state: &mut std::result::Result<Handle, String>) -> Result<&mut H
     state
         .as_mut()
         .map_err(|reason| StoreError::Unavailable(reason.clone()))
+}
+
+/// Write [`STORE_MARKER`] in `path` with the journal seq `checkpointed`, durably and whole (a
+/// new file renamed over the old).
+fn mark(path: &Path, checkpointed: u64) -> Result<()> {
+    let marker = path.join(STORE_MARKER);
+    let new = path.join(format!("{STORE_MARKER}.new"));
+    let failed = |source| StoreError::Journal {
+        path: marker.clone(),
+        source,
+    };
+    let file = File::create(&new).map_err(failed)?;
+    use std::io::Write;
+    (&file)
+        .write_all(format!("{MARKER_TEXT}\n{checkpointed}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&new, &marker))
+        .and_then(|()| File::open(path)?.sync_all())
+        .map_err(failed)
+}
+
+/// The journal seq [`STORE_MARKER`] in `path` holds, if it is there (0 for a marker without one).
+fn read_marker(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path.join(STORE_MARKER)).ok()?;
+    Some(
+        text.lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0),
+    )
 }
 
 /// sled could not open (or read, while opening) the store at `path`: why, with what to do.
@@ -2613,6 +2708,65 @@ mod tests {
         };
         // Commits 1-3 went to sled at the checkpoint; the journal went on from 4.
         assert!(err.contains("at byte 0 (commit 4)"), "{err}");
+    }
+
+    #[test]
+    fn a_store_whose_sled_files_are_gone_is_refused_not_started_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        commit_each(&Store::open(dir.path()).unwrap(), 1..=3);
+        assert!(dir.path().join(STORE_MARKER).exists());
+        // A store of a triaged before the marker gets it at its next open.
+        std::fs::remove_file(dir.path().join(STORE_MARKER)).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(present(&store, 1..=3), [1, 2, 3]);
+        drop(store);
+        assert!(dir.path().join(STORE_MARKER).exists());
+        // sled opens a directory without its files as an empty store.
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name != STORE_MARKER && name != journal::FILE_NAME {
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path).unwrap();
+                } else {
+                    std::fs::remove_file(&path).unwrap();
+                }
+            }
+        }
+        let err = match Store::open(dir.path()) {
+            Err(e) => e,
+            Ok(_) => panic!("a store that lost its files opened empty"),
+        };
+        assert!(err.is_damaged(), "{err}");
+        assert!(err.to_string().contains("lost data"), "{err}");
+    }
+
+    /// sled opens a file cut short as the part it can read (here 933 of 2,000 incidents, with
+    /// no error), or panics on it: either way the open is refused as damage.
+    #[test]
+    fn a_sled_file_cut_short_after_a_checkpoint_is_refused_not_opened_on_what_is_left() {
+        for eighths in [1, 3, 6] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            commit_each(&store, 1..=2000);
+            store.checkpoint().unwrap(); // a clean stop: nothing left in the journal
+            drop(store);
+            let file = dir.path().join(SLED_FILE);
+            let len = std::fs::metadata(&file).unwrap().len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_len(len * eighths / 8)
+                .unwrap();
+            match Store::open(dir.path()) {
+                Err(e) => assert!(e.is_damaged(), "{eighths}/8: {e}"),
+                Ok(store) => panic!(
+                    "{eighths}/8: opened with {} of 2,000 incidents",
+                    present(&store, 1..=2000).len()
+                ),
+            }
+        }
     }
 
     #[test]

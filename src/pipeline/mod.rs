@@ -1180,6 +1180,12 @@ impl Writer {
             }
             Err(e) => {
                 self.metrics.store_write_failures.inc();
+                // A full or read-only disk met while reading for the transaction (sled writes its
+                // buffers by itself, and refuses everything after such a failure) takes the store
+                // down as a failed write does.
+                if self.store.down_reason().is_none() && e.is_disk_refusing_writes() {
+                    self.store.close(e.reason());
+                }
                 match self.store.down_reason() {
                     Some(reason) => {
                         tracing::error!(error = %e, reason = %reason, "group commit failed: the store is down; nothing of this batch is acknowledged, and changes are refused until it is writable again");
