@@ -2103,37 +2103,25 @@ mod tests {
 
     #[test]
     fn a_bad_value_is_refused_with_its_line() {
-        let text = "[dedup]\nresolve_timeout = \"5 minutes\"\n";
-        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
-        assert!(shown.starts_with("t.toml:2: "), "{shown}");
-        assert!(shown.contains("invalid duration"), "{shown}");
+        let refused = |text: &str| Config::parse(text, "t.toml").unwrap_err();
+        let e = refused("[dedup]\nresolve_timeout = \"5 minutes\"\n");
+        assert_problems(&e, &["t.toml:2: "]);
+        assert!(e.to_string().contains("invalid duration"), "{e}");
 
-        let text = "[tiers]\ncritical = \"L9\"\n";
-        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
-        assert!(shown.starts_with("t.toml:2: "), "{shown}");
+        assert_problems(&refused("[tiers]\ncritical = \"L9\"\n"), &["t.toml:2: "]);
 
         // L4 is reached by hand only (the vendor handover): not by severity, not by a rule.
-        let text = "[tiers]\nmajor = \"L3\"\ncritical = \"L4\"\n";
-        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
-        assert!(shown.starts_with("t.toml:3: "), "{shown}");
-        assert!(
-            shown.contains("tiers.critical: L4 is the vendor handover"),
-            "{shown}"
+        assert_problems(
+            &refused("[tiers]\nmajor = \"L3\"\ncritical = \"L4\"\n"),
+            &["t.toml:3: tiers.critical: L4 is the vendor handover"],
         );
-        let text = "[[rules]]\nname = \"x\"\nmatchers = ['alertname=\"A\"']\ntier = \"L4\"\n";
-        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
-        assert!(shown.starts_with("t.toml:4: "), "{shown}");
-        assert!(
-            shown.contains("rules[0].tier: L4 is the vendor handover"),
-            "{shown}"
+        assert_problems(
+            &refused("[[rules]]\nname = \"x\"\nmatchers = ['alertname=\"A\"']\ntier = \"L4\"\n"),
+            &["t.toml:4: rules[0].tier: L4 is the vendor handover"],
         );
-
-        let text = "[storage]\ncache_mb = 16\ncheckpoint_kb = 0\n";
-        let shown = Config::parse(text, "t.toml").unwrap_err().to_string();
-        assert!(shown.starts_with("t.toml:3: "), "{shown}");
-        assert!(
-            shown.contains("storage.checkpoint_kb: must be greater than 0"),
-            "{shown}"
+        assert_problems(
+            &refused("[storage]\ncache_mb = 16\ncheckpoint_kb = 0\n"),
+            &["t.toml:3: storage.checkpoint_kb: must be greater than 0"],
         );
     }
 

@@ -1091,8 +1091,9 @@ impl Handle {
         checkpoint_bytes: u64,
         marked: Option<u64>,
     ) -> Result<Handle> {
+        let generation = db.get(META_JOURNAL_SEQ)?.map(|v| be_u64(&v));
         if let Some(checkpointed) = marked {
-            let found = db.get(META_JOURNAL_SEQ)?.map_or(0, |v| be_u64(&v));
+            let found = generation.unwrap_or(0);
             if found < checkpointed {
                 return Err(StoreError::Emptied {
                     path: path.to_path_buf(),
@@ -1119,11 +1120,15 @@ impl Handle {
             path: log_path,
             source,
         })?;
-        let journal = replay_journal(path, &db, &log, checkpoint_bytes)?;
-        if marked.is_none() {
-            // The schema is durable now (replaying the journal flushed sled).
-            mark(path, db.get(META_JOURNAL_SEQ)?.map_or(0, |v| be_u64(&v)))?;
-        }
+        // Without a marker, the replay's checkpoint writes one (the schema durable with it).
+        let journal = replay_journal(
+            path,
+            &db,
+            &log,
+            checkpoint_bytes,
+            generation,
+            marked.is_none(),
+        )?;
         build_firing_index(&db)?;
         let refreshes = refresh::Log::load(&db)?;
         Ok(Handle {
@@ -1377,14 +1382,17 @@ fn firing_key(fp: Fingerprint) -> Vec<u8> {
 }
 
 /// Open the journal, apply again what it holds (the commits since the last checkpoint, which
-/// sled may have lost), make that durable in sled, and empty it.
+/// sled may have lost), make that durable in sled, and empty it. `first_seq`: the seq the
+/// journal's generation started with, as sled has it; `unmarked`: the store has no
+/// [`STORE_MARKER`] yet, so the checkpoint is made (and writes it) even with nothing to apply.
 fn replay_journal(
     path: &Path,
     db: &sled::Db,
     log: &File,
     checkpoint_bytes: u64,
+    first_seq: Option<u64>,
+    unmarked: bool,
 ) -> Result<Journal> {
-    let first_seq = db.get(META_JOURNAL_SEQ)?.map(|v| be_u64(&v));
     let (mut journal, replay) = Journal::open(path, checkpoint_bytes, first_seq)
         .map_err(|e| journal_failed(&path.join(journal::FILE_NAME), e))?;
     match replay.end() {
@@ -1419,7 +1427,7 @@ fn replay_journal(
     }
     // Emptied even with nothing to apply: what is left (a torn first record) must not be read
     // as the continuation of the records written next.
-    if !replay.file_is_empty() || first_seq != Some(journal.next_seq()) {
+    if !replay.file_is_empty() || first_seq != Some(journal.next_seq()) || unmarked {
         flush_generation(db, log, &journal)?;
     }
     if !replay.file_is_empty() {
@@ -2623,6 +2631,15 @@ mod tests {
         (path, starts)
     }
 
+    /// The error opening the store in `dir` fails with; `what` names the store in the panic if
+    /// it opens.
+    fn open_refused(dir: &Path, what: &str) -> StoreError {
+        match Store::open(dir) {
+            Err(e) => e,
+            Ok(_) => panic!("{what} opened"),
+        }
+    }
+
     fn flip(path: &Path, at: usize) {
         let mut bytes = std::fs::read(path).unwrap();
         bytes[at] ^= 0xff;
@@ -2642,10 +2659,10 @@ mod tests {
         assert_eq!(starts.len(), 3);
         flip(&path, starts[1] + 20);
         let damaged = std::fs::read(&path).unwrap();
-        let err = match Store::open(dir.path()) {
-            Err(e) => e,
-            Ok(_) => panic!("a store whose journal lost an acknowledged commit opened"),
-        };
+        let err = open_refused(
+            dir.path(),
+            "a store whose journal lost an acknowledged commit",
+        );
         assert!(err.is_damaged(), "{err}");
         let text = err.to_string();
         let cut = format!("truncate -s {} {}", starts[1], path.display());
@@ -2702,10 +2719,11 @@ mod tests {
             "the journal starts again after a checkpoint"
         );
         flip(&path, starts[0] + 20);
-        let err = match Store::open(dir.path()) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("a store whose journal lost an acknowledged commit opened"),
-        };
+        let err = open_refused(
+            dir.path(),
+            "a store whose journal lost an acknowledged commit",
+        )
+        .to_string();
         // Commits 1-3 went to sled at the checkpoint; the journal went on from 4.
         assert!(err.contains("at byte 0 (commit 4)"), "{err}");
     }
@@ -2733,10 +2751,7 @@ mod tests {
                 }
             }
         }
-        let err = match Store::open(dir.path()) {
-            Err(e) => e,
-            Ok(_) => panic!("a store that lost its files opened empty"),
-        };
+        let err = open_refused(dir.path(), "a store that lost its files (empty)");
         assert!(err.is_damaged(), "{err}");
         assert!(err.to_string().contains("lost data"), "{err}");
     }
@@ -2773,10 +2788,7 @@ mod tests {
     fn a_second_open_of_the_same_directory_says_why_it_fails() {
         let dir = tempfile::tempdir().unwrap();
         let _first = Store::open(dir.path()).unwrap();
-        let err = match Store::open(dir.path()) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("a second open of a locked store succeeded"),
-        };
+        let err = open_refused(dir.path(), "a second open of a locked store").to_string();
         assert!(err.contains("another triaged"), "{err}");
     }
 

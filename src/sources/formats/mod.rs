@@ -852,21 +852,20 @@ mod tests {
 
     #[test]
     fn json_errors_carry_position_and_reason() {
-        let err: ParseError = serde_json::from_slice::<AlertArray<Labels>>(b"[{\"a\": }]")
-            .unwrap_err()
-            .into();
-        assert_eq!(err.reason(), "malformed_json");
-        let text = err.to_string();
-        assert!(text.starts_with("malformed JSON: "), "{text}");
-        assert!(text.contains("line 1 column"), "{text}");
         // Well-formed JSON, not what the format reads: said so, in the same category.
-        let err: ParseError = serde_json::from_slice::<AlertArray<Labels>>(b"{\"a\": 1}")
-            .unwrap_err()
-            .into();
-        assert_eq!(err.reason(), "malformed_json");
-        let text = err.to_string();
-        assert!(text.starts_with("JSON of the wrong shape: "), "{text}");
-        assert!(text.contains("line 1 column"), "{text}");
+        let cases: [(&[u8], &str); 2] = [
+            (b"[{\"a\": }]", "malformed JSON: "),
+            (b"{\"a\": 1}", "JSON of the wrong shape: "),
+        ];
+        for (body, says) in cases {
+            let err: ParseError = serde_json::from_slice::<AlertArray<Labels>>(body)
+                .unwrap_err()
+                .into();
+            assert_eq!(err.reason(), "malformed_json");
+            let text = err.to_string();
+            assert!(text.starts_with(says), "{text}");
+            assert!(text.contains("line 1 column"), "{text}");
+        }
     }
 
     #[test]
