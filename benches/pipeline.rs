@@ -244,7 +244,7 @@ impl Pipeline {
                     tally.repeats += 1;
                     // The writer's repeat (its timer aside, which the store keeps).
                     record.expires_at = expires_at;
-                    black_box(record_repeat(record, alert, severity, now));
+                    black_box(record_repeat(record, alert, (severity, tier), now));
                     black_box(&class);
                 }
                 _ => {

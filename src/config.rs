@@ -369,6 +369,11 @@ pub struct TierPolicy {
     pub next: Option<Tier>,
 }
 
+/// Why L4 is refused wherever a config would send incidents there by itself: it is the vendor
+/// handover, made by hand from L3 only.
+const L4_BY_HAND: &str =
+    "L4 is the vendor handover, made by hand from L3 (naming the vendor): no alert goes there by itself";
+
 /// `[escalation]`: `ceiling` and one `[escalation.Ln]` table per tier.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
@@ -1124,11 +1129,12 @@ impl Config {
                     .to_string(),
             ));
         }
-        if self.escalation.ceiling == Tier::L0 {
-            out.push((
-                vec![Seg::Key("escalation"), Seg::Key("ceiling")],
-                "must be L1 or higher".to_string(),
-            ));
+        let ceiling = vec![Seg::Key("escalation"), Seg::Key("ceiling")];
+        match self.escalation.ceiling {
+            Tier::L0 => out.push((ceiling, "must be L1 or higher".to_string())),
+            // Timeouts, reopens and flapping would hand incidents to L4 with no vendor named.
+            Tier::L4 => out.push((ceiling, format!("{L4_BY_HAND}; L1 to L3"))),
+            _ => {}
         }
         for (name, tier) in [
             ("L1", Tier::L1),
@@ -1144,6 +1150,9 @@ impl Config {
             match policy.next {
                 Some(next) if next <= tier => {
                     out.push((at("next"), format!("must be a tier above {name}")));
+                }
+                Some(Tier::L4) => {
+                    out.push((at("next"), format!("{L4_BY_HAND}; up to L3")));
                 }
                 // Automatic escalation stops at the ceiling: a tier below it whose `next` is
                 // above it would never escalate, its timeouts silently off.
@@ -1270,9 +1279,6 @@ impl Config {
                 "must name at least one label".to_string(),
             ));
         }
-        // L4 is the vendor handover, by hand from L3 only: no alert is sent there.
-        const L4_BY_HAND: &str =
-            "L4 is the vendor handover, made by hand from L3 (naming the vendor): no alert goes there by itself; L0 to L3";
         let t = &self.tiers;
         for (key, tier) in [
             ("critical", t.critical),
@@ -1283,14 +1289,14 @@ impl Config {
         ] {
             if tier == Tier::L4 {
                 let path = vec![Seg::Key("tiers"), Seg::Key(key)];
-                out.push((path, L4_BY_HAND.to_string()));
+                out.push((path, format!("{L4_BY_HAND}; L0 to L3")));
             }
         }
         let mut names = std::collections::HashSet::new();
         for (i, rule) in self.rules.iter().enumerate() {
             let at = |key: &'static str| vec![Seg::Key("rules"), Seg::Index(i), Seg::Key(key)];
             if rule.tier == Some(Tier::L4) {
-                out.push((at("tier"), L4_BY_HAND.to_string()));
+                out.push((at("tier"), format!("{L4_BY_HAND}; L0 to L3")));
             }
             if rule.name.trim().is_empty() {
                 out.push((at("name"), "must not be empty".to_string()));
@@ -1953,7 +1959,7 @@ mod tests {
         for fine in [
             "[escalation]\nceiling = \"L2\"\n",
             "[escalation]\nceiling = \"L2\"\n[escalation.L1]\nnext = \"L2\"\n",
-            "[escalation.L3]\nack_timeout = \"1h\"\nnext = \"L4\"\n",
+            "[escalation]\nceiling = \"L2\"\n[escalation.L2]\nack_timeout = \"1h\"\nnext = \"L3\"\n",
         ] {
             Config::parse(fine, "e.toml").unwrap_or_else(|e| panic!("{fine:?}: {e}"));
         }
@@ -2118,6 +2124,18 @@ mod tests {
         assert_problems(
             &refused("[[rules]]\nname = \"x\"\nmatchers = ['alertname=\"A\"']\ntier = \"L4\"\n"),
             &["t.toml:4: rules[0].tier: L4 is the vendor handover"],
+        );
+        // Nor by timeouts, reopens or flapping: they would hand it over naming no vendor.
+        assert_problems(
+            &refused("[escalation]\nceiling = \"L4\"\n[escalation.L3]\nack_timeout = \"1s\"\nnext = \"L4\"\n"),
+            &[
+                "t.toml:2: escalation.ceiling: L4 is the vendor handover",
+                "t.toml:5: escalation.L3.next: L4 is the vendor handover",
+            ],
+        );
+        assert_problems(
+            &refused("[escalation.L2]\nnext = \"L4\"\n"),
+            &["t.toml:2: escalation.L2.next: L4 is the vendor handover"],
         );
         assert_problems(
             &refused("[storage]\ncache_mb = 16\ncheckpoint_kb = 0\n"),

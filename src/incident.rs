@@ -307,6 +307,21 @@ impl Incident {
         self.is_active() && self.silenced_count > 0 && self.silenced_count >= self.firing_count
     }
 
+    /// The highest tier its members have asked for: the tier it opened at, or one a member took
+    /// it to since (an escalation by `triaged` for `severity` or `member_tier`). An operator's
+    /// de-escalation lowers the incident's tier, not this.
+    pub fn members_tier(&self) -> Tier {
+        self.timeline
+            .iter()
+            .filter(|e| {
+                e.kind == EventKind::Escalated
+                    && e.actor == SYSTEM_ACTOR
+                    && matches!(e.reason.as_deref(), Some("severity" | "member_tier"))
+            })
+            .filter_map(|e| e.to)
+            .fold(self.opened_tier, Tier::max)
+    }
+
     /// When its escalation deadlines count from: reaching its tier, or the end of a silence
     /// that held it, whichever is later.
     pub fn escalation_since(&self) -> DateTime<Utc> {

@@ -37,8 +37,9 @@ const INCIDENT_SECONDS_BUCKETS: &[f64] = &[
 ];
 
 /// Every `reason` of `incidents_escalated_total`.
-pub const ESCALATION_REASONS: [&str; 6] = [
+pub const ESCALATION_REASONS: [&str; 7] = [
     "severity",
+    "member_tier",
     "ack_timeout",
     "resolve_timeout",
     "reopened",

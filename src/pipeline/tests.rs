@@ -1336,6 +1336,42 @@ action = "drop"
     assert_eq!(h.opened(Tier::L3, Severity::Critical), 0);
 }
 
+/// Regression (QA): a rule's matches count alerts as they fire, not each re-send of one already
+/// firing (Prometheus re-sends every minute: one alert an hour ago showed 60 matches). A fire
+/// after a resolution counts again; a dropped alert, never stored, counts at each send.
+#[test]
+fn re_sends_of_a_firing_alert_are_not_counted_as_rule_matches_again() {
+    let mut h = Harness::new(
+        r#"
+[[rules]]
+name = "team-db"
+matchers = ['service="db"']
+set_labels = { team = "db" }
+continue = true
+[[rules]]
+name = "noise"
+matchers = ['alertname="Noise"']
+action = "drop"
+"#,
+    );
+    let matches = |h: &Harness, rule: &str| h.metrics.rule_matches.with_label_values(&[rule]).get();
+    let slow = alert(&[("alertname", "Slow"), ("service", "db")]);
+    for _ in 0..5 {
+        h.ingest(vec![slow.clone()]);
+        h.clock.advance(60);
+    }
+    assert_eq!(matches(&h, "team-db"), 1, "one alert, four re-sends");
+    h.ingest(vec![resolved(slow.clone())]);
+    h.clock.advance(60);
+    h.ingest(vec![slow.clone()]);
+    assert_eq!(matches(&h, "team-db"), 2, "fired again");
+    let noise = alert(&[("alertname", "Noise"), ("service", "db")]);
+    h.ingest(vec![noise.clone()]);
+    h.ingest(vec![noise]);
+    assert_eq!(matches(&h, "noise"), 2);
+    assert_eq!(matches(&h, "team-db"), 4);
+}
+
 /// Regression: an alert first seen at info (L0) and re-sent critical under the same identity
 /// (PagerDuty's dedup_key keeps the fingerprint while severity changes) must open an incident.
 #[test]
@@ -2723,6 +2759,99 @@ fn a_held_alert_keeps_the_severity_its_sender_gave_when_released() {
         (incident.severity, incident.tier),
         (Severity::Critical, Tier::L3)
     );
+}
+
+/// Regression (QA): a member re-sent more severe while a silence held it escalates its incident
+/// to the new severity's tier when the silence lets go, as the same repeat unsilenced does; the
+/// incident used to take the severity and stay at L1, since the record kept its first tier.
+#[test]
+fn a_severity_raised_under_a_silence_escalates_when_the_silence_ends() {
+    for expire in [true, false] {
+        let mut h = Harness::new("");
+        // triaged's own form carries severity beside the labels, outside the identity.
+        let mut warning = alert(&[("alertname", "N2")]);
+        warning.severity = Some(Severity::Warning);
+        let mut critical = warning.clone();
+        critical.severity = Some(Severity::Critical);
+        h.ingest(vec![warning]);
+        assert_eq!(h.incident(1).tier, Tier::L1);
+        let id = h.put_silence(silence_of("N2", h.now(), 0, HOUR)).unwrap();
+        let s = h.ingest(vec![critical.clone()]);
+        assert_eq!(s.silenced, 1);
+        let record = h.record(&critical);
+        assert_eq!(
+            (record.severity, record.tier),
+            (Severity::Critical, Tier::L3),
+            "the record's tier goes with its severity"
+        );
+        assert_eq!(h.incident(1).tier, Tier::L1, "held while silenced");
+        assert_eq!(h.escalations(), 0);
+
+        if expire {
+            h.expire_silence(id).unwrap();
+        } else {
+            h.clock.advance(HOUR);
+            h.tick();
+        }
+        let incident = h.incident(1);
+        assert_eq!(
+            (incident.severity, incident.tier),
+            (Severity::Critical, Tier::L3),
+            "expired: {expire}"
+        );
+        assert_eq!(h.escalated(Tier::L1, Tier::L3, "severity"), 1);
+    }
+}
+
+/// Regression (QA): after an operator de-escalates a critical incident, the storm's next
+/// critical member left it where the operator put it; it pulled it back to L3 (reason
+/// `severity`) though nothing got more severe. A more severe member still escalates, and so
+/// does one a rule sends to a tier no member has asked for (reason `member_tier`).
+#[test]
+fn a_member_no_more_severe_leaves_a_de_escalation_standing() {
+    let mut h = Harness::new(
+        r#"
+[[rules]]
+name = "root-disk"
+matchers = ['mount="/"']
+tier = "L3"
+"#,
+    );
+    let member = |instance: &str, severity: &str| {
+        alert(&[
+            ("alertname", "DS"),
+            ("instance", instance),
+            ("severity", severity),
+        ])
+    };
+    h.ingest(vec![member("a", "major")]);
+    assert_eq!(h.incident(1).tier, Tier::L2);
+    h.act(1, deescalate(Some(Tier::L1))).unwrap();
+    h.ingest(vec![member("b", "major"), member("c", "minor")]);
+    let incident = h.incident(1);
+    assert_eq!((incident.tier, incident.alert_count), (Tier::L1, 3));
+    assert_eq!(h.escalations(), 0);
+
+    // More severe: news, whatever the operator decided before.
+    h.ingest(vec![member("d", "critical")]);
+    assert_eq!(h.incident(1).tier, Tier::L3);
+    assert_eq!(h.escalated(Tier::L1, Tier::L3, "severity"), 1);
+    h.act(1, deescalate(Some(Tier::L1))).unwrap();
+    h.ingest(vec![member("e", "critical")]);
+    assert_eq!(h.incident(1).tier, Tier::L1);
+
+    // A rule's tier above any member's so far, at no higher severity: escalates, once.
+    let disk =
+        |mount: &str, host: &str| alert(&[("alertname", "Disk"), ("mount", mount), ("host", host)]);
+    h.ingest(vec![disk("/var", "a")]);
+    assert_eq!(h.incident(2).tier, Tier::L1);
+    h.ingest(vec![disk("/", "a")]);
+    assert_eq!(h.incident(2).tier, Tier::L3);
+    assert_eq!(h.escalated(Tier::L1, Tier::L3, "member_tier"), 1);
+    h.act(2, deescalate(Some(Tier::L2))).unwrap();
+    h.ingest(vec![disk("/", "b"), disk("/home", "b")]);
+    assert_eq!(h.incident(2).alert_count, 4);
+    assert_eq!(h.incident(2).tier, Tier::L2, "no member asks above L3");
 }
 
 /// Regression: once a run of `reopen_escalate_after` reopens has escalated, the next reopens in

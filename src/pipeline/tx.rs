@@ -626,11 +626,10 @@ impl Tx {
         // From here on the alert's labels are read from the classification only.
         let labels = std::mem::take(&mut alert.alert.labels);
         let mut class = policy.rules.classify_labels(labels, &alert);
-        if !class.rules.is_empty() {
-            self.effects.push(Effect::RulesMatched(class.rules.clone()));
-        }
         if let Some(rule) = &class.dropped_by {
             tracing::debug!(fingerprint = %fp, rule = %rule, "alert dropped by rule");
+            // A dropped alert is not stored, so each of its re-sends counts as a match.
+            self.effects.push(Effect::RulesMatched(class.rules.clone()));
             self.effects.push(Effect::Dropped);
             summary.dropped += 1;
             if self.trace {
@@ -683,7 +682,7 @@ impl Tx {
                 );
                 alert.alert.ends_at = ends_at;
                 self.arm_expiry(&mut record, expires_at);
-                let raised = record_repeat(&mut record, alert, severity, now);
+                let raised = record_repeat(&mut record, alert, (severity, tier), now);
                 let incident = record.incident;
                 self.decided(summary, &record, verdict, Some(&class), None, None);
                 self.put_alert(record);
@@ -699,6 +698,10 @@ impl Tx {
         };
 
         // Fires: new, firing again after it resolved, or an L0 alert now needing a person.
+        // Only these count as the rules' matches: a repeat is the same alert, sent again.
+        if !class.rules.is_empty() {
+            self.effects.push(Effect::RulesMatched(class.rules.clone()));
+        }
         // The record takes the classified labels and matched rules: `place` reads the rest of
         // the classification (set labels, runbook, grouping) and the record for these.
         let mut record = new_record(
@@ -1032,7 +1035,9 @@ impl Tx {
     }
 
     /// A member of higher severity raises the incident's severity and, where its tier is higher,
-    /// escalates the incident straight to it (reason `severity`).
+    /// escalates the incident straight to it (reason `severity`). A member of no higher severity
+    /// escalates it only if it asks a higher tier than any member has (a rule's tier, a reload's
+    /// mapping; reason `member_tier`): one asking no more leaves an operator's de-escalation be.
     fn raise_severity(
         &mut self,
         id: IncidentId,
@@ -1045,10 +1050,22 @@ impl Tx {
         if !incident.is_active() || (severity <= incident.severity && tier <= incident.tier) {
             return Ok(());
         }
+        let more_severe = severity > incident.severity;
+        let escalate = tier > incident.tier
+            && !incident.silenced()
+            && (more_severe || tier > incident.members_tier());
+        if !more_severe && !escalate {
+            return Ok(());
+        }
         incident.severity = incident.severity.max(severity);
-        if tier > incident.tier && !incident.silenced() {
-            let from = incident.escalate(SYSTEM_ACTOR, Some(tier), "severity", self.now)?;
-            self.escalated(id, from, tier, "severity");
+        if escalate {
+            let reason = if more_severe {
+                "severity"
+            } else {
+                "member_tier"
+            };
+            let from = incident.escalate(SYSTEM_ACTOR, Some(tier), reason, self.now)?;
+            self.escalated(id, from, tier, reason);
         }
         self.put_incident(incident);
         Ok(())
@@ -1605,7 +1622,7 @@ pub fn new_record(
 pub fn record_repeat(
     record: &mut AlertRecord,
     alert: NormalizedAlert,
-    severity: Severity,
+    (severity, tier): (Severity, Tier),
     now: DateTime<Utc>,
 ) -> bool {
     record.count += 1;
@@ -1613,7 +1630,12 @@ pub fn record_repeat(
     record.ends_at = alert.alert.ends_at;
     record.annotations = alert.alert.annotations;
     let raised = severity > record.severity;
-    record.severity = record.severity.max(severity);
+    if raised {
+        // The tier goes with the severity that gave it: a silence's release (`unsilence`) and
+        // the alert's own view read the record's tier, not the classification of this repeat.
+        record.severity = severity;
+        record.tier = record.tier.max(tier);
+    }
     raised
 }
 
