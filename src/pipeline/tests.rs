@@ -760,7 +760,11 @@ fn an_alertmanager_end_resolves_the_alert_and_its_incident_when_the_clock_passes
     assert_eq!(record.expires_at, None);
     let incident = h.incident(1);
     assert_eq!(incident.state, State::Resolved);
-    assert_eq!(incident.resolved_at, Some(t0 + secs(61)));
+    assert_eq!(
+        incident.resolved_at,
+        Some(t0 + secs(60)),
+        "when its alert ended, not when the tick saw it"
+    );
     assert_eq!(incident.firing_count, 0);
     let last = incident.timeline.last().unwrap();
     assert_eq!(
@@ -770,9 +774,52 @@ fn an_alertmanager_end_resolves_the_alert_and_its_incident_when_the_clock_passes
     assert_eq!(last.reason.as_deref(), Some("all alerts resolved"));
     assert_eq!(h.resolved(Tier::L1, "first_contact"), 1);
     assert_eq!(h.auto_resolved(Tier::L1), 1);
-    assert_eq!(h.mttr(Tier::L1, Severity::Warning), (1, 61.0));
+    assert_eq!(h.mttr(Tier::L1, Severity::Warning), (1, 60.0));
     assert_eq!(h.open_gauge(Tier::L1), 0);
     assert_eq!(h.store.next_deadline().unwrap(), None);
+}
+
+/// Regression (QA): an expiry that fell due while triaged was stopped resolved the incident at
+/// the restart, so the downtime went into MTTR (a 1.2 s incident measured 10 s after a 10 s
+/// stop). The incident resolves when its last alert ended; a late resolution sent with its
+/// `endsAt` likewise, never before the incident's last event.
+#[test]
+fn an_incident_resolves_when_its_last_alert_ended_not_when_triaged_saw_it() {
+    let mut h = Harness::new(RESOLVE_30S);
+    let t0 = h.now();
+    let mut a = refreshed(&[("alertname", "Maint")]);
+    a.ends_at = Some(t0 + secs(2));
+    h.ingest(vec![a.clone()]);
+    let mut h = h.restart();
+    h.clock.advance(10); // stopped over the end
+    h.tick();
+    let incident = h.incident(1);
+    assert_eq!(
+        (incident.state, incident.resolved_at),
+        (State::Resolved, Some(t0 + secs(2)))
+    );
+    assert_eq!(h.mttr(Tier::L1, Severity::Warning), (1, 2.0));
+
+    // Sent late: Prometheus retries a resolution with the end it saw.
+    let b = refreshed(&[("alertname", "Late")]);
+    h.ingest(vec![b.clone()]);
+    let opened = h.now();
+    h.clock.advance(5);
+    h.act(2, ack("alice")).unwrap();
+    h.clock.advance(15); // within its 30 s expiry
+    let mut gone = resolved(b.clone());
+    gone.ends_at = Some(opened + secs(3)); // before the ack: resolved after it, at once
+    h.ingest(vec![gone]);
+    assert_eq!(h.incident(2).resolved_at, Some(opened + secs(5)));
+    let mut c = refreshed(&[("alertname", "Later")]);
+    c.ends_at = None;
+    h.ingest(vec![c.clone()]);
+    let opened = h.now();
+    h.clock.advance(25);
+    let mut gone = resolved(c);
+    gone.ends_at = Some(opened + secs(20));
+    h.ingest(vec![gone]);
+    assert_eq!(h.incident(3).resolved_at, Some(opened + secs(20)));
 }
 
 #[test]
@@ -808,7 +855,11 @@ fn resolve_timeout_expires_an_alert_unless_it_is_sent_again() {
     assert_eq!(h.incident(2).state, State::Resolved);
     assert_eq!(h.resolved(Tier::L1, "first_contact"), 2);
     assert_eq!(h.auto_resolved(Tier::L1), 2);
-    assert_eq!(h.mttr(Tier::L1, Severity::Warning), (2, 35.0 + 51.0));
+    assert_eq!(
+        h.mttr(Tier::L1, Severity::Warning),
+        (2, 30.0 + 50.0),
+        "resolved at their expiries, not at the ticks after them"
+    );
 }
 
 /// A re-send never pulls back an `endsAt` its sender gave, as Alertmanager keeps the later one:

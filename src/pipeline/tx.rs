@@ -961,8 +961,15 @@ impl Tx {
             && incident.is_active()
             && self.policy.auto_resolve.contains(&incident.tier)
         {
-            let after =
-                incident.resolve(SYSTEM_ACTOR, Some("all alerts resolved".into()), self.now)?;
+            // Resolved when its last alert ended, not when triaged learned of it: an expiry
+            // that fell due while triaged was stopped, or a resolution sent late, would put
+            // the delay into MTTR. Never before its last event, never after now.
+            let when = incident
+                .timeline
+                .last()
+                .map_or(at, |last| at.max(last.at))
+                .min(self.now);
+            let after = incident.resolve(SYSTEM_ACTOR, Some("all alerts resolved".into()), when)?;
             tracing::info!(incident = %id, tier = %incident.tier, "incident resolved: all alerts resolved");
             self.closed(&incident, true, after);
         }
