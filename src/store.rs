@@ -260,7 +260,25 @@ impl StoreError {
     }
 
     pub fn is_disk_refusing_writes(&self) -> bool {
-        let io = match self {
+        use std::io::ErrorKind::{QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+        match self {
+            StoreError::Unavailable(_) => true,
+            other => other.io().is_some_and(|e| {
+                matches!(e.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem)
+            }),
+        }
+    }
+
+    /// An I/O failure of any kind (a full disk, a read-only or immutable file, an I/O error),
+    /// as against damage or a refusal of ours. sled keeps the first one it meets, in its own
+    /// writes too, and answers every later call with it, so only closing and reopening the
+    /// store clears it.
+    pub fn is_io_failure(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_)) || self.io().is_some()
+    }
+
+    fn io(&self) -> Option<&std::io::Error> {
+        match self {
             StoreError::Open {
                 source: sled::Error::Io(e),
                 ..
@@ -268,12 +286,9 @@ impl StoreError {
             | StoreError::Sled(sled::Error::Io(e))
             | StoreError::Sync(e)
             | StoreError::Journal { source: e, .. }
-            | StoreError::LogFile { source: e, .. } => e,
-            StoreError::Unavailable(_) => return true,
-            _ => return false,
-        };
-        use std::io::ErrorKind::{QuotaExceeded, ReadOnlyFilesystem, StorageFull};
-        matches!(io.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem)
+            | StoreError::LogFile { source: e, .. } => Some(e),
+            _ => None,
+        }
     }
 }
 
@@ -1055,6 +1070,22 @@ impl Handle {
     }
 
     fn open(path: &Path, cache_bytes: u64, checkpoint_bytes: u64) -> Result<Handle> {
+        match Handle::open_once(path, cache_bytes, checkpoint_bytes) {
+            // sled writes a snapshot as `snap.<lsn>.generating`, then renames it; a write that
+            // failed (a full disk) or a crash leaves the unfinished file, which sled then takes
+            // for the newest snapshot and refuses as corrupt. Without it, sled reads the last
+            // finished snapshot and its log, which a snapshot never finished did not release.
+            Err(StoreError::Open {
+                source: sled::Error::Corruption { .. },
+                ..
+            }) if remove_unfinished_snapshots(path) => {
+                Handle::open_once(path, cache_bytes, checkpoint_bytes)
+            }
+            opened => opened,
+        }
+    }
+
+    fn open_once(path: &Path, cache_bytes: u64, checkpoint_bytes: u64) -> Result<Handle> {
         let marked = read_marker(path);
         // Some damage makes sled panic rather than answer an error: it is damage all the same.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1525,6 +1556,39 @@ fn read_marker(path: &Path) -> Option<u64> {
             .and_then(|l| l.parse().ok())
             .unwrap_or(0),
     )
+}
+
+/// Remove the snapshot files sled left unfinished in `path` (see [`Handle::open`]); true when
+/// there was one to remove.
+fn remove_unfinished_snapshots(path: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return false;
+    };
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("snap.") && name.ends_with(".generating")) {
+            continue;
+        }
+        let file = entry.path();
+        let bytes = entry.metadata().map_or(0, |m| m.len());
+        match std::fs::remove_file(&file) {
+            Ok(()) => {
+                tracing::warn!(file = %file.display(), bytes, "removed a snapshot sled left unfinished (a failed write or a crash); opening the store again");
+                removed = true;
+            }
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot remove a snapshot sled left unfinished")
+            }
+        }
+    }
+    if removed {
+        if let Err(e) = File::open(path).and_then(|dir| dir.sync_all()) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot sync the data directory");
+        }
+    }
+    removed
 }
 
 /// sled could not open (or read, while opening) the store at `path`: why, with what to do.
@@ -2371,7 +2435,19 @@ mod tests {
             why: "w".into(),
         };
         assert!(!other.is_disk_refusing_writes());
+        assert!(!other.is_io_failure());
         assert_eq!(other.reason(), "corrupt value under k: w");
+        // An immutable file (EPERM) or an I/O error is no refusing disk, but an I/O failure all
+        // the same, which sled then answers every call with: the writer closes the store on it.
+        for code in [1, 5] {
+            let e = std::io::Error::from_raw_os_error(code);
+            let err = StoreError::Sled(sled::Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("{e:?}"),
+            )));
+            assert!(!err.is_disk_refusing_writes(), "{err}");
+            assert!(err.is_io_failure(), "{err}");
+        }
     }
 
     #[test]
@@ -2781,6 +2857,29 @@ mod tests {
                     present(&store, 1..=2000).len()
                 ),
             }
+        }
+    }
+
+    /// Regression (QA): a snapshot write that failed on a full disk left an empty
+    /// `snap.<lsn>.generating`, which sled takes for the newest snapshot and refuses as corrupt:
+    /// the store was reported damaged ("restore a backup") for good, though intact. A crash in
+    /// the middle of the write leaves the same. The unfinished file is removed and the store
+    /// opens with everything.
+    #[test]
+    fn a_snapshot_sled_left_unfinished_does_not_make_the_store_damaged() {
+        for unfinished in [&b""[..], &[7u8; 100][..]] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            commit_each(&store, 1..=50);
+            store.checkpoint().unwrap();
+            commit_each(&store, 51..=60);
+            drop(store);
+            // Named as sled names them: its log position in 16 hex digits.
+            let left = dir.path().join("snap.0000000000100000.generating");
+            std::fs::write(&left, unfinished).unwrap();
+            let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(present(&store, 1..=60).len(), 60);
+            assert!(!left.exists());
         }
     }
 

@@ -1180,10 +1180,12 @@ impl Writer {
             }
             Err(e) => {
                 self.metrics.store_write_failures.inc();
-                // A full or read-only disk met while reading for the transaction (sled writes its
-                // buffers by itself, and refuses everything after such a failure) takes the store
-                // down as a failed write does.
-                if self.store.down_reason().is_none() && e.is_disk_refusing_writes() {
+                // An I/O failure met while reading for the transaction (sled writes its buffers
+                // by itself, and answers everything after one failure with it) takes the store
+                // down as a failed write does, whatever the failure: a full disk, an immutable
+                // file (EPERM), an I/O error. Left up, every commit failed until something else
+                // closed it, while `/-/ready` said ready (QA: 68 s after a 1.3 s outage).
+                if self.store.down_reason().is_none() && e.is_io_failure() {
                     self.store.close(e.reason());
                 }
                 match self.store.down_reason() {
