@@ -1898,6 +1898,32 @@ fn with_action_escalate_a_flapping_alert_escalates_its_incident() {
     assert_eq!((h.open_gauge(Tier::L1), h.open_gauge(Tier::L2)), (0, 1));
 }
 
+/// Regression (QA): the fire that reopened an incident once too often (`reopened`) and made its
+/// alert flapping (`flapping`, action escalate) escalated it two tiers in one instant, a warning
+/// landing with L3. One change escalates one tier; the next reopen run escalates again.
+#[test]
+fn one_change_escalates_one_tier_when_it_both_reopens_too_often_and_flaps() {
+    let mut h = Harness::new(&format!(
+        "[dedup]\nreopen_escalate_after = 2\n[flapping]\nmax_changes = 3\naction = \"escalate\"\n{NO_TIMEOUTS}"
+    ));
+    let a = alert(&[("alertname", "DB"), ("severity", "warning")]);
+    for firing in [true, false, true, false, true] {
+        h.ingest(vec![if firing {
+            a.clone()
+        } else {
+            resolved(a.clone())
+        }]);
+        h.clock.advance(10);
+    }
+    let incident = h.incident(1);
+    assert!(incident.flapping);
+    assert_eq!(
+        escalations(&incident),
+        [(Tier::L1, Tier::L2, "reopened".to_string())]
+    );
+    assert_eq!(h.escalations(), 1);
+}
+
 #[test]
 fn changes_spread_beyond_the_flapping_window_are_not_flapping() {
     let mut h = Harness::new(&format!("[flapping]\naction = \"escalate\"\n{NO_TIMEOUTS}"));

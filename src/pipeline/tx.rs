@@ -1033,8 +1033,17 @@ impl Tx {
         if !incident.is_active() {
             return Ok(());
         }
-        incident.mark_flapping(format!("alert {fp} is flapping"), self.now);
-        if self.policy.flapping.action == FlapAction::Escalate {
+        // One change of an alert escalates its incident one tier at most: the fire that reopens
+        // it once too often (reason `reopened`) can be the change that makes the alert flapping.
+        let now = self.now;
+        let escalated_now = incident
+            .timeline
+            .iter()
+            .rev()
+            .take_while(|e| e.at == now)
+            .any(|e| e.kind == EventKind::Escalated && e.actor == SYSTEM_ACTOR);
+        incident.mark_flapping(format!("alert {fp} is flapping"), now);
+        if self.policy.flapping.action == FlapAction::Escalate && !escalated_now {
             self.auto_escalate(&mut incident, "flapping")?;
         }
         self.put_incident(incident);
