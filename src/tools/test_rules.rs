@@ -12,7 +12,7 @@
 //! name = "Watchdog is dropped"
 //! alerts = [ { labels = { alertname = "Watchdog" } } ]   # or input = '...' / input_file = "..."
 //! # format = "alertmanager"          for input/input_file; default: detect
-//! # silences = ['alertname="Maintenance"']
+//! # silences = ['alertname="Maintenance"', ['env="prod"', 'team!="db"']]   # one matcher, or a list
 //! [[tests.expect]]
 //! outcome = "dropped"                # dropped | silenced | L0 | incident | deduplicated | resolved | recorded
 //! rule = "watchdog"                  # "" = no rule matched
@@ -63,9 +63,27 @@ struct TestCase {
     #[serde(default)]
     format: Option<Spanned<String>>,
     #[serde(default)]
-    silences: Vec<Spanned<String>>,
+    silences: Vec<Spanned<SilenceMatchers>>,
     #[serde(default)]
     expect: Vec<Expect>,
+}
+
+/// A silence of a test: one matcher, or a list of them, all of which an alert must match (as
+/// `amtool silence add alertname=X instance=Y` makes).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SilenceMatchers {
+    One(String),
+    All(Vec<String>),
+}
+
+impl SilenceMatchers {
+    fn matchers(&self) -> &[String] {
+        match self {
+            SilenceMatchers::One(one) => std::slice::from_ref(one),
+            SilenceMatchers::All(all) => all,
+        }
+    }
 }
 
 /// triaged's native alert, written as a TOML table.
@@ -379,7 +397,7 @@ fn load_test(
 
     let mut silences = Vec::new();
     for (i, text) in case.silences.iter().enumerate() {
-        match silence_from(text.get_ref(), &case.name, now) {
+        match silence_from(text.get_ref().matchers(), &case.name, now) {
             Ok(s) => silences.push(s),
             Err(e) => problems.push(format!(
                 "{}: {key}.silences[{i}]: {e}",
@@ -419,27 +437,38 @@ fn native_alert(a: TomlAlert, index: usize) -> Result<Alert, String> {
 }
 
 /// A silence of one matcher (Alertmanager syntax), active from a minute ago for an hour.
-fn silence_from(text: &str, test: &str, now: DateTime<Utc>) -> Result<PostableSilence, String> {
-    let m = Matcher::parse(text)?;
-    let Target::Label(name) = m.target else {
-        return Err(format!(
-            "matcher {text:?}: a silence matches labels only, not @source or @annotation"
-        ));
-    };
-    let (is_regex, is_equal) = match m.op {
-        Op::Eq => (false, true),
-        Op::NotEq => (false, false),
-        Op::Re => (true, true),
-        Op::NotRe => (true, false),
-    };
-    let silence = PostableSilence {
-        id: None,
-        matchers: vec![SilenceMatcher {
+fn silence_from(
+    texts: &[String],
+    test: &str,
+    now: DateTime<Utc>,
+) -> Result<PostableSilence, String> {
+    if texts.is_empty() {
+        return Err("a silence needs at least one matcher".into());
+    }
+    let mut matchers = Vec::with_capacity(texts.len());
+    for text in texts {
+        let m = Matcher::parse(text)?;
+        let Target::Label(name) = m.target else {
+            return Err(format!(
+                "matcher {text:?}: a silence matches labels only, not @source or @annotation"
+            ));
+        };
+        let (is_regex, is_equal) = match m.op {
+            Op::Eq => (false, true),
+            Op::NotEq => (false, false),
+            Op::Re => (true, true),
+            Op::NotRe => (true, false),
+        };
+        matchers.push(SilenceMatcher {
             name,
             value: m.value,
             is_regex,
             is_equal,
-        }],
+        });
+    }
+    let silence = PostableSilence {
+        id: None,
+        matchers,
         starts_at: now - chrono::Duration::minutes(1),
         ends_at: now + chrono::Duration::hours(1),
         created_by: "test-rules".into(),
@@ -718,7 +747,8 @@ tier = "L3"
     #[test]
     fn silences_are_built_from_matchers() {
         let now = Utc::now();
-        let s = silence_from(r#"service=~"db|cache""#, "t", now).unwrap();
+        let one = |text: &str| silence_from(&[text.to_string()], "t", now);
+        let s = one(r#"service=~"db|cache""#).unwrap();
         assert_eq!(
             s.matchers,
             vec![SilenceMatcher {
@@ -730,10 +760,21 @@ tier = "L3"
         );
         assert_eq!(s.comment, "t");
         assert_eq!(s.created_by, "test-rules");
-        let s = silence_from(r#"env!="prod""#, "t", now);
+        let s = one(r#"env!="prod""#);
         assert!(s.unwrap_err().contains("match every alert"));
-        assert!(silence_from("@source=\"native\"", "t", now).is_err());
-        assert!(silence_from("no operator", "t", now).is_err());
+        assert!(one("@source=\"native\"").is_err());
+        assert!(one("no operator").is_err());
+        // Several matchers: one silence (QA: the usual `alertname=X instance=Y` could not be
+        // written; a negative matcher is scoped by a positive one).
+        let s = silence_from(&[r#"env="prod""#.into(), r#"team!="db""#.into()], "t", now).unwrap();
+        assert_eq!(
+            s.matchers
+                .iter()
+                .map(|m| (m.name.as_str(), m.is_equal))
+                .collect::<Vec<_>>(),
+            [("env", true), ("team", false)]
+        );
+        assert!(silence_from(&[], "t", now).is_err());
     }
 
     #[test]
