@@ -122,7 +122,7 @@ fn check_parse_error(e: &formats::ParseError) -> Result<(), TestCaseError> {
     let text = e.to_string();
     prop_assert!(!text.trim().is_empty(), "an error without a message");
     match e {
-        formats::ParseError::Json(j) => {
+        formats::ParseError::Json { error: j, .. } => {
             prop_assert!(
                 text.contains("line ") && text.contains("column "),
                 "a JSON error without its place: {}",

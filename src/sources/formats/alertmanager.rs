@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
-    clean_labels, from_json, non_empty, null_as_default, wire_times, AlertArray, ParseError,
+    clean_labels, from_json, non_empty, null_as_default, read_alerts, wire_times, AlertArray,
+    ParseError,
 };
 use crate::alert::{Alert, Labels, Source};
 
@@ -34,7 +35,7 @@ struct PostableAlert {
 /// Parse a `POST /api/v2/alerts` body. An empty array yields no alerts; a JSON object instead of
 /// an array is a [`ParseError::Json`] saying an array is expected.
 pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
-    let AlertArray(raw) = from_json::<AlertArray<PostableAlert>>(body)?;
+    let AlertArray(raw) = read_alerts(|| from_json::<AlertArray<PostableAlert>>(body))?;
     raw.into_iter()
         .enumerate()
         .map(|(index, raw)| {

@@ -14,6 +14,7 @@ pub mod native;
 pub mod pagerduty;
 pub mod webhook;
 
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -28,9 +29,13 @@ use crate::alert::{check_readable, given_time, Alert, Labels, Source};
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// Not JSON, or JSON of the wrong shape (the text says which): serde_json's message carries
-    /// line and column.
-    #[error("{}: {0}", json_problem(.0))]
-    Json(#[from] serde_json::Error),
+    /// line and column. `alert` is the alert (0-based position in its array) that is of the
+    /// wrong shape, when the shape went wrong inside one.
+    #[error("{}: {}", json_problem(.error), self.detail())]
+    Json {
+        alert: Option<usize>,
+        error: serde_json::Error,
+    },
     /// Well-formed JSON that breaks a rule of the format (empty labels, unknown event_action ...).
     #[error("invalid {what}: {why}")]
     Invalid {
@@ -50,12 +55,31 @@ pub fn json_problem(e: &serde_json::Error) -> &'static str {
     }
 }
 
+impl From<serde_json::Error> for ParseError {
+    fn from(error: serde_json::Error) -> ParseError {
+        ParseError::Json { alert: None, error }
+    }
+}
+
 impl ParseError {
     /// A bounded value for a metric label: `"malformed_json"` or `"invalid_alert"`.
     pub fn reason(&self) -> &'static str {
         match self {
-            ParseError::Json(_) => "malformed_json",
+            ParseError::Json { .. } => "malformed_json",
             ParseError::Invalid { .. } => "invalid_alert",
+        }
+    }
+
+    /// What the client is told went wrong, without the kind of error (the `detail` of a 400
+    /// whose `error` is the kind): `alert 1: missing field `labels` at line 1 column 49`.
+    pub fn detail(&self) -> String {
+        match self {
+            ParseError::Json {
+                alert: Some(index),
+                error,
+            } => format!("alert {index}: {error}"),
+            ParseError::Json { alert: None, error } => error.to_string(),
+            ParseError::Invalid { what, why } => format!("{what}: {why}"),
         }
     }
 
@@ -596,8 +620,30 @@ mod time_tests {
     }
 }
 
+thread_local! {
+    /// The position of the alert an [`AlertArray`] failed to read, for [`read_alerts`] to name
+    /// it: serde_json's errors cannot be rebuilt with more text and the same line and column.
+    static FAILED_ALERT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Run `read`, which reads alerts through an [`AlertArray`]: JSON of the wrong shape inside one
+/// alert (a missing or unknown field, a value of the wrong type) names that alert, keeping
+/// serde_json's line and column. A syntax error is not the alert's: it is told by position only.
+pub(crate) fn read_alerts<T>(
+    read: impl FnOnce() -> Result<T, serde_json::Error>,
+) -> Result<T, ParseError> {
+    FAILED_ALERT.set(None);
+    read().map_err(|error| {
+        let alert = FAILED_ALERT
+            .take()
+            .filter(|_| error.classify() == serde_json::error::Category::Data);
+        ParseError::Json { alert, error }
+    })
+}
+
 /// A JSON array of alerts, each a JSON object. Unlike a plain `Vec`, whose error for any other
 /// JSON value says "expected a sequence", this one says "expected a JSON array of alerts".
+/// Read through [`read_alerts`], an error in one alert names it.
 #[derive(Debug)]
 pub(crate) struct AlertArray<T>(pub(crate) Vec<T>);
 
@@ -620,10 +666,16 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for AlertArray<T> {
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut alerts = Vec::new();
-                while let Some(alert) = seq.next_element_seed(Object::new("an alert object"))? {
-                    alerts.push(alert);
+                loop {
+                    match seq.next_element_seed(Object::new("an alert object")) {
+                        Ok(Some(alert)) => alerts.push(alert),
+                        Ok(None) => return Ok(AlertArray(alerts)),
+                        Err(e) => {
+                            FAILED_ALERT.set(Some(alerts.len()));
+                            return Err(e);
+                        }
+                    }
                 }
-                Ok(AlertArray(alerts))
             }
         }
 
@@ -745,6 +797,90 @@ mod tests {
             let same = parse("2026-11-29T10:00:00Z").unwrap_or_else(|e| panic!("{format}: {e}"));
             assert_eq!(same.len(), 1, "{format}: an end at the start is an alert");
         }
+    }
+
+    /// `alerts` (a JSON array) read in each format that carries an array of alerts, wrapped as
+    /// the format wants it. `STATUS` is replaced by a webhook alert's status (an unknown field,
+    /// ignored, to Alertmanager API v2; the native form's own), `START` by the format's name of
+    /// the start time.
+    fn in_every_alert_array(alerts: &str) -> [(&'static str, Result<Vec<Alert>, ParseError>); 4] {
+        let alerts = alerts.replace("STATUS", r#""status":"firing","#);
+        let (camel, snake) = (
+            alerts.replace("START", "startsAt"),
+            alerts.replace("START", "starts_at"),
+        );
+        [
+            ("alertmanager", alertmanager::parse(camel.as_bytes())),
+            ("native", native::parse(snake.as_bytes())),
+            (
+                "native wrapped",
+                native::parse(format!(r#"{{"alerts":{snake}}}"#).as_bytes()),
+            ),
+            (
+                "webhook",
+                webhook::parse(format!(r#"{{"version":"4","alerts":{camel}}}"#).as_bytes()),
+            ),
+        ]
+    }
+
+    #[test]
+    fn json_of_the_wrong_shape_in_an_alert_names_the_alert() {
+        // The QA report's body: the second alert has no labels.
+        let err = alertmanager::parse(br#"[{"labels":{"alertname":"ok"}},{"annotations":{}}]"#)
+            .unwrap_err();
+        assert_eq!(err.reason(), "malformed_json");
+        assert_eq!(
+            err.detail(),
+            "alert 1: missing field `labels` at line 1 column 49"
+        );
+        assert_eq!(
+            err.to_string(),
+            "JSON of the wrong shape: alert 1: missing field `labels` at line 1 column 49"
+        );
+
+        for (alerts, says) in [
+            (
+                r#"[{STATUS"labels":{"a":"b"}},{STATUS"annotations":{}}]"#,
+                "alert 1: missing field `labels` at line 1 column ",
+            ),
+            (
+                r#"[{STATUS"labels":{"a":"b"}},{STATUS"labels":{"a":"b"}},{STATUS"labels":{"a":1}}]"#,
+                "alert 2: invalid type: integer `1`, expected a string at line 1 column ",
+            ),
+            (
+                r#"[{STATUS"labels":{"a":"b"},"START":"soon"}]"#,
+                r#"alert 0: invalid time "soon""#,
+            ),
+            (
+                r#"[{STATUS"labels":{"a":"b"}},7]"#,
+                "alert 1: invalid type: integer `7`, expected an alert object at line 1 column ",
+            ),
+        ] {
+            for (format, result) in in_every_alert_array(alerts) {
+                let err = result.unwrap_err();
+                let text = err.to_string();
+                assert_eq!(err.reason(), "malformed_json", "{format}: {text}");
+                assert_eq!(text, format!("JSON of the wrong shape: {}", err.detail()));
+                assert!(err.detail().starts_with(says), "{format}: {text}");
+                assert!(text.contains(" at line 1 column "), "{format}: {text}");
+            }
+        }
+
+        // Not JSON: told by position only, whichever alert it is in.
+        for (format, result) in in_every_alert_array(r#"[{"labels":{"a":"b"}},{"labels":}]"#) {
+            let err = result.unwrap_err();
+            assert!(
+                err.detail().starts_with("expected value at line 1"),
+                "{format}: {err}"
+            );
+        }
+        // Of the wrong shape outside any alert: no alert named.
+        let err = webhook::parse(br#"{"version":"4","alerts":{}}"#).unwrap_err();
+        assert!(err.detail().starts_with("invalid type: map"), "{err}");
+        // An earlier failure on the same thread is not taken for a later one's.
+        alertmanager::parse(br#"[{"annotations":{}}]"#).unwrap_err();
+        let err = alertmanager::parse(br#"{}"#).unwrap_err();
+        assert!(err.detail().starts_with("invalid type: map"), "{err}");
     }
 
     /// Bytes that JSON is made of, a few non-ASCII sequences (whole, cut short, not UTF-8 at all)
@@ -965,10 +1101,10 @@ mod tests {
         assert_eq!((source, alerts.len()), (Source::Native, 1));
         assert!(detect(b"42").is_err());
         assert!(detect(br#"{"foo": 1}"#).is_err());
-        assert!(matches!(detect(b"[] x"), Err(ParseError::Json(_))));
+        assert!(matches!(detect(b"[] x"), Err(ParseError::Json { .. })));
         assert!(matches!(
             detect(br#"{"alerts": [}"#),
-            Err(ParseError::Json(_))
+            Err(ParseError::Json { .. })
         ));
     }
 

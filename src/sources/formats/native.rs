@@ -11,7 +11,10 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{clean_labels, from_json, from_object, non_empty, wire_times, AlertArray, ParseError};
+use super::{
+    clean_labels, from_json, from_object, non_empty, read_alerts, wire_times, AlertArray,
+    ParseError,
+};
 use crate::alert::{Alert, Labels, Severity, Source, Status};
 
 /// What the client is told when the body is neither an array nor an object.
@@ -49,10 +52,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
     let first = body
         .iter()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    let AlertArray(raw) = match first {
-        Some(b'[') => from_json::<AlertArray<NativeAlert>>(body)?,
-        _ => from_object::<Wrapper>(body, EXPECTING)?.alerts,
-    };
+    let AlertArray(raw) = read_alerts(|| match first {
+        Some(b'[') => from_json::<AlertArray<NativeAlert>>(body),
+        _ => from_object::<Wrapper>(body, EXPECTING).map(|w| w.alerts),
+    })?;
     raw.into_iter()
         .enumerate()
         .map(|(index, raw)| {
@@ -90,7 +93,7 @@ mod tests {
 
     fn json_error(body: &str) -> String {
         match parse(body.as_bytes()) {
-            Err(err @ ParseError::Json(_)) => {
+            Err(err @ ParseError::Json { .. }) => {
                 assert_eq!(err.reason(), "malformed_json");
                 err.to_string()
             }
