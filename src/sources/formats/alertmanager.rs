@@ -11,18 +11,15 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{
-    clean_labels, from_json, non_empty, null_as_default, read_alerts, wire_times, AlertArray,
-    ParseError,
-};
+use super::{clean_labels, from_json, non_empty, read_alerts, wire_times, AlertArray, ParseError};
 use crate::alert::{Alert, Labels, Source};
 
 /// One element of the array (Alertmanager's `models.PostableAlert`).
 #[derive(Debug, Deserialize)]
 struct PostableAlert {
-    #[serde(deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "super::labels_or_null")]
     labels: Labels,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "super::annotations_or_null")]
     annotations: Labels,
     #[serde(rename = "startsAt", default, deserialize_with = "super::time")]
     starts_at: Option<DateTime<Utc>>,

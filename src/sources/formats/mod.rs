@@ -430,6 +430,86 @@ pub(crate) fn wire_times(
     Ok((starts, ends))
 }
 
+/// For `#[serde(deserialize_with)]` on an alert's labels: a JSON object of strings, a name
+/// given twice refused naming it (a plain map keeps the last value, silently).
+pub(crate) fn labels<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Labels, D::Error> {
+    deserializer.deserialize_map(UniqueKeys::LABELS)
+}
+
+/// [`labels`], or `null` (Go's nil map) for none.
+pub(crate) fn labels_or_null<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Labels, D::Error> {
+    deserializer.deserialize_option(UniqueKeys::LABELS)
+}
+
+/// [`labels`], for annotations.
+pub(crate) fn annotations<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Labels, D::Error> {
+    deserializer.deserialize_map(UniqueKeys::ANNOTATIONS)
+}
+
+/// [`labels_or_null`], for annotations.
+pub(crate) fn annotations_or_null<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Labels, D::Error> {
+    deserializer.deserialize_option(UniqueKeys::ANNOTATIONS)
+}
+
+/// Reads a JSON object into [`Labels`] as serde reads a map (a key, then its value, no copy),
+/// refusing a key given twice: the lookup that inserts the value finds the first one, so the
+/// check costs nothing beyond reading the map.
+#[derive(Clone, Copy)]
+struct UniqueKeys {
+    /// What a key is called in the error: `label`, `annotation`.
+    what: &'static str,
+}
+
+impl UniqueKeys {
+    const LABELS: UniqueKeys = UniqueKeys { what: "label" };
+    const ANNOTATIONS: UniqueKeys = UniqueKeys { what: "annotation" };
+}
+
+impl<'de> Visitor<'de> for UniqueKeys {
+    type Value = Labels;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
+        use std::collections::btree_map::Entry;
+        let mut labels = Labels::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match labels.entry(key) {
+                Entry::Vacant(slot) => {
+                    slot.insert(map.next_value()?);
+                }
+                Entry::Occupied(slot) => {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "duplicate {} `{}`",
+                        self.what,
+                        slot.key()
+                    )))
+                }
+            }
+        }
+        Ok(labels)
+    }
+
+    /// `null`, read by [`labels_or_null`] and [`annotations_or_null`] only.
+    fn visit_none<E>(self) -> Result<Labels, E> {
+        Ok(Labels::new())
+    }
+
+    fn visit_unit<E>(self) -> Result<Labels, E> {
+        Ok(Labels::new())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Labels, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
 /// For `#[serde(deserialize_with)]`: reads JSON `null` as the type's default. Go encodes a nil map
 /// or slice as `null`, so the foreign formats may carry `"annotations": null`.
 pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -881,6 +961,53 @@ mod tests {
         alertmanager::parse(br#"[{"annotations":{}}]"#).unwrap_err();
         let err = alertmanager::parse(br#"{}"#).unwrap_err();
         assert!(err.detail().starts_with("invalid type: map"), "{err}");
+    }
+
+    #[test]
+    fn a_label_or_annotation_given_twice_is_refused_naming_the_alert_and_the_key() {
+        for (alerts, says) in [
+            (
+                r#"[{STATUS"labels":{"alertname":"X","alertname":"Y"}}]"#,
+                "alert 0: duplicate label `alertname` at line 1 column ",
+            ),
+            (
+                r#"[{STATUS"labels":{"a":"b"}},{STATUS"labels":{"b":"1","a":"2","b":"3"}}]"#,
+                "alert 1: duplicate label `b` at line 1 column ",
+            ),
+            // The same name however it is written.
+            (
+                r#"[{STATUS"labels":{"alertname":"X","alertname":"X"}}]"#,
+                "alert 0: duplicate label `alertname` at line 1 column ",
+            ),
+            (
+                r#"[{STATUS"labels":{"a":"b"},"annotations":{"summary":"s","summary":"t"}}]"#,
+                "alert 0: duplicate annotation `summary` at line 1 column ",
+            ),
+        ] {
+            for (format, result) in in_every_alert_array(alerts) {
+                let err = result.unwrap_err();
+                assert_eq!(err.reason(), "malformed_json", "{format}: {err}");
+                assert!(err.detail().starts_with(says), "{format}: {err}");
+            }
+        }
+        // The column is that of the second key (its closing quote, as serde_json counts).
+        let err =
+            alertmanager::parse(br#"[{"labels":{"alertname":"X","alertname":"Y"}}]"#).unwrap_err();
+        assert_eq!(
+            err.detail(),
+            "alert 0: duplicate label `alertname` at line 1 column 39"
+        );
+        // Distinct keys, and the same key in labels and annotations, are fine.
+        let body = r#"[{STATUS"labels":{"a":"1","b":"2"},"annotations":{"a":"1","b":"2"}}]"#;
+        for (format, result) in in_every_alert_array(body) {
+            let alerts = result.unwrap_or_else(|e| panic!("{format}: {e}"));
+            assert_eq!(
+                alerts[0].labels,
+                labels(&[("a", "1"), ("b", "2")]),
+                "{format}"
+            );
+            assert_eq!(alerts[0].annotations, alerts[0].labels, "{format}");
+        }
     }
 
     /// Bytes that JSON is made of, a few non-ASCII sequences (whole, cut short, not UTF-8 at all)

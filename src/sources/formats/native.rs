@@ -29,8 +29,9 @@ struct Wrapper {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NativeAlert {
+    #[serde(deserialize_with = "super::labels")]
     labels: Labels,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::annotations")]
     annotations: Labels,
     #[serde(default)]
     status: Option<Status>,

@@ -38,9 +38,9 @@ struct Message {
 struct WebhookAlert {
     #[serde(default)]
     status: Option<String>,
-    #[serde(deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "super::labels_or_null")]
     labels: Labels,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "super::annotations_or_null")]
     annotations: Labels,
     #[serde(rename = "startsAt", default, deserialize_with = "super::time")]
     starts_at: Option<DateTime<Utc>>,
