@@ -784,6 +784,66 @@ pub(crate) fn from_object<'de, T: Deserialize<'de>>(
     }
 }
 
+/// For `#[serde(deserialize_with)]` on a `Vec` of structs: a JSON array of JSON objects only
+/// (serde's derived structs also take an array, fields by position, as in [`from_object`]).
+pub(crate) fn objects<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectsVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectsVisitor<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON array of objects")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(Object::new("a JSON object"))? {
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+
+    deserializer.deserialize_seq(ObjectsVisitor(PhantomData))
+}
+
+/// For `#[serde(default, deserialize_with)]` on an `Option` of a struct: a JSON object, or
+/// `null` for none (not an array: see [`from_object`]).
+pub(crate) fn object_or_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OptionVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OptionVisitor<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object or null")
+        }
+
+        fn visit_none<E>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+            Object::new("a JSON object").deserialize(d).map(Some)
+        }
+    }
+
+    deserializer.deserialize_option(OptionVisitor(PhantomData))
+}
+
 /// `serde_json::from_slice`, with the body's UTF-8 checked once: read from a byte slice,
 /// serde_json checks every string it takes on its own (about 2,000 instructions of a one-alert
 /// request); read from a `str`, none. A body that is not UTF-8 is read as bytes all the same,
