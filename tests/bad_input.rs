@@ -402,3 +402,48 @@ fn object_bodies_sent_as_arrays_are_refused() {
     let resp = d.action("INC-1", "ack", json!({"actor": "alice"}));
     assert_eq!(resp.status, 200, "{resp}");
 }
+
+/// A label given twice, and a missing field, are refused naming the alert (its 0-based
+/// position in the request) with line and column, counted as malformed_json.
+#[test]
+fn duplicate_labels_and_missing_fields_name_the_alert() {
+    let d = Daemon::with("");
+    for (path, body, says) in [
+        (
+            "/api/v2/alerts",
+            &br#"[{"labels":{"alertname":"X","alertname":"Y"}}]"#[..],
+            "alert 0: duplicate label `alertname` at line 1 column 39",
+        ),
+        (
+            "/api/v2/alerts",
+            br#"[{"labels":{"alertname":"ok"}},{"annotations":{}}]"#,
+            "alert 1: missing field `labels` at line 1 column 49",
+        ),
+        (
+            "/api/v1/alerts",
+            br#"{"alerts":[{"labels":{"a":"b"}},{"labels":{"a":"b"},"annotations":{"s":"1","s":"2"}}]}"#,
+            "alert 1: duplicate annotation `s` at line 1 column ",
+        ),
+        (
+            "/api/v1/webhook/alertmanager",
+            br#"{"version":"4","alerts":[{"status":"firing","labels":{"a":"b","a":"c"}}]}"#,
+            "alert 0: duplicate label `a` at line 1 column ",
+        ),
+    ] {
+        let v = refused(&d.post_json(path, body), 400, path);
+        assert_eq!(v["error"], "JSON of the wrong shape", "{path}: {v}");
+        let detail = v["detail"].as_str().unwrap_or_default();
+        assert!(detail.starts_with(says), "{path}: {v}");
+    }
+    assert_eq!(
+        d.metric(
+            "triaged_alerts_rejected_total",
+            &[("source", "alertmanager"), ("reason", "malformed_json")]
+        ),
+        2.0
+    );
+    assert!(
+        d.all_incidents("").is_empty(),
+        "a refused alert was taken in"
+    );
+}
