@@ -46,6 +46,17 @@ pub enum ParseError {
     },
 }
 
+/// serde_json's message without the ` at line L column C` it ends with, for a caller that
+/// tells the place itself (in other terms: a line of a file, not of the body).
+pub fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let place = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&place) {
+        Some(message) => message.to_string(),
+        None => text,
+    }
+}
+
 /// What a JSON error is, for people: `"malformed JSON"` (not JSON: a syntax error or a body cut
 /// short) or `"JSON of the wrong shape"` (well-formed, but not what the format reads).
 pub fn json_problem(e: &serde_json::Error) -> &'static str {
@@ -362,8 +373,7 @@ pub fn parse(
                 }
             };
             if single {
-                let wrapped = [&b"["[..], trimmed, b"]"].concat();
-                Parsed::Alerts(Source::Native, native::parse(&wrapped)?)
+                Parsed::Alerts(Source::Native, native::parse_one(body)?)
             } else {
                 Parsed::Alerts(Source::Native, native::parse(body)?)
             }

@@ -59,25 +59,35 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
     })?;
     raw.into_iter()
         .enumerate()
-        .map(|(index, raw)| {
-            let severity = match raw.severity {
-                None => None,
-                Some(name) => Some(
-                    name.parse::<Severity>()
-                        .map_err(|why| ParseError::alert(index, why))?,
-                ),
-            };
-            let mut alert = Alert::new(Source::Native, clean_labels(raw.labels, index)?);
-            alert.annotations = raw.annotations;
-            alert.status = raw.status.unwrap_or(Status::Firing);
-            alert.severity = severity;
-            (alert.starts_at, alert.ends_at) =
-                wire_times(raw.starts_at, raw.ends_at, ["starts_at", "ends_at"], index)?;
-            alert.generator_url = non_empty(raw.generator_url);
-            alert.expires_without_refresh = false;
-            Ok(alert)
-        })
+        .map(|(index, raw)| read_alert(raw, index))
         .collect()
+}
+
+/// Parse one native alert object (a line of NDJSON, a Kafka message) as a list of one; a
+/// problem in it is said of `alert 0`, and JSON errors have the body's own line and column.
+pub fn parse_one(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
+    let raw = from_object::<NativeAlert>(body, "an alert object")?;
+    Ok(vec![read_alert(raw, 0)?])
+}
+
+/// The alert at `index` in its body, checked against the format's rules.
+fn read_alert(raw: NativeAlert, index: usize) -> Result<Alert, ParseError> {
+    let severity = match raw.severity {
+        None => None,
+        Some(name) => Some(
+            name.parse::<Severity>()
+                .map_err(|why| ParseError::alert(index, why))?,
+        ),
+    };
+    let mut alert = Alert::new(Source::Native, clean_labels(raw.labels, index)?);
+    alert.annotations = raw.annotations;
+    alert.status = raw.status.unwrap_or(Status::Firing);
+    alert.severity = severity;
+    (alert.starts_at, alert.ends_at) =
+        wire_times(raw.starts_at, raw.ends_at, ["starts_at", "ends_at"], index)?;
+    alert.generator_url = non_empty(raw.generator_url);
+    alert.expires_without_refresh = false;
+    Ok(alert)
 }
 
 #[cfg(test)]
