@@ -168,8 +168,9 @@ pub async fn act(
     principal: Option<&str>,
 ) -> Result<Response, ApiError> {
     let id: IncidentId = id.parse().map_err(ApiError::not_found)?;
-    let body: ActionBody = serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
-        .map_err(|e| {
+    let body = if body.is_empty() { b"{}" } else { body };
+    let body: ActionBody =
+        crate::sources::formats::from_object(body, "a JSON object").map_err(|e| {
             let what = crate::sources::formats::json_problem(&e);
             ApiError::bad_request(format!("{what}: {e}"))
         })?;
@@ -280,8 +281,10 @@ pub fn get_silence(app: &Arc<App>, id: &str) -> Result<Response, ApiError> {
 /// `POST /api/v2/silences`: create (or, with an `id`, replace) a silence; answers
 /// `{"silenceID": "..."}`, which amtool prints.
 pub async fn post_silence(app: &Arc<App>, body: &[u8]) -> Result<Response, ApiError> {
-    let silence: PostableSilence = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("malformed silence: {e}")))?;
+    let silence = PostableSilence::from_json(body).map_err(|e| {
+        let what = crate::sources::formats::json_problem(&e);
+        ApiError::bad_request(format!("{what}: {e}"))
+    })?;
     match app
         .queue
         .submit(|reply| Command::PutSilence { silence, reply })

@@ -48,11 +48,20 @@ fn yes() -> bool {
 pub struct PostableSilence {
     #[serde(default)]
     pub id: Option<String>,
+    #[serde(deserialize_with = "crate::sources::formats::objects")]
     pub matchers: Vec<SilenceMatcher>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub created_by: String,
     pub comment: String,
+}
+
+impl PostableSilence {
+    /// Read the body of `POST /api/v2/silences`: one JSON object, its matchers objects too
+    /// (serde would also take arrays, fields by position).
+    pub fn from_json(body: &[u8]) -> Result<PostableSilence, serde_json::Error> {
+        crate::sources::formats::from_object(body, "a JSON object")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -210,7 +219,7 @@ mod tests {
 
     #[test]
     fn amtools_silence_reads_and_matches() {
-        let posted: PostableSilence = serde_json::from_slice(AMTOOL).unwrap();
+        let posted = PostableSilence::from_json(AMTOOL).unwrap();
         let now: DateTime<Utc> = "2026-11-26T16:30:00Z".parse().unwrap();
         let s = Compiled::new(Silence::from_postable(posted, SilenceId::new_v4(), now).unwrap())
             .unwrap();
@@ -219,6 +228,43 @@ mod tests {
         let after: DateTime<Utc> = "2026-11-26T18:12:43.032Z".parse().unwrap();
         assert_eq!(s.silence.state(after), SilenceState::Expired);
         assert!(!s.silences(&labels(&[("alertname", "CaptureAmtool")]), after));
+    }
+
+    /// serde's derived structs take a JSON array too, fields by position: a silence, and each
+    /// of its matchers, is read from an object only.
+    #[test]
+    fn a_silence_and_its_matchers_are_objects_not_arrays() {
+        let matcher = r#"{"name":"alertname","value":"X","isRegex":false}"#;
+        let times = r#""2026-11-26T16:12:43Z","2026-11-26T18:12:43Z""#;
+        for body in [
+            // The QA report's body: fields by position.
+            format!(r#"[null,[{matcher}],{times},"me","c"]"#),
+            format!(r#"[null,[["alertname","X",false,true]],{times},"me","c"]"#),
+            r#"{"matchers":[["alertname","X",false,true]],"startsAt":"2026-11-26T16:12:43Z","endsAt":"2026-11-26T18:12:43Z","createdBy":"me","comment":"c"}"#
+                .to_string(),
+        ] {
+            let err = PostableSilence::from_json(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                err.classify(),
+                serde_json::error::Category::Data,
+                "{body}: {err}"
+            );
+            assert!(
+                err.to_string()
+                    .contains("expected a JSON object at line 1 column "),
+                "{body}: {err}"
+            );
+        }
+        let object = format!(
+            r#"{{"matchers":[{matcher}],"startsAt":"2026-11-26T16:12:43Z","endsAt":"2026-11-26T18:12:43Z","createdBy":"me","comment":"c"}}"#
+        );
+        let silence = PostableSilence::from_json(object.as_bytes()).unwrap();
+        assert_eq!(silence.matchers.len(), 1);
+        let err = PostableSilence::from_json(br#"{"matchers":{}}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("expected a JSON array of objects"),
+            "{err}"
+        );
     }
 
     /// What Alertmanager 0.25 lists for each filter, checked against a real one with the same

@@ -349,3 +349,101 @@ fn times_alertmanager_clients_cannot_read_are_refused_naming_alert_and_field() {
     let (status, listed) = d.get_json("/api/v2/silences");
     assert_eq!((status, listed), (200, json!([])));
 }
+
+/// serde's derived structs read a JSON array too, fields by position: a silence posted as
+/// `[null, [matchers], startsAt, endsAt, createdBy, comment]` was created, and an action body
+/// read from an array. Both are refused as JSON of the wrong shape, and change nothing.
+#[test]
+fn object_bodies_sent_as_arrays_are_refused() {
+    let d = Daemon::with("");
+    let (start, end) = (rfc3339_in(0.0), rfc3339_in(3600.0));
+    let matcher = json!({"name": "alertname", "value": "ArrSil", "isRegex": false});
+    for body in [
+        json!([null, [matcher], start, end, "me", "array-shaped silence"]),
+        json!({"matchers": [["alertname", "ArrSil", false, true]], "startsAt": start,
+               "endsAt": end, "createdBy": "me", "comment": "array-shaped matcher"}),
+    ] {
+        let v = refused(&d.post_json("/api/v2/silences", &body), 400, "silence");
+        let detail = v["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with("JSON of the wrong shape: ")
+                && detail.contains("expected a JSON object at line 1 column "),
+            "{body}: {v}"
+        );
+    }
+    let (status, listed) = d.get_json("/api/v2/silences");
+    assert_eq!((status, listed), (200, json!([])));
+
+    let resp = d.post_json(
+        "/api/v2/alerts",
+        json!([{"labels": {"alertname": "ArrAct", "severity": "warning"}}]),
+    );
+    assert_eq!(resp.status, 200, "{resp}");
+    for (action, body) in [
+        ("ack", json!(["alice"])),
+        ("escalate", json!(["alice", "needs a DBA", null, "L3"])),
+        ("assign", json!([])),
+    ] {
+        let v = refused(&d.action("INC-1", action, body.clone()), 400, action);
+        let detail = v["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.starts_with("JSON of the wrong shape: ")
+                && detail.contains("expected a JSON object at line 1 column "),
+            "{action} {body}: {v}"
+        );
+    }
+    let incident = d.incident("INC-1");
+    assert_eq!(
+        (&incident["state"], &incident["tier"], &incident["assignee"]),
+        (&json!("open"), &json!("L1"), &Value::Null),
+        "{incident}"
+    );
+    // An object still does.
+    let resp = d.action("INC-1", "ack", json!({"actor": "alice"}));
+    assert_eq!(resp.status, 200, "{resp}");
+}
+
+/// A label given twice, and a missing field, are refused naming the alert (its 0-based
+/// position in the request) with line and column, counted as malformed_json.
+#[test]
+fn duplicate_labels_and_missing_fields_name_the_alert() {
+    let d = Daemon::with("");
+    for (path, body, says) in [
+        (
+            "/api/v2/alerts",
+            &br#"[{"labels":{"alertname":"X","alertname":"Y"}}]"#[..],
+            "alert 0: duplicate label `alertname` at line 1 column 39",
+        ),
+        (
+            "/api/v2/alerts",
+            br#"[{"labels":{"alertname":"ok"}},{"annotations":{}}]"#,
+            "alert 1: missing field `labels` at line 1 column 49",
+        ),
+        (
+            "/api/v1/alerts",
+            br#"{"alerts":[{"labels":{"a":"b"}},{"labels":{"a":"b"},"annotations":{"s":"1","s":"2"}}]}"#,
+            "alert 1: duplicate annotation `s` at line 1 column ",
+        ),
+        (
+            "/api/v1/webhook/alertmanager",
+            br#"{"version":"4","alerts":[{"status":"firing","labels":{"a":"b","a":"c"}}]}"#,
+            "alert 0: duplicate label `a` at line 1 column ",
+        ),
+    ] {
+        let v = refused(&d.post_json(path, body), 400, path);
+        assert_eq!(v["error"], "JSON of the wrong shape", "{path}: {v}");
+        let detail = v["detail"].as_str().unwrap_or_default();
+        assert!(detail.starts_with(says), "{path}: {v}");
+    }
+    assert_eq!(
+        d.metric(
+            "triaged_alerts_rejected_total",
+            &[("source", "alertmanager"), ("reason", "malformed_json")]
+        ),
+        2.0
+    );
+    assert!(
+        d.all_incidents("").is_empty(),
+        "a refused alert was taken in"
+    );
+}

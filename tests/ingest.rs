@@ -92,6 +92,22 @@ fn prometheus_fixture_as_captured_arrives_resolved_and_opens_nothing() {
     let open = d.all_incidents("state=open");
     assert!(open.is_empty(), "an ended alert opened incidents: {open:?}");
     assert_eq!(d.metric("triaged_incidents_open", &[("tier", "L3")]), 0.0);
+    // Recorded at the tier a critical alert has (L3), not as auto-handled (L0), and not counted
+    // as auto-handled either.
+    let labels = fixture_json("prometheus-2.42-firing.json")[0]["labels"].clone();
+    let (status, a) = d.alert(&fingerprint(&labels));
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(
+        (&a["status"], &a["severity"], &a["tier"], &a["incident"]),
+        (
+            &json!("resolved"),
+            &json!("critical"),
+            &json!("L3"),
+            &Value::Null
+        ),
+        "{a}"
+    );
+    assert_eq!(d.metric("triaged_alerts_auto_handled_total", &[]), 0.0);
 }
 
 #[test]

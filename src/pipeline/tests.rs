@@ -1423,6 +1423,83 @@ action = "drop"
     assert_eq!(matches(&h, "team-db"), 4);
 }
 
+/// A resolution of an alert triaged never saw firing (Prometheus' first send after a restart,
+/// or the fixture with a past `endsAt`) is recorded as its firing would have been triaged: its
+/// tier, rules and labels, not L0 (auto-handled); it opens nothing and counts as nothing but
+/// received. One a drop rule matches is dropped, as its firing would have been.
+#[test]
+fn a_resolution_never_seen_firing_is_recorded_at_its_own_tier_not_l0() {
+    let mut h = Harness::new(
+        r#"
+[[rules]]
+name = "db"
+matchers = ['service="db"']
+set_labels = { team = "dba" }
+tier = "L2"
+
+[[rules]]
+name = "watchdog"
+matchers = ['alertname="Watchdog"']
+action = "drop"
+"#,
+    );
+    let disk = alert(&[("alertname", "DiskFull"), ("severity", "critical")]);
+    let db = alert(&[("alertname", "PgLag"), ("service", "db")]);
+    let plain = alert(&[("alertname", "Flaky")]);
+    let watchdog = alert(&[("alertname", "Watchdog")]);
+    let s = h.ingest(vec![
+        resolved(disk.clone()),
+        resolved(db.clone()),
+        resolved(plain.clone()),
+        resolved(watchdog.clone()),
+    ]);
+    assert_eq!(
+        s,
+        IngestSummary {
+            received: 4,
+            accepted: 3,
+            dropped: 1,
+            ..IngestSummary::default()
+        }
+    );
+    let record = h.record(&disk);
+    assert_eq!(
+        (record.status, record.severity, record.tier, record.incident),
+        (Status::Resolved, Severity::Critical, Tier::L3, None)
+    );
+    assert!(record.rules.is_empty());
+    let record = h.record(&db);
+    assert_eq!(
+        (record.tier, record.rules.clone()),
+        (Tier::L2, vec!["db".into()])
+    );
+    assert_eq!(record.labels.get("team").map(String::as_str), Some("dba"));
+    assert_eq!(h.record(&plain).tier, Tier::L1);
+    assert_eq!(h.store.alert(fp(&watchdog)).unwrap(), None);
+
+    // Counted as nothing it is not: no auto-handled alert, incident, rule match.
+    assert_eq!(h.metrics.alerts_auto_handled.get(), 0);
+    assert!(h.incident_ids().is_empty());
+    for tier in Tier::ALL {
+        assert_eq!(h.open_gauge(tier), 0);
+    }
+    assert_eq!(h.metrics.rule_matches.with_label_values(&["db"]).get(), 0);
+    assert_eq!(
+        h.metrics
+            .alerts_suppressed
+            .with_label_values(&["drop"])
+            .get(),
+        1
+    );
+
+    // Firing afterwards, it is triaged as any alert that fires.
+    h.clock.advance(60);
+    let s = h.ingest(vec![disk.clone()]);
+    assert_eq!(s.incidents, ids(&[1]));
+    assert_eq!(h.incident(1).tier, Tier::L3);
+    assert_eq!(h.record(&disk).status, Status::Firing);
+}
+
 /// Regression: an alert first seen at info (L0) and re-sent critical under the same identity
 /// (PagerDuty's dedup_key keeps the fingerprint while severity changes) must open an incident.
 #[test]

@@ -889,17 +889,50 @@ impl Tx {
         let now = self.now;
         let ended = alert.alert.ends_at.unwrap_or(now);
         let Some(mut record) = previous else {
+            // Never seen firing: recorded as its firing would have been triaged (rules, labels,
+            // severity, tier), so that it does not read as auto-handled (L0, where it was
+            // stored before), and dropped if a rule drops it. It opens, notifies and counts
+            // nothing else: it is no decision about a firing alert (no rule match counted).
+            let policy = Arc::clone(&self.policy);
             let labels = std::mem::take(&mut alert.alert.labels);
-            let severity = alert.severity;
+            let mut class = policy.rules.classify_labels(labels, &alert);
+            if class.dropped_by.is_some() {
+                self.effects.push(Effect::Dropped);
+                summary.dropped += 1;
+                if self.trace {
+                    summary.decisions.push(Decision {
+                        fingerprint: alert.fingerprint,
+                        verdict: Verdict::Dropped,
+                        labels: class.labels,
+                        set_labels: class.set_labels,
+                        rules: class.rules,
+                        severity: None,
+                        tier: None,
+                        incident: None,
+                        group_key: None,
+                        runbook: None,
+                    });
+                }
+                return Ok(());
+            }
+            let severity = triage::severity(&alert, &class);
+            let tier = triage::tier(severity, &class, &policy.tiers);
             let record = new_record(
                 alert,
                 source,
-                labels,
-                Vec::new(),
-                (severity, Tier::L0, None),
+                std::mem::take(&mut class.labels),
+                std::mem::take(&mut class.rules),
+                (severity, tier, None),
                 now,
             );
-            self.decided(summary, &record, Verdict::Recorded, None, None, None);
+            self.decided(
+                summary,
+                &record,
+                Verdict::Recorded,
+                Some(&class),
+                None,
+                None,
+            );
             self.put_alert(record);
             return Ok(());
         };

@@ -224,15 +224,11 @@ impl ApiError {
 impl From<ParseError> for ApiError {
     fn from(e: ParseError) -> ApiError {
         let error = match &e {
-            ParseError::Json(j) => crate::sources::formats::json_problem(j),
+            ParseError::Json { error, .. } => crate::sources::formats::json_problem(error),
             ParseError::Invalid { .. } => "invalid alert",
         };
-        let detail = match &e {
-            ParseError::Json(j) => j.to_string(),
-            ParseError::Invalid { what, why } => format!("{what}: {why}"),
-        };
         ApiError::new(StatusCode::BAD_REQUEST, error)
-            .detail(detail)
+            .detail(e.detail())
             .rejects(e.reason())
     }
 }

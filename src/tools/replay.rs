@@ -15,7 +15,7 @@ use super::ToolError;
 use crate::alert::{Alert, Source};
 use crate::config::Config;
 use crate::pipeline::{Decision, Simulator, Verdict};
-use crate::sources::formats::{self, Format};
+use crate::sources::formats::{self, Format, ParseError};
 
 /// One row of the replay table.
 struct Row {
@@ -86,6 +86,7 @@ fn read_bodies(
     }
     let mut bodies = Vec::new();
     for (i, line) in input.split(|&b| b == b'\n').enumerate() {
+        let indent = line.len() - line.trim_ascii_start().len();
         let line = line.trim_ascii();
         if line.is_empty() {
             continue;
@@ -93,17 +94,39 @@ fn read_bodies(
         let number = i + 1;
         if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(line) {
             return Err(ToolError::Input(format!(
-                "line {number}: not JSON (the input is neither one JSON document nor NDJSON): {e}"
+                "{}: not JSON (the input is neither one JSON document nor NDJSON): {}",
+                place(number, indent, &e),
+                formats::json_message(&e)
             )));
         }
-        let parsed = formats::parse(format, line, now)
-            .map_err(|e| ToolError::Input(format!("line {number}: {e}")))?;
+        let parsed = formats::parse(format, line, now).map_err(|e| {
+            ToolError::Input(match &e {
+                ParseError::Json { alert, error } => format!(
+                    "{}: {}: {}{}",
+                    place(number, indent, error),
+                    formats::json_problem(error),
+                    alert.map(|i| format!("alert {i}: ")).unwrap_or_default(),
+                    formats::json_message(error)
+                ),
+                ParseError::Invalid { .. } => format!("line {number}: {e}"),
+            })
+        })?;
         bodies.push(parsed.into_alerts());
     }
     if bodies.is_empty() {
         return Err(ToolError::Input("the input holds no alerts".into()));
     }
     Ok(bodies)
+}
+
+/// Where a JSON error in line `number` (1-based) of the input lies: that line and the column
+/// in it, the `indent` the line was trimmed of counted back in. (serde_json read the line alone:
+/// its own "at line 1 column C" would name a second, different line.)
+fn place(number: usize, indent: usize, e: &serde_json::Error) -> String {
+    match e.line() {
+        0 => format!("line {number}"),
+        _ => format!("line {number} column {}", e.column() + indent),
+    }
 }
 
 /// The decision column: the verdict, with the tier for incidents (`incident L2`).
@@ -269,7 +292,37 @@ mod tests {
         let input = "[{\"labels\": {\"alertname\": \"A\"}}]\n{not json\n";
         let err = replay(input, false).unwrap_err();
         assert_eq!(err.exit_code(), 64);
-        assert!(err.to_string().starts_with("line 2: not JSON"), "{err}");
+        // The file's line and the column in it: serde_json's own "at line 1" is not said.
+        assert_eq!(
+            err.to_string(),
+            "line 2 column 2: not JSON (the input is neither one JSON document nor NDJSON): \
+             key must be a string"
+        );
+        // Blanks the line was trimmed of count in its column.
+        let err = replay("[]\n  \t{not json\n", false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("line 2 column 5: not JSON"), "{err}");
+        // A line of the wrong shape: the same, with the alert where there is one.
+        let input = "[]\n[{\"labels\":{\"a\":\"b\"}},{\"labels\":{\"a\":1}}]\n";
+        let err = replay(input, false).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "line 2 column 38: JSON of the wrong shape: alert 1: invalid type: integer `1`, \
+             expected a string"
+        );
+        // One native alert on its line, indented: its own column, no alert named.
+        let err = replay(
+            "[]\n {\"labels\":{\"a\":\"b\"},\"status\":\"open\"}\n",
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("line 2 column 36: JSON of the wrong shape: unknown variant `open`"),
+            "{err}"
+        );
+        assert!(!err.contains(" at line "), "{err}");
         let input = "[{\"labels\": {\"alertname\": \"A\"}}]\n\n{\"foo\": 1}\n";
         let err = replay(input, false).unwrap_err().to_string();
         assert!(err.starts_with("line 3: invalid body"), "{err}");

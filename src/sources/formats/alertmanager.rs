@@ -11,17 +11,15 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{
-    clean_labels, from_json, non_empty, null_as_default, wire_times, AlertArray, ParseError,
-};
+use super::{clean_labels, from_json, non_empty, read_alerts, wire_times, AlertArray, ParseError};
 use crate::alert::{Alert, Labels, Source};
 
 /// One element of the array (Alertmanager's `models.PostableAlert`).
 #[derive(Debug, Deserialize)]
 struct PostableAlert {
-    #[serde(deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "super::labels_or_null")]
     labels: Labels,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "super::annotations_or_null")]
     annotations: Labels,
     #[serde(rename = "startsAt", default, deserialize_with = "super::time")]
     starts_at: Option<DateTime<Utc>>,
@@ -34,7 +32,7 @@ struct PostableAlert {
 /// Parse a `POST /api/v2/alerts` body. An empty array yields no alerts; a JSON object instead of
 /// an array is a [`ParseError::Json`] saying an array is expected.
 pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
-    let AlertArray(raw) = from_json::<AlertArray<PostableAlert>>(body)?;
+    let AlertArray(raw) = read_alerts(|| from_json::<AlertArray<PostableAlert>>(body))?;
     raw.into_iter()
         .enumerate()
         .map(|(index, raw)| {

@@ -14,6 +14,7 @@ pub mod native;
 pub mod pagerduty;
 pub mod webhook;
 
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -28,9 +29,13 @@ use crate::alert::{check_readable, given_time, Alert, Labels, Source};
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// Not JSON, or JSON of the wrong shape (the text says which): serde_json's message carries
-    /// line and column.
-    #[error("{}: {0}", json_problem(.0))]
-    Json(#[from] serde_json::Error),
+    /// line and column. `alert` is the alert (0-based position in its array) that is of the
+    /// wrong shape, when the shape went wrong inside one.
+    #[error("{}: {}", json_problem(.error), self.detail())]
+    Json {
+        alert: Option<usize>,
+        error: serde_json::Error,
+    },
     /// Well-formed JSON that breaks a rule of the format (empty labels, unknown event_action ...).
     #[error("invalid {what}: {why}")]
     Invalid {
@@ -39,6 +44,17 @@ pub enum ParseError {
         /// Human text: why it is wrong.
         why: String,
     },
+}
+
+/// serde_json's message without the ` at line L column C` it ends with, for a caller that
+/// tells the place itself (in other terms: a line of a file, not of the body).
+pub fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let place = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&place) {
+        Some(message) => message.to_string(),
+        None => text,
+    }
 }
 
 /// What a JSON error is, for people: `"malformed JSON"` (not JSON: a syntax error or a body cut
@@ -50,12 +66,31 @@ pub fn json_problem(e: &serde_json::Error) -> &'static str {
     }
 }
 
+impl From<serde_json::Error> for ParseError {
+    fn from(error: serde_json::Error) -> ParseError {
+        ParseError::Json { alert: None, error }
+    }
+}
+
 impl ParseError {
     /// A bounded value for a metric label: `"malformed_json"` or `"invalid_alert"`.
     pub fn reason(&self) -> &'static str {
         match self {
-            ParseError::Json(_) => "malformed_json",
+            ParseError::Json { .. } => "malformed_json",
             ParseError::Invalid { .. } => "invalid_alert",
+        }
+    }
+
+    /// What the client is told went wrong, without the kind of error (the `detail` of a 400
+    /// whose `error` is the kind): `alert 1: missing field `labels` at line 1 column 49`.
+    pub fn detail(&self) -> String {
+        match self {
+            ParseError::Json {
+                alert: Some(index),
+                error,
+            } => format!("alert {index}: {error}"),
+            ParseError::Json { alert: None, error } => error.to_string(),
+            ParseError::Invalid { what, why } => format!("{what}: {why}"),
         }
     }
 
@@ -338,8 +373,7 @@ pub fn parse(
                 }
             };
             if single {
-                let wrapped = [&b"["[..], trimmed, b"]"].concat();
-                Parsed::Alerts(Source::Native, native::parse(&wrapped)?)
+                Parsed::Alerts(Source::Native, native::parse_one(body)?)
             } else {
                 Parsed::Alerts(Source::Native, native::parse(body)?)
             }
@@ -404,6 +438,86 @@ pub(crate) fn wire_times(
         }
     }
     Ok((starts, ends))
+}
+
+/// For `#[serde(deserialize_with)]` on an alert's labels: a JSON object of strings, a name
+/// given twice refused naming it (a plain map keeps the last value, silently).
+pub(crate) fn labels<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Labels, D::Error> {
+    deserializer.deserialize_map(UniqueKeys::LABELS)
+}
+
+/// [`labels`], or `null` (Go's nil map) for none.
+pub(crate) fn labels_or_null<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Labels, D::Error> {
+    deserializer.deserialize_option(UniqueKeys::LABELS)
+}
+
+/// [`labels`], for annotations.
+pub(crate) fn annotations<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Labels, D::Error> {
+    deserializer.deserialize_map(UniqueKeys::ANNOTATIONS)
+}
+
+/// [`labels_or_null`], for annotations.
+pub(crate) fn annotations_or_null<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Labels, D::Error> {
+    deserializer.deserialize_option(UniqueKeys::ANNOTATIONS)
+}
+
+/// Reads a JSON object into [`Labels`] as serde reads a map (a key, then its value, no copy),
+/// refusing a key given twice: the lookup that inserts the value finds the first one, so the
+/// check costs nothing beyond reading the map.
+#[derive(Clone, Copy)]
+struct UniqueKeys {
+    /// What a key is called in the error: `label`, `annotation`.
+    what: &'static str,
+}
+
+impl UniqueKeys {
+    const LABELS: UniqueKeys = UniqueKeys { what: "label" };
+    const ANNOTATIONS: UniqueKeys = UniqueKeys { what: "annotation" };
+}
+
+impl<'de> Visitor<'de> for UniqueKeys {
+    type Value = Labels;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
+        use std::collections::btree_map::Entry;
+        let mut labels = Labels::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match labels.entry(key) {
+                Entry::Vacant(slot) => {
+                    slot.insert(map.next_value()?);
+                }
+                Entry::Occupied(slot) => {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "duplicate {} `{}`",
+                        self.what,
+                        slot.key()
+                    )))
+                }
+            }
+        }
+        Ok(labels)
+    }
+
+    /// `null`, read by [`labels_or_null`] and [`annotations_or_null`] only.
+    fn visit_none<E>(self) -> Result<Labels, E> {
+        Ok(Labels::new())
+    }
+
+    fn visit_unit<E>(self) -> Result<Labels, E> {
+        Ok(Labels::new())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Labels, D::Error> {
+        deserializer.deserialize_map(self)
+    }
 }
 
 /// For `#[serde(deserialize_with)]`: reads JSON `null` as the type's default. Go encodes a nil map
@@ -596,8 +710,30 @@ mod time_tests {
     }
 }
 
+thread_local! {
+    /// The position of the alert an [`AlertArray`] failed to read, for [`read_alerts`] to name
+    /// it: serde_json's errors cannot be rebuilt with more text and the same line and column.
+    static FAILED_ALERT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Run `read`, which reads alerts through an [`AlertArray`]: JSON of the wrong shape inside one
+/// alert (a missing or unknown field, a value of the wrong type) names that alert, keeping
+/// serde_json's line and column. A syntax error is not the alert's: it is told by position only.
+pub(crate) fn read_alerts<T>(
+    read: impl FnOnce() -> Result<T, serde_json::Error>,
+) -> Result<T, ParseError> {
+    FAILED_ALERT.set(None);
+    read().map_err(|error| {
+        let alert = FAILED_ALERT
+            .take()
+            .filter(|_| error.classify() == serde_json::error::Category::Data);
+        ParseError::Json { alert, error }
+    })
+}
+
 /// A JSON array of alerts, each a JSON object. Unlike a plain `Vec`, whose error for any other
 /// JSON value says "expected a sequence", this one says "expected a JSON array of alerts".
+/// Read through [`read_alerts`], an error in one alert names it.
 #[derive(Debug)]
 pub(crate) struct AlertArray<T>(pub(crate) Vec<T>);
 
@@ -620,10 +756,16 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for AlertArray<T> {
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut alerts = Vec::new();
-                while let Some(alert) = seq.next_element_seed(Object::new("an alert object"))? {
-                    alerts.push(alert);
+                loop {
+                    match seq.next_element_seed(Object::new("an alert object")) {
+                        Ok(Some(alert)) => alerts.push(alert),
+                        Ok(None) => return Ok(AlertArray(alerts)),
+                        Err(e) => {
+                            FAILED_ALERT.set(Some(alerts.len()));
+                            return Err(e);
+                        }
+                    }
                 }
-                Ok(AlertArray(alerts))
             }
         }
 
@@ -650,6 +792,66 @@ pub(crate) fn from_object<'de, T: Deserialize<'de>>(
         Ok(text) => read(serde_json::Deserializer::from_str(text), expecting),
         Err(_) => read(serde_json::Deserializer::from_slice(body), expecting),
     }
+}
+
+/// For `#[serde(deserialize_with)]` on a `Vec` of structs: a JSON array of JSON objects only
+/// (serde's derived structs also take an array, fields by position, as in [`from_object`]).
+pub(crate) fn objects<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectsVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectsVisitor<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON array of objects")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(Object::new("a JSON object"))? {
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+
+    deserializer.deserialize_seq(ObjectsVisitor(PhantomData))
+}
+
+/// For `#[serde(default, deserialize_with)]` on an `Option` of a struct: a JSON object, or
+/// `null` for none (not an array: see [`from_object`]).
+pub(crate) fn object_or_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OptionVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OptionVisitor<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object or null")
+        }
+
+        fn visit_none<E>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+            Object::new("a JSON object").deserialize(d).map(Some)
+        }
+    }
+
+    deserializer.deserialize_option(OptionVisitor(PhantomData))
 }
 
 /// `serde_json::from_slice`, with the body's UTF-8 checked once: read from a byte slice,
@@ -744,6 +946,137 @@ mod tests {
             );
             let same = parse("2026-11-29T10:00:00Z").unwrap_or_else(|e| panic!("{format}: {e}"));
             assert_eq!(same.len(), 1, "{format}: an end at the start is an alert");
+        }
+    }
+
+    /// `alerts` (a JSON array) read in each format that carries an array of alerts, wrapped as
+    /// the format wants it. `STATUS` is replaced by a webhook alert's status (an unknown field,
+    /// ignored, to Alertmanager API v2; the native form's own), `START` by the format's name of
+    /// the start time.
+    fn in_every_alert_array(alerts: &str) -> [(&'static str, Result<Vec<Alert>, ParseError>); 4] {
+        let alerts = alerts.replace("STATUS", r#""status":"firing","#);
+        let (camel, snake) = (
+            alerts.replace("START", "startsAt"),
+            alerts.replace("START", "starts_at"),
+        );
+        [
+            ("alertmanager", alertmanager::parse(camel.as_bytes())),
+            ("native", native::parse(snake.as_bytes())),
+            (
+                "native wrapped",
+                native::parse(format!(r#"{{"alerts":{snake}}}"#).as_bytes()),
+            ),
+            (
+                "webhook",
+                webhook::parse(format!(r#"{{"version":"4","alerts":{camel}}}"#).as_bytes()),
+            ),
+        ]
+    }
+
+    #[test]
+    fn json_of_the_wrong_shape_in_an_alert_names_the_alert() {
+        // The QA report's body: the second alert has no labels.
+        let err = alertmanager::parse(br#"[{"labels":{"alertname":"ok"}},{"annotations":{}}]"#)
+            .unwrap_err();
+        assert_eq!(err.reason(), "malformed_json");
+        assert_eq!(
+            err.detail(),
+            "alert 1: missing field `labels` at line 1 column 49"
+        );
+        assert_eq!(
+            err.to_string(),
+            "JSON of the wrong shape: alert 1: missing field `labels` at line 1 column 49"
+        );
+
+        for (alerts, says) in [
+            (
+                r#"[{STATUS"labels":{"a":"b"}},{STATUS"annotations":{}}]"#,
+                "alert 1: missing field `labels` at line 1 column ",
+            ),
+            (
+                r#"[{STATUS"labels":{"a":"b"}},{STATUS"labels":{"a":"b"}},{STATUS"labels":{"a":1}}]"#,
+                "alert 2: invalid type: integer `1`, expected a string at line 1 column ",
+            ),
+            (
+                r#"[{STATUS"labels":{"a":"b"},"START":"soon"}]"#,
+                r#"alert 0: invalid time "soon""#,
+            ),
+            (
+                r#"[{STATUS"labels":{"a":"b"}},7]"#,
+                "alert 1: invalid type: integer `7`, expected an alert object at line 1 column ",
+            ),
+        ] {
+            for (format, result) in in_every_alert_array(alerts) {
+                let err = result.unwrap_err();
+                let text = err.to_string();
+                assert_eq!(err.reason(), "malformed_json", "{format}: {text}");
+                assert_eq!(text, format!("JSON of the wrong shape: {}", err.detail()));
+                assert!(err.detail().starts_with(says), "{format}: {text}");
+                assert!(text.contains(" at line 1 column "), "{format}: {text}");
+            }
+        }
+
+        // Not JSON: told by position only, whichever alert it is in.
+        for (format, result) in in_every_alert_array(r#"[{"labels":{"a":"b"}},{"labels":}]"#) {
+            let err = result.unwrap_err();
+            assert!(
+                err.detail().starts_with("expected value at line 1"),
+                "{format}: {err}"
+            );
+        }
+        // Of the wrong shape outside any alert: no alert named.
+        let err = webhook::parse(br#"{"version":"4","alerts":{}}"#).unwrap_err();
+        assert!(err.detail().starts_with("invalid type: map"), "{err}");
+        // An earlier failure on the same thread is not taken for a later one's.
+        alertmanager::parse(br#"[{"annotations":{}}]"#).unwrap_err();
+        let err = alertmanager::parse(br#"{}"#).unwrap_err();
+        assert!(err.detail().starts_with("invalid type: map"), "{err}");
+    }
+
+    #[test]
+    fn a_label_or_annotation_given_twice_is_refused_naming_the_alert_and_the_key() {
+        for (alerts, says) in [
+            (
+                r#"[{STATUS"labels":{"alertname":"X","alertname":"Y"}}]"#,
+                "alert 0: duplicate label `alertname` at line 1 column ",
+            ),
+            (
+                r#"[{STATUS"labels":{"a":"b"}},{STATUS"labels":{"b":"1","a":"2","b":"3"}}]"#,
+                "alert 1: duplicate label `b` at line 1 column ",
+            ),
+            // The same name however it is written.
+            (
+                r#"[{STATUS"labels":{"alertname":"X","alertname":"X"}}]"#,
+                "alert 0: duplicate label `alertname` at line 1 column ",
+            ),
+            (
+                r#"[{STATUS"labels":{"a":"b"},"annotations":{"summary":"s","summary":"t"}}]"#,
+                "alert 0: duplicate annotation `summary` at line 1 column ",
+            ),
+        ] {
+            for (format, result) in in_every_alert_array(alerts) {
+                let err = result.unwrap_err();
+                assert_eq!(err.reason(), "malformed_json", "{format}: {err}");
+                assert!(err.detail().starts_with(says), "{format}: {err}");
+            }
+        }
+        // The column is that of the second key (its closing quote, as serde_json counts).
+        let err =
+            alertmanager::parse(br#"[{"labels":{"alertname":"X","alertname":"Y"}}]"#).unwrap_err();
+        assert_eq!(
+            err.detail(),
+            "alert 0: duplicate label `alertname` at line 1 column 39"
+        );
+        // Distinct keys, and the same key in labels and annotations, are fine.
+        let body = r#"[{STATUS"labels":{"a":"1","b":"2"},"annotations":{"a":"1","b":"2"}}]"#;
+        for (format, result) in in_every_alert_array(body) {
+            let alerts = result.unwrap_or_else(|e| panic!("{format}: {e}"));
+            assert_eq!(
+                alerts[0].labels,
+                labels(&[("a", "1"), ("b", "2")]),
+                "{format}"
+            );
+            assert_eq!(alerts[0].annotations, alerts[0].labels, "{format}");
         }
     }
 
@@ -965,10 +1298,10 @@ mod tests {
         assert_eq!((source, alerts.len()), (Source::Native, 1));
         assert!(detect(b"42").is_err());
         assert!(detect(br#"{"foo": 1}"#).is_err());
-        assert!(matches!(detect(b"[] x"), Err(ParseError::Json(_))));
+        assert!(matches!(detect(b"[] x"), Err(ParseError::Json { .. })));
         assert!(matches!(
             detect(br#"{"alerts": [}"#),
-            Err(ParseError::Json(_))
+            Err(ParseError::Json { .. })
         ));
     }
 

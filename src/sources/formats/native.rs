@@ -11,7 +11,10 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{clean_labels, from_json, from_object, non_empty, wire_times, AlertArray, ParseError};
+use super::{
+    clean_labels, from_json, from_object, non_empty, read_alerts, wire_times, AlertArray,
+    ParseError,
+};
 use crate::alert::{Alert, Labels, Severity, Source, Status};
 
 /// What the client is told when the body is neither an array nor an object.
@@ -26,8 +29,9 @@ struct Wrapper {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NativeAlert {
+    #[serde(deserialize_with = "super::labels")]
     labels: Labels,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::annotations")]
     annotations: Labels,
     #[serde(default)]
     status: Option<Status>,
@@ -49,31 +53,41 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
     let first = body
         .iter()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    let AlertArray(raw) = match first {
-        Some(b'[') => from_json::<AlertArray<NativeAlert>>(body)?,
-        _ => from_object::<Wrapper>(body, EXPECTING)?.alerts,
-    };
+    let AlertArray(raw) = read_alerts(|| match first {
+        Some(b'[') => from_json::<AlertArray<NativeAlert>>(body),
+        _ => from_object::<Wrapper>(body, EXPECTING).map(|w| w.alerts),
+    })?;
     raw.into_iter()
         .enumerate()
-        .map(|(index, raw)| {
-            let severity = match raw.severity {
-                None => None,
-                Some(name) => Some(
-                    name.parse::<Severity>()
-                        .map_err(|why| ParseError::alert(index, why))?,
-                ),
-            };
-            let mut alert = Alert::new(Source::Native, clean_labels(raw.labels, index)?);
-            alert.annotations = raw.annotations;
-            alert.status = raw.status.unwrap_or(Status::Firing);
-            alert.severity = severity;
-            (alert.starts_at, alert.ends_at) =
-                wire_times(raw.starts_at, raw.ends_at, ["starts_at", "ends_at"], index)?;
-            alert.generator_url = non_empty(raw.generator_url);
-            alert.expires_without_refresh = false;
-            Ok(alert)
-        })
+        .map(|(index, raw)| read_alert(raw, index))
         .collect()
+}
+
+/// Parse one native alert object (a line of NDJSON, a Kafka message) as a list of one; a
+/// problem in it is said of `alert 0`, and JSON errors have the body's own line and column.
+pub fn parse_one(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
+    let raw = from_object::<NativeAlert>(body, "an alert object")?;
+    Ok(vec![read_alert(raw, 0)?])
+}
+
+/// The alert at `index` in its body, checked against the format's rules.
+fn read_alert(raw: NativeAlert, index: usize) -> Result<Alert, ParseError> {
+    let severity = match raw.severity {
+        None => None,
+        Some(name) => Some(
+            name.parse::<Severity>()
+                .map_err(|why| ParseError::alert(index, why))?,
+        ),
+    };
+    let mut alert = Alert::new(Source::Native, clean_labels(raw.labels, index)?);
+    alert.annotations = raw.annotations;
+    alert.status = raw.status.unwrap_or(Status::Firing);
+    alert.severity = severity;
+    (alert.starts_at, alert.ends_at) =
+        wire_times(raw.starts_at, raw.ends_at, ["starts_at", "ends_at"], index)?;
+    alert.generator_url = non_empty(raw.generator_url);
+    alert.expires_without_refresh = false;
+    Ok(alert)
 }
 
 #[cfg(test)]
@@ -90,7 +104,7 @@ mod tests {
 
     fn json_error(body: &str) -> String {
         match parse(body.as_bytes()) {
-            Err(err @ ParseError::Json(_)) => {
+            Err(err @ ParseError::Json { .. }) => {
                 assert_eq!(err.reason(), "malformed_json");
                 err.to_string()
             }

@@ -56,7 +56,7 @@ struct RawEvent {
     event_action: Option<String>,
     #[serde(default)]
     dedup_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::object_or_null")]
     payload: Option<RawPayload>,
     #[serde(default)]
     client: Option<String>,
@@ -644,6 +644,26 @@ mod tests {
             let err = parse(body, now()).unwrap_err();
             assert_eq!(err.reason(), "malformed_json", "{err}");
         }
+    }
+
+    #[test]
+    fn the_payload_is_an_object_not_an_array() {
+        // serde's derived structs take an array too, fields by position.
+        let body =
+            br#"{"routing_key":"R","event_action":"trigger","payload":["s","h","critical"]}"#;
+        let err = parse(body, now()).unwrap_err();
+        assert_eq!(err.reason(), "malformed_json");
+        assert!(
+            err.to_string()
+                .contains("expected a JSON object at line 1 column "),
+            "{err}"
+        );
+        let err = parse(br#"["R","trigger"]"#, now()).unwrap_err();
+        assert!(err.to_string().contains("expected a PagerDuty"), "{err}");
+        // null is no payload, as before.
+        let body =
+            br#"{"routing_key":"R","event_action":"resolve","dedup_key":"k","payload":null}"#;
+        assert!(parse(body, now()).is_ok());
     }
 
     #[test]

@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
-    clean_labels, from_object, non_empty, null_as_default, wire_times, AlertArray, ParseError,
+    clean_labels, from_object, non_empty, null_as_default, read_alerts, wire_times, AlertArray,
+    ParseError,
 };
 use crate::alert::{Alert, Labels, Source, Status};
 
@@ -37,9 +38,9 @@ struct Message {
 struct WebhookAlert {
     #[serde(default)]
     status: Option<String>,
-    #[serde(deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "super::labels_or_null")]
     labels: Labels,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "super::annotations_or_null")]
     annotations: Labels,
     #[serde(rename = "startsAt", default, deserialize_with = "super::time")]
     starts_at: Option<DateTime<Utc>>,
@@ -51,7 +52,8 @@ struct WebhookAlert {
 
 /// Parse a webhook payload into its alerts. An empty `alerts` list yields no alerts.
 pub fn parse(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
-    let message: Message = from_object(body, "an Alertmanager webhook payload object")?;
+    let message: Message =
+        read_alerts(|| from_object(body, "an Alertmanager webhook payload object"))?;
     match &message.version {
         None => {}
         Some(serde_json::Value::String(v)) if VERSIONS.contains(&v.as_str()) => {}
