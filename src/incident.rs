@@ -83,11 +83,24 @@ impl fmt::Display for IncidentId {
 
 impl FromStr for IncidentId {
     type Err = String;
+    /// Only the form [`Display`](fmt::Display) writes: `INC-` and the number in decimal digits,
+    /// without a sign or leading zeros, so that one incident has one id (`INC-01` and
+    /// `INC-+1` are not aliases of `INC-1`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         s.strip_prefix("INC-")
+            .filter(|n| {
+                !n.is_empty()
+                    && n.bytes().all(|b| b.is_ascii_digit())
+                    && (n.len() == 1 || !n.starts_with('0'))
+            })
             .and_then(|n| n.parse().ok())
             .map(IncidentId)
-            .ok_or_else(|| format!("incident id {s:?} is not of the form INC-<number>"))
+            .ok_or_else(|| {
+                format!(
+                    "incident id {s:?} is not of the form INC-<number> \
+                     (decimal digits, no sign or leading zeros)"
+                )
+            })
     }
 }
 
@@ -655,6 +668,33 @@ mod tests {
         assert_eq!("l3".parse(), Ok(Tier::L3));
         assert!(Tier::L1 < Tier::L2);
         assert_eq!(Tier::L4.next(), None);
+    }
+
+    #[test]
+    fn only_the_canonical_form_of_an_incident_id_is_read() {
+        assert_eq!("INC-1".parse(), Ok(IncidentId(1)));
+        assert_eq!("INC-0".parse(), Ok(IncidentId(0)));
+        assert_eq!("INC-10".parse(), Ok(IncidentId(10)));
+        let max = format!("INC-{}", u64::MAX);
+        assert_eq!(max.parse(), Ok(IncidentId(u64::MAX)));
+        for alias in [
+            "INC-01",
+            "INC-+1",
+            "INC-00",
+            "INC--1",
+            "INC-",
+            "INC- 1",
+            "INC-1 ",
+            "inc-1",
+            "INC-1a",
+            "INC-18446744073709551616",
+        ] {
+            let err = alias.parse::<IncidentId>().unwrap_err();
+            assert!(
+                err.contains("not of the form INC-<number>"),
+                "{alias}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -267,6 +267,42 @@ fn incident_actions_answer_404_for_unknown_and_400_without_actor() {
     assert_eq!(inc["timeline"].as_array().unwrap().len(), 1, "{inc}");
 }
 
+/// An incident has one id: `INC-01` or `INC-+1` is no alias of `INC-1` on any route that takes
+/// an id (404, as for any other id of no incident), and no cursor (400, as a malformed cursor).
+#[test]
+fn only_the_canonical_incident_id_names_an_incident() {
+    let d = Daemon::with("");
+    let id = open_incident(&d, "OneName", "warning");
+    let n = inc_num(&id);
+    let aliases = [format!("INC-0{n}"), format!("INC-+{n}"), format!("inc-{n}")];
+    for alias in &aliases {
+        let (status, body) = d.get_json(&format!("/api/v1/incidents/{alias}"));
+        assert_eq!(status, 404, "{alias}: {body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("INC-<number>"),
+            "{alias}: {body}"
+        );
+        for (action, body) in [
+            ("ack", json!({"actor": "alice"})),
+            ("assign", json!({"actor": "alice", "assignee": "bob"})),
+        ] {
+            assert_error(&d.action(alias, action, body), 404);
+        }
+        assert_eq!(d.get(&format!("/incident/{alias}")).status, 404, "{alias}");
+        let (status, body) = d.get_json(&format!("/api/v1/incidents?cursor={alias}"));
+        assert_eq!(status, 400, "cursor={alias}: {body}");
+    }
+    let inc = d.incident(&id);
+    assert_eq!(inc["state"], "open", "an alias acted on it: {inc}");
+    assert!(inc["assignee"].is_null(), "{inc}");
+    assert_eq!(d.get(&format!("/incident/{id}")).status, 200);
+    let (status, body) = d.get_json(&format!("/api/v1/incidents?cursor={id}"));
+    assert_eq!(status, 200, "{body}");
+}
+
 fn page(d: &Daemon, query: &str) -> (Vec<String>, Option<String>) {
     let (status, body) = d.get_json(&format!("/api/v1/incidents?{query}"));
     assert_eq!(status, 200, "{query}: {body}");
