@@ -114,6 +114,39 @@ fn a_good_reload_changes_the_next_decision_and_a_bad_one_changes_nothing() {
     );
 }
 
+/// `POST /-/reload` takes no body, as Prometheus's and Alertmanager's do not: whatever is sent
+/// (none, as `curl -XPOST` and reloader sidecars send; an empty form, as `curl -d ''` sends;
+/// text) is not read, so its type is not refused, while a route that reads JSON refuses it.
+#[test]
+fn a_reload_takes_no_body_so_its_type_does_not_matter() {
+    let d = Daemon::with("");
+    assert_eq!(post_alert(&d, "PayLatency")["tier"], "L1");
+    write_config(&d, FORCE_L3);
+    for (content_type, body) in [
+        (None, ""),
+        (Some("application/x-www-form-urlencoded"), ""),
+        (Some("text/plain"), "x"),
+        (Some("application/json"), "{}"),
+    ] {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|t| ("Content-Type", t))
+            .into_iter()
+            .collect();
+        let answer = request(&d.addr, "POST", "/-/reload", &headers, body.as_bytes());
+        assert_eq!(answer.status, 200, "{content_type:?} {body:?}: {answer}");
+        assert_eq!(answer.json()["status"], "success", "{answer}");
+    }
+    assert_eq!(post_alert(&d, "PayErrors")["tier"], "L3", "the reload took");
+    let ack = request(
+        &d.addr,
+        "POST",
+        "/api/v1/incidents/INC-1/ack",
+        &[("Content-Type", "text/plain")],
+        b"x",
+    );
+    assert_eq!(ack.status, 415, "{ack}");
+}
+
 #[test]
 fn sighup_reloads_the_config() {
     let d = Daemon::with("");

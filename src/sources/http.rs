@@ -6,7 +6,7 @@
 //! token, 403 without the role the route needs.
 //!
 //! Limits, each with its own answer and `reason`: a body over `server.max_body_bytes` is 413; a
-//! content type other than JSON is 415; a client that does not finish its headers within
+//! content type other than JSON is 415 (on the routes that read a body: `/-/reload` reads none); a client that does not finish its headers within
 //! `server.header_read_timeout` (also the keep-alive idle timeout) is disconnected (slowloris), one
 //! that does not finish its body within `server.body_read_timeout` gets 408, and one that reads
 //! nothing of an answer for as long is disconnected ([`WriteDeadline`]); connections beyond
@@ -770,6 +770,8 @@ async fn route(
         ["api", "v2", "silence", id] if method == Method::DELETE => {
             crate::api::expire_silence(app, id).await
         }
+        // No body, as Prometheus's and Alertmanager's `/-/reload` take none: one sent is not
+        // read, so neither is its type checked (`curl -XPOST`, reloader sidecars; README).
         ["-", "reload"] if is_post => match app.reloader.reload().await {
             Ok(restart_required) => Ok(json_response(
                 StatusCode::OK,
