@@ -55,9 +55,10 @@ pub struct WindowStats {
     pub resolved: u64,
     /// Of those, escalated at least once (by hand or by triaged).
     pub escalated: u64,
-    /// Mean seconds from opening to the first acknowledgement; `null` when none was.
+    /// Mean seconds from opening to the first acknowledgement, to the millisecond; `null` when
+    /// none was.
     pub mtta_seconds: Option<f64>,
-    /// Mean seconds from opening to resolution; `null` when none resolved.
+    /// Mean seconds from opening to resolution, to the millisecond; `null` when none resolved.
     pub mttr_seconds: Option<f64>,
     /// `escalated / opened`; `null` when none opened.
     pub escalation_rate: Option<f64>,
@@ -128,12 +129,19 @@ impl Window {
             acknowledged: self.acknowledged,
             resolved: self.resolved,
             escalated: self.escalated,
-            mtta_seconds: mean(self.ack_seconds, self.acknowledged),
-            mttr_seconds: mean(self.resolve_seconds, self.resolved),
+            mtta_seconds: mean(self.ack_seconds, self.acknowledged).map(to_millisecond),
+            mttr_seconds: mean(self.resolve_seconds, self.resolved).map(to_millisecond),
             escalation_rate: mean(self.escalated as f64, self.opened),
             truncated,
         }
     }
+}
+
+/// Seconds rounded to the millisecond, the precision of the times they come from: a mean of
+/// three durations printed as 1.893, not 1.8926666666666667. (The division is correctly
+/// rounded, so the result is the double nearest the decimal, which JSON prints as such.)
+fn to_millisecond(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
 }
 
 /// Seconds from `from` to `to`, never negative (a clock stepped back reads as 0).
@@ -256,6 +264,43 @@ mod tests {
                 truncated: false,
             }
         );
+    }
+
+    #[test]
+    fn means_are_printed_to_the_millisecond() {
+        let mut w = Window::default();
+        // Resolved after 1.5 s, 2.1 s and 2.078 s (the QA's 1.8926666666666667), acknowledged
+        // after 1 s, 1 s and 2 s (1.3333333333333333).
+        for (n, ack_ms, resolve_ms) in [(1, 1_000, 1_500), (2, 1_000, 2_100), (3, 2_000, 2_078)] {
+            let mut i = incident(n, Tier::L1, 0);
+            i.acknowledge(
+                "alice",
+                None,
+                at(0) + chrono::Duration::milliseconds(ack_ms),
+            )
+            .unwrap();
+            i.resolve(
+                "alice",
+                None,
+                at(0) + chrono::Duration::milliseconds(resolve_ms),
+            )
+            .unwrap();
+            w.add(&i);
+        }
+        w.add(&incident(4, Tier::L1, 0));
+        let stats = w.finish(false);
+        assert_eq!(stats.mttr_seconds, Some(1.893));
+        assert_eq!(stats.mtta_seconds, Some(1.333));
+        let json = serde_json::to_string(&stats).unwrap();
+        assert!(
+            json.contains(r#""mtta_seconds":1.333,"mttr_seconds":1.893,"#),
+            "{json}"
+        );
+        // A ratio, not seconds: as computed.
+        assert_eq!(stats.escalation_rate, Some(0.0));
+        assert_eq!(to_millisecond(0.0004), 0.0);
+        assert_eq!(to_millisecond(6.0451999999999995), 6.045);
+        assert_eq!(to_millisecond(3120.0), 3120.0);
     }
 
     #[test]
