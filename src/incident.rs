@@ -169,6 +169,12 @@ pub struct TimelineEvent {
     pub reason: Option<String>,
     pub from: Option<Tier>,
     pub to: Option<Tier>,
+    /// On the L4 handover's entry: the vendor and its case number, kept here when the incident
+    /// leaves L4 and its own `vendor` and `vendor_ref` are cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_ref: Option<String>,
 }
 
 /// The daemon's own name as an actor.
@@ -206,7 +212,8 @@ pub struct Incident {
     pub reopen_count: u64,
     /// Recent reopen times, newest last (bounded): "reopened N times within a window".
     pub reopened_at: Vec<DateTime<Utc>>,
-    /// L4 handover: the vendor and the vendor's case number.
+    /// L4 handover: the vendor and the vendor's case number, while the incident is at L4 (the
+    /// handover's timeline entry keeps them once it leaves).
     pub vendor: Option<String>,
     pub vendor_ref: Option<String>,
     pub resolution_note: Option<String>,
@@ -305,6 +312,8 @@ impl Incident {
                 reason: None,
                 from: None,
                 to: Some(tier),
+                vendor: None,
+                vendor_ref: None,
             }],
         }
     }
@@ -429,12 +438,19 @@ impl Incident {
                 }
             });
         }
+        let from = self.move_to(actor, EventKind::Escalated, Tier::L4, reason, now);
+        if let Some(event) = self.timeline.last_mut() {
+            event.vendor = Some(vendor.clone());
+            event.vendor_ref = vendor_ref.clone();
+        }
         self.vendor = Some(vendor);
         self.vendor_ref = vendor_ref;
-        Ok(self.move_to(actor, EventKind::Escalated, Tier::L4, reason, now))
+        Ok(from)
     }
 
     /// Move down to `to` (default: the tier below, L1 at the lowest); returns the tier left.
+    /// Leaving L4 ends the vendor handover: `vendor` and `vendor_ref` are cleared (the
+    /// handover's timeline entry keeps them).
     pub fn deescalate(
         &mut self,
         actor: &str,
@@ -456,6 +472,10 @@ impl Incident {
                 at: self.tier,
                 to,
             });
+        }
+        if self.tier == Tier::L4 {
+            self.vendor = None;
+            self.vendor_ref = None;
         }
         Ok(self.move_to(actor, EventKind::DeEscalated, to, reason, now))
     }
@@ -564,6 +584,8 @@ impl Incident {
             reason,
             from,
             to,
+            vendor: None,
+            vendor_ref: None,
         });
     }
 }
@@ -668,6 +690,92 @@ mod tests {
         assert_eq!("l3".parse(), Ok(Tier::L3));
         assert!(Tier::L1 < Tier::L2);
         assert_eq!(Tier::L4.next(), None);
+    }
+
+    #[test]
+    fn leaving_l4_ends_the_handover_and_its_timeline_entry_keeps_the_vendor() {
+        let t0 = Utc::now();
+        let mut inc = incident(t0);
+        inc.escalate("alice", Some(Tier::L3), "needs storage", t0)
+            .unwrap();
+        inc.hand_over(
+            "bob",
+            "Acme".into(),
+            Some("CASE-42".into()),
+            "controller",
+            t0,
+        )
+        .unwrap();
+        assert_eq!(
+            (inc.vendor.as_deref(), inc.vendor_ref.as_deref()),
+            (Some("Acme"), Some("CASE-42"))
+        );
+        let handover = inc.timeline.last().unwrap().clone();
+        assert_eq!(
+            (handover.vendor.as_deref(), handover.vendor_ref.as_deref()),
+            (Some("Acme"), Some("CASE-42"))
+        );
+        // Only the handover's entry names the vendor.
+        assert!(inc.timeline[..inc.timeline.len() - 1]
+            .iter()
+            .all(|e| e.vendor.is_none() && e.vendor_ref.is_none()));
+
+        inc.deescalate("carol", Some(Tier::L1), "config issue", t0)
+            .unwrap();
+        assert_eq!((inc.vendor.as_ref(), inc.vendor_ref.as_ref()), (None, None));
+        assert_eq!(inc.timeline[inc.timeline.len() - 2], handover);
+        let de = inc.timeline.last().unwrap();
+        assert_eq!(
+            (de.kind, de.vendor.as_ref(), de.vendor_ref.as_ref()),
+            (EventKind::DeEscalated, None, None)
+        );
+        // The incident's JSON no longer names a vendor; the handover's entry does, and the other
+        // entries have no vendor fields at all.
+        let json = serde_json::to_value(&inc).unwrap();
+        assert!(
+            json["vendor"].is_null() && json["vendor_ref"].is_null(),
+            "{json}"
+        );
+        let timeline = json["timeline"].as_array().unwrap();
+        let named: Vec<_> = timeline
+            .iter()
+            .filter(|e| e.get("vendor").is_some() || e.get("vendor_ref").is_some())
+            .collect();
+        assert_eq!(named.len(), 1, "{json}");
+        assert_eq!(
+            (
+                &named[0]["to"],
+                &named[0]["vendor"],
+                &named[0]["vendor_ref"]
+            ),
+            (
+                &serde_json::json!("L4"),
+                &serde_json::json!("Acme"),
+                &serde_json::json!("CASE-42")
+            )
+        );
+
+        // Handed over again from L3: the new vendor, and both entries kept.
+        inc.escalate("dave", Some(Tier::L3), "back again", t0)
+            .unwrap();
+        assert_eq!(inc.vendor, None);
+        inc.hand_over("dave", "Other".into(), None, "second opinion", t0)
+            .unwrap();
+        assert_eq!(
+            (inc.vendor.as_deref(), inc.vendor_ref.as_deref()),
+            (Some("Other"), None)
+        );
+        let vendors: Vec<_> = inc
+            .timeline
+            .iter()
+            .filter_map(|e| e.vendor.as_deref())
+            .collect();
+        assert_eq!(vendors, ["Acme", "Other"]);
+        // A de-escalation within L1..L3 has no handover to end.
+        let mut low = incident(t0);
+        low.escalate("alice", Some(Tier::L3), "r", t0).unwrap();
+        low.deescalate("alice", None, "r", t0).unwrap();
+        assert_eq!(low.tier, Tier::L2);
     }
 
     #[test]

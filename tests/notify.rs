@@ -202,6 +202,85 @@ fn assert_stable_seqs(events: &[Value]) {
 
 // ---- webhook ------------------------------------------------------------------------------------
 
+/// Leaving L4 ends the vendor handover: the incident no longer names the vendor (in the API, and
+/// in the de-escalation's notification), while the handover's timeline entry and notification
+/// still do; so after a restart, read back from the store.
+#[test]
+fn a_de_escalation_from_l4_clears_the_vendor_and_the_handover_keeps_it() {
+    let r = Receiver::start();
+    let mut d = Daemon::with(&webhook("noc", &r, ""));
+    let id = open(&d, "VendorDisk", "warning");
+    act(
+        &d,
+        &id,
+        "escalate",
+        json!({"actor": "alice", "to": "L3", "reason": "storage"}),
+    );
+    act(
+        &d,
+        &id,
+        "escalate",
+        json!({"actor": "bob", "to": "L4", "reason": "firmware", "vendor": "Acme", "vendor_ref": "CASE-42"}),
+    );
+    let resp = d.action(
+        &id,
+        "deescalate",
+        json!({"actor": "carol", "to": "L1", "reason": "config issue, L1 runbook"}),
+    );
+    assert_eq!(resp.status, 200, "{resp}");
+    let answered = resp.json();
+    let check = |inc: &Value| {
+        assert_eq!(inc["tier"], "L1", "{inc}");
+        assert!(inc["vendor"].is_null(), "{inc}");
+        assert!(inc["vendor_ref"].is_null(), "{inc}");
+        let timeline = inc["timeline"].as_array().unwrap();
+        let handover: Vec<&Value> = timeline
+            .iter()
+            .filter(|e| e["kind"] == "escalated" && e["to"] == "L4")
+            .collect();
+        assert_eq!(handover.len(), 1, "{inc}");
+        assert_eq!(
+            (&handover[0]["vendor"], &handover[0]["vendor_ref"]),
+            (&json!("Acme"), &json!("CASE-42")),
+            "{inc}"
+        );
+        let with_vendor = timeline
+            .iter()
+            .filter(|e| e.get("vendor").is_some())
+            .count();
+        assert_eq!(with_vendor, 1, "only the handover names the vendor: {inc}");
+    };
+    check(&answered);
+    check(&d.incident(&id));
+
+    let expected = ids(&[
+        &format!("{id}:0"),
+        &format!("{id}:1"),
+        &format!("{id}:2"),
+        &format!("{id}:3"),
+    ]);
+    r.wait_for_ids("the 4 events", LONG_WAIT, &expected);
+    let events: BTreeMap<String, Value> = r
+        .delivered()
+        .iter()
+        .map(|e| (e.event_id(), e.json()))
+        .collect();
+    let handover = &events[&format!("{id}:2")];
+    assert_eq!(handover["incident"]["vendor"], "Acme", "{handover}");
+    assert_eq!(handover["incident"]["vendor_ref"], "CASE-42", "{handover}");
+    let back = &events[&format!("{id}:3")];
+    assert_eq!(back["kind"], "de_escalated", "{back}");
+    assert!(back["incident"]["vendor"].is_null(), "{back}");
+    assert!(back["incident"]["vendor_ref"].is_null(), "{back}");
+
+    d.kill9();
+    d.restart();
+    check(&d.incident(&id));
+    assert_eq!(d.terminate().code(), Some(0));
+    d.restart();
+    check(&d.incident(&id));
+}
+
 #[test]
 fn a_receiver_gets_every_event_in_order_signed_and_authorized() {
     let r = Receiver::start();

@@ -119,6 +119,9 @@
       " ",
       el("strong", {}, EVENT_TEXT[e.kind] || e.kind),
       e.from || e.to ? " " + (e.from ? e.from + " → " : "to ") + (e.to || "") : "",
+      // The L4 handover's entry names the vendor (the incident's own field is cleared once it
+      // leaves L4).
+      e.vendor ? " (vendor " + e.vendor + (e.vendor_ref ? " · case " + e.vendor_ref : "") + ")" : "",
       " by ", el("span", { class: "actor" }, e.actor),
       e.reason ? [": ", el("q", {}, e.reason)] : null)));
   }

@@ -31,6 +31,12 @@
 //! (varint), `escalation_held_since` and `escalation_resumed_at` (optional time each). It is
 //! written only for an incident a silence has touched, so every other incident keeps the
 //! version 2 bytes that an older triaged reads.
+//!
+//! Version 4 is version 3 followed by the vendor and case number on the timeline's L4
+//! handover entries (kept there when the incident leaves L4 and its own `vendor` is cleared): a
+//! varint count, then per entry its index on the timeline (varint), `vendor` and `vendor_ref`
+//! (optional string each). It is written only for an incident that was handed over, so every
+//! other incident keeps the bytes of version 2 or 3.
 
 use super::codec::{
     index_of, put_labels, put_list, put_opt, put_str, put_time, put_varint, Reader,
@@ -42,6 +48,9 @@ use crate::incident::{EventKind, Incident, IncidentId, State, Tier, TimelineEven
 pub(super) const VERSION: u8 = 2;
 /// The value version byte of a binary incident with its silence fields (see the module's doc).
 pub(super) const VERSION_SILENCED: u8 = 3;
+/// The value version byte of a binary incident with its silence fields and the vendors on its
+/// timeline (see the module's doc).
+pub(super) const VERSION_HANDOVERS: u8 = 4;
 
 const STATES: [State; 3] = [State::Open, State::Acknowledged, State::Resolved];
 
@@ -56,14 +65,28 @@ const EVENT_KINDS: [EventKind; 8] = [
     EventKind::Flapping,
 ];
 
-/// The incident's value: [`VERSION`] then the fields, or [`VERSION_SILENCED`] then the fields
-/// and the silence fields when any of these is set.
+/// The incident's value: [`VERSION`] then the fields; [`VERSION_SILENCED`] then the fields and
+/// the silence fields when any of these is set; [`VERSION_HANDOVERS`] then those and the
+/// timeline's vendors when an entry names one.
 pub(super) fn encode(i: &Incident) -> Vec<u8> {
-    let silenced = i.silenced_count != 0
+    let handovers: Vec<(usize, &TimelineEvent)> = i
+        .timeline
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.vendor.is_some() || e.vendor_ref.is_some())
+        .collect();
+    let silenced = !handovers.is_empty()
+        || i.silenced_count != 0
         || i.escalation_held_since.is_some()
         || i.escalation_resumed_at.is_some();
     let mut w = Vec::with_capacity(256);
-    w.push(if silenced { VERSION_SILENCED } else { VERSION });
+    w.push(if !handovers.is_empty() {
+        VERSION_HANDOVERS
+    } else if silenced {
+        VERSION_SILENCED
+    } else {
+        VERSION
+    });
     w.extend_from_slice(&i.id.0.to_le_bytes());
     w.push(index_of(&Tier::ALL, i.tier));
     w.push(index_of(&Tier::ALL, i.opened_tier));
@@ -110,6 +133,13 @@ pub(super) fn encode(i: &Incident) -> Vec<u8> {
         put_opt(&mut w, i.escalation_held_since, put_time);
         put_opt(&mut w, i.escalation_resumed_at, put_time);
     }
+    if !handovers.is_empty() {
+        put_list(&mut w, &handovers, |w, (at, e)| {
+            put_varint(w, *at as u64);
+            put_opt(w, e.vendor.as_deref(), put_str);
+            put_opt(w, e.vendor_ref.as_deref(), put_str);
+        });
+    }
     w
 }
 
@@ -119,16 +149,23 @@ fn put_tier(w: &mut Vec<u8>, tier: Tier) {
 
 /// The incident in `bytes` (the value after its [`VERSION`] byte), or why it cannot be read.
 pub(super) fn decode(bytes: &[u8]) -> Result<Incident, String> {
-    decode_as(bytes, false)
+    decode_as(bytes, VERSION)
 }
 
 /// The incident in `bytes` (the value after its [`VERSION_SILENCED`] byte), or why it cannot
 /// be read.
 pub(super) fn decode_silenced(bytes: &[u8]) -> Result<Incident, String> {
-    decode_as(bytes, true)
+    decode_as(bytes, VERSION_SILENCED)
 }
 
-fn decode_as(bytes: &[u8], silenced: bool) -> Result<Incident, String> {
+/// The incident in `bytes` (the value after its [`VERSION_HANDOVERS`] byte), or why it cannot
+/// be read.
+pub(super) fn decode_handovers(bytes: &[u8]) -> Result<Incident, String> {
+    decode_as(bytes, VERSION_HANDOVERS)
+}
+
+fn decode_as(bytes: &[u8], version: u8) -> Result<Incident, String> {
+    let silenced = version >= VERSION_SILENCED;
     let mut r = Reader::new(bytes);
     let id = IncidentId(r.u64()?);
     let tier = r.one_of(&Tier::ALL, "tier")?;
@@ -156,7 +193,7 @@ fn decode_as(bytes: &[u8], silenced: bool) -> Result<Incident, String> {
     let resolution_note = r.opt(Reader::string)?;
     let labels = r.labels()?;
     let reopened_at = r.list(Reader::time)?;
-    let timeline = r.list(|r| {
+    let mut timeline = r.list(|r| {
         Ok(TimelineEvent {
             at: r.time()?,
             actor: r.string()?,
@@ -164,6 +201,8 @@ fn decode_as(bytes: &[u8], silenced: bool) -> Result<Incident, String> {
             reason: r.opt(Reader::string)?,
             from: r.opt(|r| r.one_of(&Tier::ALL, "tier"))?,
             to: r.opt(|r| r.one_of(&Tier::ALL, "tier"))?,
+            vendor: None,
+            vendor_ref: None,
         })
     })?;
     let (silenced_count, escalation_held_since, escalation_resumed_at) = if silenced {
@@ -171,6 +210,19 @@ fn decode_as(bytes: &[u8], silenced: bool) -> Result<Incident, String> {
     } else {
         (0, None, None)
     };
+    if version >= VERSION_HANDOVERS {
+        let handovers =
+            r.list(|r| Ok((r.varint()?, r.opt(Reader::string)?, r.opt(Reader::string)?)))?;
+        for (at, vendor, vendor_ref) in handovers {
+            let n = timeline.len();
+            let event = usize::try_from(at)
+                .ok()
+                .and_then(|at| timeline.get_mut(at))
+                .ok_or_else(|| format!("a vendor for timeline entry {at} of {n}"))?;
+            event.vendor = vendor;
+            event.vendor_ref = vendor_ref;
+        }
+    }
     r.end("incident")?;
     Ok(Incident {
         id,
@@ -210,6 +262,7 @@ pub(super) fn decode_version(version: u8, bytes: &[u8]) -> Option<Result<Inciden
     match version {
         VERSION => Some(decode(bytes)),
         VERSION_SILENCED => Some(decode_silenced(bytes)),
+        VERSION_HANDOVERS => Some(decode_handovers(bytes)),
         _ => None,
     }
 }
@@ -273,8 +326,32 @@ mod tests {
             reason: Some("needs the DBA".into()),
             from: Some(Tier::L1),
             to: Some(Tier::L2),
+            vendor: None,
+            vendor_ref: None,
         });
         i.events_published = 1;
+        i
+    }
+
+    /// [`full`] handed over to a vendor, and back: the handover's entry names it (version 4).
+    fn handed_over() -> Incident {
+        let mut i = full();
+        let entry = |to, vendor: Option<&str>, vendor_ref: Option<&str>| TimelineEvent {
+            at: t(1_700_000_300, 0),
+            actor: "bob".into(),
+            kind: EventKind::Escalated,
+            reason: Some("controller".into()),
+            from: Some(Tier::L3),
+            to: Some(to),
+            vendor: vendor.map(Into::into),
+            vendor_ref: vendor_ref.map(Into::into),
+        };
+        i.timeline
+            .push(entry(Tier::L4, Some("acme"), Some("CASE-7")));
+        i.timeline.push(entry(Tier::L2, None, None));
+        i.timeline.push(entry(Tier::L4, Some("other é"), None));
+        i.vendor = Some("other é".into());
+        i.vendor_ref = None;
         i
     }
 
@@ -293,6 +370,23 @@ mod tests {
             round_trips_in_half_of_json(&incident, VERSION, encode, decode);
         }
         round_trips_in_half_of_json(&silenced(), VERSION_SILENCED, encode, decode_silenced);
+        round_trips_in_half_of_json(&handed_over(), VERSION_HANDOVERS, encode, decode_handovers);
+        // With the silence fields too, and once the incident left L4: its vendor is cleared and
+        // the timeline still names it.
+        let mut both = handed_over();
+        both.silenced_count = 2;
+        both.vendor = None;
+        round_trips_in_half_of_json(&both, VERSION_HANDOVERS, encode, decode_handovers);
+        assert_eq!(
+            decode_version(4, &encode(&both)[1..]).unwrap().unwrap(),
+            both
+        );
+        // No vendor on the timeline: the bytes of version 2 or 3, as before version 4.
+        let mut plain = handed_over();
+        for e in &mut plain.timeline {
+            (e.vendor, e.vendor_ref) = (None, None);
+        }
+        assert_eq!(encode(&plain)[0], VERSION);
         // Any one silence field is enough to need version 3; none keeps version 2's bytes.
         let mut held = full();
         held.escalation_held_since = Some(t(5, 0));
@@ -305,7 +399,7 @@ mod tests {
             decode_version(2, &encode(&full())[1..]).unwrap().unwrap(),
             full()
         );
-        assert!(decode_version(4, &[]).is_none());
+        assert!(decode_version(5, &[]).is_none());
     }
 
     #[test]
@@ -368,6 +462,31 @@ mod tests {
         bad[10] = 3; // the state
         assert_eq!(decode(&bad).unwrap_err(), "unknown state 3");
         assert!(decode(&body[..12]).unwrap_err().starts_with("truncated"));
+        // A vendor for an entry the timeline does not have.
+        let mut i = full();
+        i.timeline[1].vendor = Some("acme".into());
+        let mut body = encode(&i).split_off(1);
+        let at = body.len() - 1 - (1 + 1 + 4) - 1; // the index, before the vendor and no ref
+        assert_eq!(body[at], 1);
+        body[at] = 9;
+        assert_eq!(
+            decode_handovers(&body).unwrap_err(),
+            "a vendor for timeline entry 9 of 2"
+        );
+    }
+
+    /// An incident encoded before version 4 (here: the bytes version 3 wrote for one handed
+    /// over to L4, its vendor on the incident only) reads as it did.
+    #[test]
+    fn an_incident_written_before_version_4_still_reads() {
+        let mut i = silenced();
+        for e in &mut i.timeline {
+            (e.vendor, e.vendor_ref) = (None, None);
+        }
+        let bytes = encode(&i);
+        assert_eq!(bytes[0], VERSION_SILENCED);
+        assert_eq!(decode_version(3, &bytes[1..]).unwrap().unwrap(), i);
+        assert_eq!(i.vendor.as_deref(), Some("acme"));
     }
 
     proptest! {
@@ -379,6 +498,8 @@ mod tests {
             prop_assert!(cut_and_changed_are_errors(body, cut, at, byte, decode));
             let body = &encode(&silenced())[1..];
             prop_assert!(cut_and_changed_are_errors(body, cut, at, byte, decode_silenced));
+            let body = &encode(&handed_over())[1..];
+            prop_assert!(cut_and_changed_are_errors(body, cut, at, byte, decode_handovers));
         }
     }
 }
