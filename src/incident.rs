@@ -474,10 +474,36 @@ impl Incident {
             });
         }
         if self.tier == Tier::L4 {
-            self.vendor = None;
-            self.vendor_ref = None;
+            self.end_handover();
         }
         Ok(self.move_to(actor, EventKind::DeEscalated, to, reason, now))
+    }
+
+    /// Clear `vendor` and `vendor_ref`, first copying them to the latest handover's timeline
+    /// entry when it does not name them (an older triaged kept them on the incident only).
+    fn end_handover(&mut self) {
+        let handover = self
+            .timeline
+            .iter_mut()
+            .rev()
+            .find(|e| e.kind == EventKind::Escalated && e.to == Some(Tier::L4));
+        if let Some(entry) = handover {
+            if entry.vendor.is_none() && entry.vendor_ref.is_none() {
+                entry.vendor = self.vendor.clone();
+                entry.vendor_ref = self.vendor_ref.clone();
+            }
+        }
+        self.vendor = None;
+        self.vendor_ref = None;
+    }
+
+    /// An incident below L4 that still names a vendor was de-escalated from L4 by an older
+    /// triaged, which kept them: end that handover as a de-escalation now does (the store calls
+    /// this on every incident it reads; for any other incident it does nothing).
+    pub fn end_handover_left_behind(&mut self) {
+        if self.tier != Tier::L4 && (self.vendor.is_some() || self.vendor_ref.is_some()) {
+            self.end_handover();
+        }
     }
 
     fn move_to(
@@ -771,6 +797,40 @@ mod tests {
             .filter_map(|e| e.vendor.as_deref())
             .collect();
         assert_eq!(vendors, ["Acme", "Other"]);
+        // Handed over by an older triaged (the entry names no vendor): a de-escalation copies
+        // the incident's to the entry before it clears them.
+        let mut older = incident(t0);
+        older.escalate("alice", Some(Tier::L3), "r", t0).unwrap();
+        older
+            .hand_over("bob", "Acme".into(), Some("CASE-1".into()), "r", t0)
+            .unwrap();
+        let entry = older.timeline.len() - 1;
+        (
+            older.timeline[entry].vendor,
+            older.timeline[entry].vendor_ref,
+        ) = (None, None);
+        older.deescalate("carol", None, "r", t0).unwrap();
+        assert_eq!(
+            (older.vendor.as_ref(), older.vendor_ref.as_ref()),
+            (None, None)
+        );
+        assert_eq!(
+            (
+                older.timeline[entry].vendor.as_deref(),
+                older.timeline[entry].vendor_ref.as_deref()
+            ),
+            (Some("Acme"), Some("CASE-1"))
+        );
+        // De-escalated by an older triaged, vendor kept: read, it is ended the same way.
+        let mut left = older.clone();
+        (left.vendor, left.vendor_ref) = (Some("Acme".into()), Some("CASE-1".into()));
+        (left.timeline[entry].vendor, left.timeline[entry].vendor_ref) = (None, None);
+        left.end_handover_left_behind();
+        assert_eq!(left, older);
+        // At L4, or without a vendor, there is nothing to end.
+        let at_l4 = inc.clone();
+        inc.end_handover_left_behind();
+        assert_eq!(inc, at_l4);
         // A de-escalation within L1..L3 has no handover to end.
         let mut low = incident(t0);
         low.escalate("alice", Some(Tier::L3), "r", t0).unwrap();

@@ -1894,15 +1894,19 @@ fn decode_alert(key: &[u8], bytes: &[u8]) -> Result<AlertRecord> {
     }
 }
 
-/// An incident in either form: binary ([`incident_value`]), or JSON as written before.
+/// An incident in either form: binary ([`incident_value`]), or JSON as written before. One an
+/// older triaged de-escalated from L4 without clearing its vendor reads as one de-escalated now
+/// ([`Incident::end_handover_left_behind`]).
 fn decode_incident(key: &[u8], bytes: &[u8]) -> Result<Incident> {
-    match bytes
+    let mut incident: Incident = match bytes
         .split_first()
         .and_then(|(&version, body)| incident_value::decode_version(version, body))
     {
-        Some(decoded) => decoded.map_err(|why| corrupt(key, why)),
-        None => decode(key, bytes),
-    }
+        Some(decoded) => decoded.map_err(|why| corrupt(key, why))?,
+        None => decode(key, bytes)?,
+    };
+    incident.end_handover_left_behind();
+    Ok(incident)
 }
 
 #[cfg(test)]
@@ -2398,6 +2402,52 @@ mod tests {
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.incident(acked.id).unwrap(), Some(acked));
+    }
+
+    /// An incident an older triaged de-escalated from L4 kept its vendor on the incident, and
+    /// its handover entry named none: read (from JSON or binary), it is as a de-escalation now
+    /// leaves it, the vendor on the handover's entry only.
+    #[test]
+    fn a_vendor_an_older_triaged_left_below_l4_moves_to_the_handover_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let mut now_de_escalated = incident(1, Tier::L3);
+        now_de_escalated
+            .hand_over("bob", "Acme".into(), Some("CASE-42".into()), "fault", now)
+            .unwrap();
+        now_de_escalated
+            .deescalate("carol", Some(Tier::L1), "config", now)
+            .unwrap();
+        let mut left_behind = now_de_escalated.clone();
+        left_behind.vendor = Some("Acme".into());
+        left_behind.vendor_ref = Some("CASE-42".into());
+        for e in &mut left_behind.timeline {
+            (e.vendor, e.vendor_ref) = (None, None);
+        }
+        let binary = incident_value::encode(&left_behind);
+        assert_eq!(
+            binary[0],
+            incident_value::VERSION,
+            "the bytes before version 4"
+        );
+        let mut as_json = left_behind.clone();
+        as_json.id = IncidentId(2);
+        let mut expected_json = now_de_escalated.clone();
+        expected_json.id = IncidentId(2);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let db = &store.view().unwrap().db;
+            db.insert(incident_key(IncidentId(1)), binary).unwrap();
+            db.insert(incident_key(IncidentId(2)), encode(&as_json))
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.incident(IncidentId(1)).unwrap(),
+            Some(now_de_escalated)
+        );
+        assert_eq!(store.incident(IncidentId(2)).unwrap(), Some(expected_json));
     }
 
     /// A damaged incident is an error that names its key, not a panic or a wrong incident.
