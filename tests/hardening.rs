@@ -105,14 +105,42 @@ fn requests_without_a_valid_token_get_401_and_a_token_without_the_role_gets_403(
         !bad.text().contains("not-a-token"),
         "the answer repeats no credential"
     );
-    assert_eq!(reason_count(&d, "alertmanager", "unauthorized"), 2.0);
+    assert_eq!(
+        bad.json()["detail"],
+        "the credentials match no configured token",
+        "{bad}"
+    );
+    // Two Authorization headers, even the same valid token twice: ambiguous, and said so.
+    let two = request(
+        &d.addr,
+        "POST",
+        "/api/v2/alerts",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &bearer(INGEST)),
+            ("Authorization", &bearer(INGEST)),
+        ],
+        &am_alert("A"),
+    );
+    assert_eq!(two.status, 401, "{two}");
+    assert!(!www_authenticate(&two).is_empty());
+    let detail = two.json()["detail"].as_str().unwrap_or("").to_string();
+    assert!(
+        detail.contains("more than one Authorization header") && detail.contains("exactly one"),
+        "{two}"
+    );
+    assert!(
+        !two.text().contains(INGEST),
+        "the answer repeats no credential"
+    );
+    assert_eq!(reason_count(&d, "alertmanager", "unauthorized"), 3.0);
     assert_eq!(
         d.metric("triaged_http_auth_failures_total", &[("reason", "missing")]),
         1.0
     );
     assert_eq!(
         d.metric("triaged_http_auth_failures_total", &[("reason", "invalid")]),
-        1.0
+        2.0
     );
 
     // The operator may not ingest; the ingest token may.

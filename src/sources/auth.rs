@@ -30,13 +30,16 @@ pub enum Access {
     Role(Role),
 }
 
-/// Why a request was refused: 401 for the first two, 403 for the last.
+/// Why a request was refused: 401 for all but the last, 403 for the last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denied {
     /// No credentials, or credentials in a form we do not read.
     Missing,
     /// Credentials that match no token.
     Invalid,
+    /// More than one `Authorization` header: ambiguous (which one would a proxy in front have
+    /// checked?), so none is taken, whatever they hold.
+    Ambiguous,
     /// A valid token without the role the route needs.
     Forbidden { name: String, need: Role },
 }
@@ -46,7 +49,8 @@ impl Denied {
     pub fn reason(&self) -> &'static str {
         match self {
             Denied::Missing => "missing",
-            Denied::Invalid => "invalid",
+            // Counted as credentials that prove no token, as before it had its own answer.
+            Denied::Invalid | Denied::Ambiguous => "invalid",
             Denied::Forbidden { .. } => "forbidden",
         }
     }
@@ -238,7 +242,7 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, Denied> {
     let value = given.next().ok_or(Denied::Missing)?;
     // Two credentials are ambiguous (which one would a proxy in front have checked?): neither.
     if given.next().is_some() {
-        return Err(Denied::Invalid);
+        return Err(Denied::Ambiguous);
     }
     let value = value.to_str().map_err(|_| Denied::Invalid)?.trim();
     let (scheme, rest) = value.split_once(' ').ok_or(Denied::Invalid)?;
@@ -349,7 +353,15 @@ mod tests {
         // Two credentials, even a valid one first: refused.
         let mut two = with("Bearer ingest-secret-0123456789");
         two.append(AUTHORIZATION, HeaderValue::from_static("Bearer wrong"));
-        assert_eq!(a.check(&two, need), Err(Denied::Invalid));
+        assert_eq!(a.check(&two, need), Err(Denied::Ambiguous));
+        // Two identical valid ones too: still ambiguous, not "no such token".
+        let mut same_twice = with("Bearer ingest-secret-0123456789");
+        same_twice.append(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer ingest-secret-0123456789"),
+        );
+        assert_eq!(a.check(&same_twice, need), Err(Denied::Ambiguous));
+        assert_eq!(Denied::Ambiguous.reason(), "invalid");
         // Public routes ignore credentials, good or bad.
         assert_eq!(a.check(&with("Bearer wrong"), Access::Public), Ok(None));
         assert_eq!(a.check(&HeaderMap::new(), Access::Metrics), Ok(None));

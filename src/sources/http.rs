@@ -654,6 +654,12 @@ fn denied(
             e.challenge = challenge;
             e
         }
+        Denied::Ambiguous => {
+            let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized")
+                .detail("more than one Authorization header, which is ambiguous: send exactly one");
+            e.challenge = challenge;
+            e
+        }
         Denied::Forbidden { name, need } => {
             tracing::info!(token = %name, method = %method, path = %path, need = need.as_str(), "token lacks the role");
             ApiError::new(StatusCode::FORBIDDEN, "forbidden").detail(format!(
