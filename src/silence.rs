@@ -54,6 +54,13 @@ pub struct PostableSilence {
     pub ends_at: DateTime<Utc>,
     pub created_by: String,
     pub comment: String,
+    /// `status` and `updatedAt`, the read-only fields of the form `GET` shows: accepted and
+    /// ignored, as Alertmanager ignores them, so that a silence fetched can be posted back
+    /// edited. Every other unknown field is still refused.
+    #[serde(default)]
+    pub status: serde::de::IgnoredAny,
+    #[serde(default)]
+    pub updated_at: serde::de::IgnoredAny,
 }
 
 impl PostableSilence {
@@ -214,6 +221,7 @@ impl Compiled {
 mod tests {
     use super::*;
     use crate::alert::labels_from as labels;
+    use serde::de::IgnoredAny;
 
     const AMTOOL: &[u8] = include_bytes!("../tests/fixtures/amtool-0.25-silence-add.json");
 
@@ -267,6 +275,49 @@ mod tests {
         );
     }
 
+    /// A silence as `GET /api/v2/silence/{id}` shows it can be posted back (edited): its
+    /// read-only `status` and `updatedAt` are ignored, as Alertmanager ignores them; any other
+    /// unknown field is refused still.
+    #[test]
+    fn a_fetched_silence_posts_back_and_other_unknown_fields_are_refused() {
+        let now: DateTime<Utc> = "2026-11-26T16:30:00Z".parse().unwrap();
+        let posted = PostableSilence::from_json(AMTOOL).unwrap();
+        let stored = Silence::from_postable(posted.clone(), SilenceId::new_v4(), now).unwrap();
+        let mut fetched = serde_json::to_value(stored.gettable(now)).unwrap();
+        assert!(fetched["status"]["state"].is_string(), "{fetched}");
+        assert!(fetched["updatedAt"].is_string(), "{fetched}");
+        fetched["comment"] = "extended".into();
+        let post = |body: &serde_json::Value| {
+            PostableSilence::from_json(&serde_json::to_vec(body).unwrap())
+        };
+        let again = post(&fetched).unwrap();
+        assert_eq!(again.id.as_deref(), Some(stored.id.to_string().as_str()));
+        assert_eq!(
+            (
+                again.matchers,
+                again.starts_at,
+                again.ends_at,
+                again.comment
+            ),
+            (
+                posted.matchers,
+                posted.starts_at,
+                posted.ends_at,
+                "extended".into()
+            )
+        );
+        // Whatever they hold, they are not read.
+        fetched["status"] = serde_json::json!([1, {"x": null}]);
+        fetched["updatedAt"] = serde_json::json!("not a time");
+        post(&fetched).unwrap();
+        for unknown in ["state", "silenceID", "updated_at", "Status"] {
+            let mut body = fetched.clone();
+            body[unknown] = "x".into();
+            let err = post(&body).unwrap_err().to_string();
+            assert!(err.contains(&format!("unknown field `{unknown}`")), "{err}");
+        }
+    }
+
     /// What Alertmanager 0.25 lists for each filter, checked against a real one with the same
     /// silences: the filter names a matcher the silence has, not labels it would silence.
     #[test]
@@ -288,6 +339,8 @@ mod tests {
                 ends_at: now + chrono::Duration::hours(1),
                 created_by: "z".into(),
                 comment: "c".into(),
+                status: IgnoredAny,
+                updated_at: IgnoredAny,
             };
             Silence::from_postable(p, SilenceId::new_v4(), now).unwrap()
         };
@@ -341,6 +394,8 @@ mod tests {
             ends_at: now + chrono::Duration::hours(1),
             created_by: "carol".into(),
             comment: "maintenance".into(),
+            status: IgnoredAny,
+            updated_at: IgnoredAny,
         };
         let refuse = |p: PostableSilence, says: &str| {
             let err = Silence::from_postable(p, SilenceId::new_v4(), now).unwrap_err();

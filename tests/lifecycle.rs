@@ -821,6 +821,34 @@ fn invalid_silences_are_refused_and_unknown_ones_are_404() {
     assert_eq!(silences(&d).len(), 1);
 }
 
+/// A silence fetched with GET posts back edited, its read-only `status` and `updatedAt` ignored
+/// as Alertmanager ignores them; any other unknown field is still refused.
+#[test]
+fn a_fetched_silence_posts_back_edited() {
+    let d = Daemon::with("");
+    let id = create_silence(
+        &d,
+        &silence_body(json!([eq_matcher("alertname", "RoundTrip")]), 0.0, 3600.0),
+    );
+    let (status, mut fetched) = d.get_json(&format!("/api/v2/silence/{id}"));
+    assert_eq!(status, 200, "{fetched}");
+    assert!(fetched["status"]["state"].is_string(), "{fetched}");
+    assert!(fetched["updatedAt"].is_string(), "{fetched}");
+    let mut unknown = fetched.clone();
+    unknown["note"] = json!("x");
+    let resp = d.post_json("/api/v2/silences", &unknown);
+    assert_error(&resp, 400, "an unknown field");
+    assert!(resp.text().contains("unknown field `note`"), "{resp}");
+
+    fetched["comment"] = json!("extended maintenance");
+    fetched["endsAt"] = json!(rfc3339_in(7200.0));
+    assert_eq!(create_silence(&d, &fetched), id, "replaced, not added");
+    let all = silences(&d);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["comment"], "extended maintenance", "{all:?}");
+    assert_eq!(all[0]["status"]["state"], "active", "{all:?}");
+}
+
 // ---- the real amtool --------------------------------------------------------------------------
 
 fn amtool_path() -> PathBuf {
