@@ -54,7 +54,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Policy, SystemClock};
 use crate::sd_notify::{Notifier, Watchdog};
 use crate::sources::http::{self, App};
-use crate::store::{Store, StoreError};
+use crate::store::{Opened, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -90,6 +90,30 @@ impl RunError {
             RunError::Store(e) if e.is_damaged() => EXIT_DAMAGED,
             _ => 1,
         }
+    }
+}
+
+/// Say whether the store at `path` was there or has just been made: a mistyped `--data-dir`
+/// would otherwise start on a new, empty store with nothing but `next_incident=1` to show it.
+fn log_opened(store: &Store, path: &std::path::Path) {
+    match store.opened() {
+        Some(Opened::Existing) => {
+            tracing::info!(data_dir = %path.display(), "opened the store at {}", path.display());
+        }
+        Some(Opened::Created { dir_existed }) => {
+            let was = if dir_existed {
+                "the directory held no store"
+            } else {
+                "the directory did not exist"
+            };
+            tracing::warn!(
+                data_dir = %path.display(),
+                "created a new, empty store at {} ({was})",
+                path.display()
+            );
+        }
+        // Down from the start: already said, with why.
+        None => {}
     }
 }
 
@@ -130,6 +154,7 @@ pub async fn run(
         }
         Err(e) => return Err(e.into()),
     };
+    log_opened(&store, &config.storage.path);
     let store = Arc::new(store);
     let policy = Policy::from_config(&config).map_err(RunError::Rules)?;
     let (queue, mut writer) = pipeline::channel(

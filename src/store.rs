@@ -338,6 +338,18 @@ pub struct Store {
     /// once kept a commit waiting for hundreds of milliseconds, winning every race against
     /// the commit's wake-up.)
     commit_waiting: AtomicBool,
+    /// What opening found at `path`; none for a store that started [down](Store::down).
+    opened: Option<Opened>,
+}
+
+/// What [`Store::open_with`] found at the store's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// The store that was there.
+    Existing,
+    /// No store was there, so a new, empty one was made: in a directory that was there
+    /// (`dir_existed`: empty, or holding no store), or in one made for it.
+    Created { dir_existed: bool },
 }
 
 /// The open sled database.
@@ -428,7 +440,7 @@ impl Store {
     /// would make RSS grow with the store).
     /// Also, a checkpoint every `checkpoint_bytes` of journal (see [`journal`]).
     pub fn open_with(path: &Path, cache_bytes: u64, checkpoint_bytes: u64) -> Result<Store> {
-        let handle = Handle::open(path, cache_bytes, checkpoint_bytes)?;
+        let (handle, opened) = Handle::open(path, cache_bytes, checkpoint_bytes)?;
         Ok(Store {
             path: path.to_path_buf(),
             cache_bytes,
@@ -436,7 +448,14 @@ impl Store {
             state: RwLock::new(Ok(handle)),
             fold_after: std::sync::Mutex::new(refresh::FOLD_AFTER),
             commit_waiting: AtomicBool::new(false),
+            opened: Some(opened),
         })
+    }
+
+    /// Whether opening found a store at the path or made a new one; none for a store that
+    /// started [down](Store::down).
+    pub fn opened(&self) -> Option<Opened> {
+        self.opened
     }
 
     /// A store that could not be opened because its disk refuses writes
@@ -450,6 +469,7 @@ impl Store {
             state: RwLock::new(Err(reason)),
             fold_after: std::sync::Mutex::new(refresh::FOLD_AFTER),
             commit_waiting: AtomicBool::new(false),
+            opened: None,
         }
     }
 
@@ -482,12 +502,13 @@ impl Store {
         }
         // Only the writer reopens, so nothing opens it meanwhile; readers are answered
         // Unavailable at once rather than wait for sled's recovery.
-        let opened =
-            Handle::open(&self.path, self.cache_bytes, self.checkpoint_bytes).and_then(|handle| {
+        let opened = Handle::open(&self.path, self.cache_bytes, self.checkpoint_bytes).and_then(
+            |(handle, _)| {
                 handle.db.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 flush_durably(&handle.db, &handle.log)?;
                 Ok(handle)
-            });
+            },
+        );
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         match opened {
             Ok(handle) => {
@@ -1069,8 +1090,10 @@ impl Handle {
         await_unlocked(&path.join(SLED_FILE));
     }
 
-    fn open(path: &Path, cache_bytes: u64, checkpoint_bytes: u64) -> Result<Handle> {
-        match Handle::open_once(path, cache_bytes, checkpoint_bytes) {
+    fn open(path: &Path, cache_bytes: u64, checkpoint_bytes: u64) -> Result<(Handle, Opened)> {
+        // sled makes the directory (and its parents) when it is not there.
+        let dir_existed = path.is_dir();
+        match Handle::open_once(path, cache_bytes, checkpoint_bytes, dir_existed) {
             // sled writes a snapshot as `snap.<lsn>.generating`, then renames it; a write that
             // failed (a full disk) or a crash leaves the unfinished file, which sled then takes
             // for the newest snapshot and refuses as corrupt. Without it, sled reads the last
@@ -1079,13 +1102,18 @@ impl Handle {
                 source: sled::Error::Corruption { .. },
                 ..
             }) if remove_unfinished_snapshots(path) => {
-                Handle::open_once(path, cache_bytes, checkpoint_bytes)
+                Handle::open_once(path, cache_bytes, checkpoint_bytes, dir_existed)
             }
             opened => opened,
         }
     }
 
-    fn open_once(path: &Path, cache_bytes: u64, checkpoint_bytes: u64) -> Result<Handle> {
+    fn open_once(
+        path: &Path,
+        cache_bytes: u64,
+        checkpoint_bytes: u64,
+        dir_existed: bool,
+    ) -> Result<(Handle, Opened)> {
         let marked = read_marker(path);
         // Some damage makes sled panic rather than answer an error: it is damage all the same.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1096,10 +1124,17 @@ impl Handle {
                 .open()
                 .map_err(|source| opening(path, source))?;
             // sled reads much of its file lazily: what it finds damaged now is the opening's too.
-            Handle::load(path, db, checkpoint_bytes, marked).map_err(|e| match e {
-                StoreError::Sled(source) => opening(path, source),
-                other => other,
-            })
+            let (handle, created) =
+                Handle::load(path, db, checkpoint_bytes, marked).map_err(|e| match e {
+                    StoreError::Sled(source) => opening(path, source),
+                    other => other,
+                })?;
+            let opened = if created {
+                Opened::Created { dir_existed }
+            } else {
+                Opened::Existing
+            };
+            Ok((handle, opened))
         }));
         opened.unwrap_or_else(|panic| {
             let why = panic
@@ -1116,12 +1151,13 @@ impl Handle {
 
     /// What opening a store does once sled has opened its file. `marked`: what the directory's
     /// [`STORE_MARKER`] said before the open (none: a new store, or one of a triaged before it).
+    /// With whether the store is new (sled held no schema: no store was there).
     fn load(
         path: &Path,
         db: sled::Db,
         checkpoint_bytes: u64,
         marked: Option<u64>,
-    ) -> Result<Handle> {
+    ) -> Result<(Handle, bool)> {
         let generation = db.get(META_JOURNAL_SEQ)?.map(|v| be_u64(&v));
         if let Some(checkpointed) = marked {
             let found = generation.unwrap_or(0);
@@ -1133,19 +1169,20 @@ impl Handle {
                 });
             }
         }
-        match db.get(META_SCHEMA)? {
+        let created = match db.get(META_SCHEMA)? {
             None => {
                 db.insert(META_SCHEMA, SCHEMA_VERSION)?;
                 db.flush()?;
+                true
             }
-            Some(v) if v.as_ref() == SCHEMA_VERSION => {}
+            Some(v) if v.as_ref() == SCHEMA_VERSION => false,
             Some(v) => {
                 return Err(StoreError::Schema {
                     path: path.to_path_buf(),
                     found: String::from_utf8_lossy(&v).into_owned(),
                 })
             }
-        }
+        };
         let log_path = path.join(SLED_FILE);
         let log = File::open(&log_path).map_err(|source| StoreError::LogFile {
             path: log_path,
@@ -1162,13 +1199,14 @@ impl Handle {
         )?;
         build_firing_index(&db)?;
         let refreshes = refresh::Log::load(&db)?;
-        Ok(Handle {
+        let handle = Handle {
             db,
             log,
             refreshes,
             journal,
             hot: hot::Hot::default(),
-        })
+        };
+        Ok((handle, created))
     }
 
     fn alert(&self, fp: Fingerprint) -> Result<Option<AlertRecord>> {
@@ -2448,6 +2486,26 @@ mod tests {
             Some(now_de_escalated)
         );
         assert_eq!(store.incident(IncidentId(2)).unwrap(), Some(expected_json));
+    }
+
+    /// Opening says whether a store was there: a new one in a directory made for it or found
+    /// empty, or the one that was there.
+    #[test]
+    fn opening_says_whether_the_store_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("a/b");
+        let store = Store::open(&missing).unwrap();
+        assert_eq!(store.opened(), Some(Opened::Created { dir_existed: false }));
+        drop(store);
+        let store = Store::open(&missing).unwrap();
+        assert_eq!(store.opened(), Some(Opened::Existing));
+        drop(store);
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let store = Store::open(&empty).unwrap();
+        assert_eq!(store.opened(), Some(Opened::Created { dir_existed: true }));
+        let down = Store::down(&empty, 1 << 20, 1 << 20, "full".into());
+        assert_eq!(down.opened(), None);
     }
 
     /// A damaged incident is an error that names its key, not a panic or a wrong incident.

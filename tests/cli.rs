@@ -396,3 +396,62 @@ fn a_rust_log_that_is_no_filter_is_warned_about_at_start() {
         );
     }
 }
+
+/// The level and message of each log line about opening the store, in `log` after its last
+/// restart marker (the lines of the latest run).
+fn store_lines(log: &str) -> Vec<(String, String)> {
+    let run = log
+        .rsplit_once("----- triaged-e2e: restart -----")
+        .map_or(log, |(_, after)| after);
+    run.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|v| {
+            let message = v["fields"]["message"].as_str()?.to_string();
+            let level = v["level"].as_str()?.to_string();
+            message.contains(" store at ").then_some((level, message))
+        })
+        .collect()
+}
+
+/// Regression: a mistyped `--data-dir` started on a new, empty store that only
+/// `next_incident=1` betrayed. Making a store is now said with its path (a warning), distinct
+/// from opening the one that was there.
+#[test]
+fn a_new_store_is_said_to_be_new_with_its_path_and_an_existing_one_opened() {
+    let parent = tempfile::tempdir().unwrap();
+    let typo = parent.path().join("no/such/data");
+    let mut d = Daemon::start_in(&config(""), Some(&typo));
+    let created = |dir: &std::path::Path, why: &str| {
+        vec![(
+            "WARN".to_string(),
+            format!("created a new, empty store at {} ({why})", dir.display()),
+        )]
+    };
+    assert_eq!(
+        store_lines(&d.stderr_text()),
+        created(&typo, "the directory did not exist"),
+        "{}",
+        d.stderr_text()
+    );
+    assert_eq!(d.terminate().code(), Some(0));
+    d.restart();
+    assert_eq!(
+        store_lines(&d.stderr_text()),
+        [(
+            "INFO".to_string(),
+            format!("opened the store at {}", typo.display())
+        )],
+        "{}",
+        d.stderr_text()
+    );
+    // A directory that is there but holds no store (a fresh StateDirectory).
+    let empty = parent.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let e = Daemon::start_in(&config(""), Some(&empty));
+    assert_eq!(
+        store_lines(&e.stderr_text()),
+        created(&empty, "the directory held no store"),
+        "{}",
+        e.stderr_text()
+    );
+}
