@@ -674,6 +674,45 @@ fn poison_messages_become_dead_letters_and_do_not_block_the_partition() {
     }
 }
 
+/// Regression (QA F3): a PagerDuty `acknowledge` consumed from Kafka was counted ok and changed
+/// nothing (an empty list of alerts was ingested); over HTTP it acknowledges the incident its
+/// alert belongs to. An acknowledge of an alert triaged has never seen is done with, as over
+/// HTTP (202): neither read again nor a dead letter.
+#[test]
+fn a_pagerduty_acknowledge_acknowledges_the_incident_as_over_http() {
+    let cluster = cluster(1);
+    let mut p = TestProducer::new(&cluster);
+    let key = group_key("disk", "mysql");
+    p.send(&key, &fixture("pagerduty-trigger.json"));
+    p.send(&key, &fixture("pagerduty-acknowledge.json"));
+    let mut unknown = fixture_json("pagerduty-acknowledge.json");
+    unknown["dedup_key"] = json!("never-triggered");
+    p.send_json(&key, &unknown);
+    p.flush();
+
+    let d = kafka_daemon(&cluster.bootstrap_servers(), "pd-ack", "", "");
+    wait_messages(&d, "ok", 3);
+    assert_eq!(kafka_messages(&d, "dead_letter"), 0.0);
+    let all = d.all_incidents("");
+    assert_eq!(all.len(), 1, "{}", Value::Array(all.clone()));
+    let inc = d.incident(all[0]["id"].as_str().unwrap());
+    assert_eq!(inc["state"], "acknowledged", "{inc}");
+    parse_time(&inc["acknowledged_at"]);
+    let acked: Vec<&Value> = inc["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|e| e["kind"] == "acknowledged")
+        .collect();
+    assert_eq!(acked.len(), 1, "{inc}");
+    assert_eq!(acked[0]["actor"], "pagerduty", "{inc}");
+    // Only the trigger is an alert received, as over HTTP.
+    assert_eq!(
+        d.metric("triaged_alerts_received_total", &[("source", "pagerduty")]),
+        1.0
+    );
+}
+
 // ---- 4. backpressure ----------------------------------------------------------------------------
 
 #[test]

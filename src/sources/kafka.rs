@@ -38,6 +38,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use tokio::sync::{oneshot, watch};
 
+use crate::alert::Fingerprint;
 use crate::config::KafkaConfig;
 use crate::dead_letter::DeadLetter;
 use crate::metrics::Metrics;
@@ -469,6 +470,15 @@ impl Settling<'_> {
                     }
                     consumer.store(&m.topic, m.partition, m.offset);
                 }
+                Ok(Err(e)) if is_final(&e) => {
+                    // What HTTP answers 404 or 409 to: done with, like a message applied.
+                    tracing::warn!(topic = %m.topic, partition = m.partition, offset = m.offset, error = %e, "message not applied");
+                    self.metrics
+                        .kafka_messages
+                        .with_label_values(&[&m.topic, "ok"])
+                        .inc();
+                    consumer.store(&m.topic, m.partition, m.offset);
+                }
                 Ok(Err(e)) => {
                     tracing::error!(topic = %m.topic, partition = m.partition, offset = m.offset, error = %e, "message not stored; it will be read again");
                     self.failed.insert(key, m.offset);
@@ -564,8 +574,16 @@ async fn process(
     }
 }
 
-/// The command for one message: its alerts, or a dead letter (with a copy for the
-/// dead-letter topic).
+/// What a message asks of the writer, once read.
+enum Request {
+    Alerts(crate::alert::Source, Vec<crate::alert::Alert>),
+    /// A PagerDuty `acknowledge`: acknowledge the incident the alert belongs to, as
+    /// `POST /api/v1/events/pagerduty` does.
+    Acknowledge(Fingerprint),
+}
+
+/// The command for one message: its alerts, a PagerDuty acknowledgement, or a dead letter
+/// (with a copy for the dead-letter topic).
 fn read(
     m: &Received,
     config: &KafkaConfig,
@@ -584,15 +602,29 @@ fn read(
         ))
     } else {
         formats::parse(format, &m.payload, now)
-            .map(formats::Parsed::into_alerts)
             .map_err(|e| e.to_string())
-            .and_then(|(source, alerts)| match limits.check(&alerts) {
-                Ok(()) => Ok((source, alerts)),
-                Err(breach) => Err(breach.detail),
+            .and_then(|parsed| match parsed {
+                formats::Parsed::PagerDuty(event)
+                    if event.action == formats::pagerduty::Action::Acknowledge =>
+                {
+                    // Checked as over HTTP, although only its identity is used.
+                    let alert = std::slice::from_ref(&event.alert);
+                    limits.check(alert).map_err(|breach| breach.detail)?;
+                    let fingerprint = event
+                        .alert
+                        .fingerprint
+                        .unwrap_or_else(|| Fingerprint::of(&event.alert.labels, &[]));
+                    Ok(Request::Acknowledge(fingerprint))
+                }
+                parsed => {
+                    let (source, alerts) = parsed.into_alerts();
+                    limits.check(&alerts).map_err(|breach| breach.detail)?;
+                    Ok(Request::Alerts(source, alerts))
+                }
             })
     };
     match read {
-        Ok((source, alerts)) => {
+        Ok(Request::Alerts(source, alerts)) => {
             metrics.source(source).received.inc_by(alerts.len() as u64);
             (
                 Command::Ingest {
@@ -603,6 +635,14 @@ fn read(
                 None,
             )
         }
+        Ok(Request::Acknowledge(fingerprint)) => (
+            Command::AcknowledgeAlert {
+                fingerprint,
+                actor: "pagerduty".into(),
+                reply,
+            },
+            None,
+        ),
         Err(error) => {
             let letter = DeadLetter::new(
                 &m.topic,
@@ -621,6 +661,19 @@ fn read(
                 Some(letter),
             )
         }
+    }
+}
+
+/// Whether `error` says the command cannot be applied as it is (an incident gone meanwhile, a
+/// transition refused), rather than that nothing could be stored: reading the message again
+/// would get the same answer, so it is not read again.
+fn is_final(error: &PipelineError) -> bool {
+    match error {
+        PipelineError::NotFound(_)
+        | PipelineError::SilenceNotFound(_)
+        | PipelineError::Conflict(_)
+        | PipelineError::Invalid(_) => true,
+        PipelineError::Store(_) | PipelineError::Commit(_) | PipelineError::Unavailable(_) => false,
     }
 }
 
