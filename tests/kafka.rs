@@ -713,6 +713,134 @@ fn a_pagerduty_acknowledge_acknowledges_the_incident_as_over_http() {
     );
 }
 
+/// The messages on partition 0 of `topic`, from the start: (key, JSON payload), `n` of them.
+fn read_topic(cluster: &Cluster, topic: &str, n: usize) -> Vec<(String, Value)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("group.id", "topic-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("create the topic reader");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition 0");
+    consumer.assign(&tpl).expect("assign partition 0");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + KAFKA_WAIT;
+    while got.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} messages on {topic}: {got:?}",
+            got.len()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                let value = serde_json::from_slice(m.payload().unwrap_or_default())
+                    .unwrap_or_else(|e| panic!("a message on {topic} is not JSON: {e}"));
+                got.push((key, value));
+            }
+            Some(Err(e)) => eprintln!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    got
+}
+
+/// Regressions: the copies produced to `dead_letter_topic` all carried `"id": 0` (QA F8: made
+/// before the store numbered them), and librdkafka warned at each start that the consumer's
+/// properties (`session.timeout.ms`, which these daemons set) are ignored by the dead-letter
+/// producer (QA F9).
+#[test]
+fn dead_letters_are_produced_to_the_topic_with_their_stored_id() {
+    let cluster = cluster(1);
+    cluster
+        .create_topic("dead", 1, 1)
+        .expect("create the dead-letter topic");
+    let mut p = TestProducer::new(&cluster);
+    let key = group_key("DeadCopies", "queue");
+    p.send(&key, b"junk 1"); // offset 0
+    p.send_json(&key, &single("DeadCopies", "queue", "a", "warning")); // 1
+    p.send(&key, b"junk 2"); // 2
+    p.flush();
+
+    let d = kafka_daemon(
+        &cluster.bootstrap_servers(),
+        "dead-copies",
+        "dead_letter_topic = \"dead\"",
+        "",
+    );
+    wait_messages(&d, "ok", 1);
+    wait_messages(&d, "dead_letter", 2);
+    let stored: Vec<(i64, i64)> = dead_letters(&d)
+        .iter()
+        .map(|l| (l["offset"].as_i64().unwrap(), l["id"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let mut copies = read_topic(&cluster, "dead", 2);
+    copies.sort_by_key(|(_, l)| l["offset"].as_i64());
+    for ((key, copy), (offset, id)) in copies.iter().zip(&stored) {
+        assert_eq!(key, &format!("{TOPIC}/0/{offset}"), "{copy}");
+        assert_eq!(copy["offset"], *offset, "{copy}");
+        assert_eq!(copy["id"], *id, "the copy's id is the stored one: {copy}");
+        assert!(*id > 0, "stored ids count from 1: {stored:?}");
+    }
+    let log = d.stderr_text();
+    assert!(!log.contains("CONFWARN"), "{log}");
+}
+
+/// Regression (QA F4): a `dead_letter_topic` the brokers do not know held the whole consumer
+/// ~30 s per batch holding a poison message: the copy's delivery was awaited before the batch
+/// went on, and librdkafka waits `topic.metadata.propagation.max.ms` (30 s) to fail it. The
+/// dead letter is durable in the store first; its copy must not hold the partition.
+#[test]
+fn a_dead_letter_topic_the_brokers_do_not_know_does_not_hold_the_partition() {
+    let cluster = cluster(1);
+    cluster
+        .create_topic("unknown", 1, 1)
+        .expect("create the dead-letter topic");
+    cluster
+        .topic_error(
+            "unknown",
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        )
+        .expect("make the dead-letter topic unknown");
+    let mut p = TestProducer::new(&cluster);
+    let key = group_key("AfterJunk", "queue");
+    p.send(&key, b"junk");
+    p.send_json(&key, &single("AfterJunk", "queue", "a", "warning"));
+    p.flush();
+
+    let started = Instant::now();
+    let d = kafka_daemon(
+        &cluster.bootstrap_servers(),
+        "unknown-dead",
+        "dead_letter_topic = \"unknown\"",
+        "",
+    );
+    wait_messages(&d, "dead_letter", 1);
+    wait_messages(&d, "ok", 1);
+    let took = started.elapsed();
+    // Joining the group takes the mock cluster 3 s; the copy's failure would have held the
+    // batch 30 s.
+    assert!(
+        took < Duration::from_secs(20),
+        "the good message after a poison one took {took:?}"
+    );
+    // And the next batch is not held either.
+    let again = Instant::now();
+    p.send(&key, b"junk again");
+    p.send_json(&key, &single("AfterJunk", "queue", "b", "warning"));
+    p.flush();
+    wait_messages(&d, "dead_letter", 2);
+    wait_messages(&d, "ok", 2);
+    let took = again.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the second batch took {took:?}"
+    );
+}
+
 // ---- 4. backpressure ----------------------------------------------------------------------------
 
 #[test]

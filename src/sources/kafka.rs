@@ -27,13 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use tokio::sync::{oneshot, watch};
@@ -260,21 +261,14 @@ pub async fn run(
             .collect(),
         limits,
     };
-    let producer: Option<FutureProducer> = match &config.dead_letter_topic {
+    let dead_letters = match &config.dead_letter_topic {
         None => None,
-        Some(_) => {
-            let mut p = ClientConfig::new();
-            for (key, value) in &config.properties {
-                if !key.starts_with("auto.") && !key.starts_with("enable.auto") {
-                    p.set(key, value);
-                }
-            }
-            Some(
-                p.set("bootstrap.servers", &config.brokers)
-                    .create()
-                    .map_err(SourceError::Producer)?,
-            )
-        }
+        Some(topic) => Some(DeadLetterTopic {
+            topic: topic.clone(),
+            producer: dead_letter_producer_config(&config)
+                .create_with_context(DeadLetterContext::default())
+                .map_err(SourceError::Producer)?,
+        }),
     };
     tracing::info!(brokers = %config.brokers, group = %config.group_id, topics = ?topics, "kafka source started");
 
@@ -309,7 +303,6 @@ pub async fn run(
                 None => break,
             }
         }
-        let dead_letters = producer.as_ref().zip(config.dead_letter_topic.as_deref());
         match process(
             batch,
             &config,
@@ -317,7 +310,7 @@ pub async fn run(
             &queue,
             &metrics,
             &consumer,
-            dead_letters,
+            dead_letters.as_ref(),
         )
         .await
         {
@@ -341,6 +334,9 @@ pub async fn run(
 
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %e, "final offset commit");
+    }
+    if let Some(dead_letters) = &dead_letters {
+        dead_letters.flush();
     }
     tracing::info!("kafka source stopped");
     Ok(())
@@ -436,8 +432,8 @@ struct Settling<'a> {
     /// must see what an earlier one found failed.
     failed: HashMap<(String, i32), i64>,
     metrics: &'a Metrics,
-    /// The dead-letter producer and topic, when `dead_letter_topic` is set.
-    dead_letters: Option<(&'a FutureProducer, &'a str)>,
+    /// The copies for `dead_letter_topic`, when it is set.
+    dead_letters: Option<&'a DeadLetterTopic>,
 }
 
 impl Settling<'_> {
@@ -455,7 +451,7 @@ impl Settling<'_> {
                 continue;
             }
             match m.answer.await {
-                Ok(Ok(_)) => {
+                Ok(Ok(outcome)) => {
                     let result = if m.dead.is_some() {
                         "dead_letter"
                     } else {
@@ -465,8 +461,12 @@ impl Settling<'_> {
                         .kafka_messages
                         .with_label_values(&[&m.topic, result])
                         .inc();
-                    if let (Some(letter), Some((producer, topic))) = (&m.dead, self.dead_letters) {
-                        forward_dead_letter(producer, topic, letter).await;
+                    if let (Some(mut letter), Some(dead_letters)) = (m.dead, self.dead_letters) {
+                        // The id the store gave it, so that the copy matches the API's list.
+                        if let Outcome::DeadLettered(id) = outcome {
+                            letter.id = id;
+                        }
+                        dead_letters.forward(&letter);
                     }
                     consumer.store(&m.topic, m.partition, m.offset);
                 }
@@ -503,7 +503,7 @@ async fn process(
     queue: &impl Writer,
     metrics: &Metrics,
     consumer: &impl Partitions,
-    dead_letters: Option<(&FutureProducer, &str)>,
+    dead_letters: Option<&DeadLetterTopic>,
 ) -> Processed {
     let now = chrono::Utc::now();
     let mut settling = Settling {
@@ -677,13 +677,101 @@ fn is_final(error: &PipelineError) -> bool {
     }
 }
 
-async fn forward_dead_letter(producer: &FutureProducer, topic: &str, letter: &DeadLetter) {
-    let body = serde_json::to_vec(letter).unwrap_or_default();
-    let key = format!("{}/{}/{}", letter.topic, letter.partition, letter.offset);
-    let record = FutureRecord::to(topic).payload(&body).key(&key);
-    if let Err((e, _)) = producer.send(record, Duration::from_secs(5)).await {
-        tracing::warn!(topic = %topic, error = %e, "producing a dead letter failed; it is kept in the store");
+/// The copies of dead letters produced to `dead_letter_topic`. The dead letter is durable in the
+/// store before its copy is produced, so the copy is produced without waiting for its delivery:
+/// a topic the brokers do not know (librdkafka waits `topic.metadata.propagation.max.ms`, 30 s,
+/// before failing it) or brokers that are down must not hold the partition, nor the batch. What
+/// waits is bounded by librdkafka's queue (`queue.buffering.max.messages`: a send refused when
+/// it is full) and by `message.timeout.ms`; a copy that fails is logged (each kind of failure
+/// once, then every 30 s with `repeated`) and not retried.
+struct DeadLetterTopic {
+    topic: String,
+    producer: ThreadedProducer<DeadLetterContext>,
+}
+
+/// How long the stop waits for copies of dead letters still on their way.
+const DEAD_LETTER_FLUSH: Duration = Duration::from_secs(2);
+
+impl DeadLetterTopic {
+    fn forward(&self, letter: &DeadLetter) {
+        let body = serde_json::to_vec(letter).unwrap_or_default();
+        let key = format!("{}/{}/{}", letter.topic, letter.partition, letter.offset);
+        let record = BaseRecord::to(&self.topic).payload(&body).key(&key);
+        if let Err((e, _)) = self.producer.send(record) {
+            self.producer
+                .context()
+                .quiet
+                .warn(&e, None, DEAD_LETTER_FAILED);
+        }
     }
+
+    /// At the stop: give the copies on their way a moment.
+    fn flush(&self) {
+        if self.producer.in_flight_count() > 0 {
+            if let Err(e) = self.producer.flush(DEAD_LETTER_FLUSH) {
+                tracing::warn!(error = %e, in_flight = self.producer.in_flight_count(), "{DEAD_LETTER_FAILED}");
+            }
+        }
+    }
+}
+
+const DEAD_LETTER_FAILED: &str =
+    "producing a dead letter to dead_letter_topic failed; it is kept in the store";
+
+/// The dead-letter producer's callbacks: its errors and failed deliveries, throttled.
+#[derive(Default)]
+struct DeadLetterContext {
+    quiet: Quiet,
+}
+
+impl ClientContext for DeadLetterContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        if is_consumer_property_warning(fac, message) {
+            return;
+        }
+        DefaultClientContext.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.quiet
+            .warn(&error, Some(reason), "kafka dead-letter producer error");
+    }
+}
+
+impl ProducerContext for DeadLetterContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.quiet.warn(e, None, DEAD_LETTER_FAILED);
+        }
+    }
+}
+
+/// librdkafka's warning that a producer ignores a consumer property: the dead-letter producer
+/// is created with `[kafka.properties]` (security, SASL, TLS ... apply to both), which are the
+/// consumer's too, so that warning says nothing wrong.
+fn is_consumer_property_warning(fac: &str, message: &str) -> bool {
+    fac == "CONFWARN"
+        && message.contains("is a consumer property and will be ignored by this producer")
+}
+
+/// The dead-letter producer's config: `[kafka.properties]` less those of the consumer's
+/// offsets, and the brokers.
+fn dead_letter_producer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut p = ClientConfig::new();
+    for (key, value) in &config.properties {
+        if !key.starts_with("auto.") && !key.starts_with("enable.auto") {
+            p.set(key, value);
+        }
+    }
+    if !config.properties.contains_key("queue.buffering.max.kbytes") {
+        // Copies wait here while the topic is unknown or its brokers down: 64 MiB of them at
+        // most (librdkafka's default is 1 GiB), then a copy is refused (and logged).
+        p.set("queue.buffering.max.kbytes", "65536");
+    }
+    p.set("bootstrap.servers", &config.brokers);
+    p
 }
 
 #[cfg(test)]
