@@ -578,6 +578,10 @@ pub struct KafkaSinkConfig {
     pub topic: String,
     /// Defaults to `[kafka].brokers`.
     pub brokers: Option<String>,
+    /// An attempt the brokers have not acknowledged within this has failed (librdkafka's
+    /// `message.timeout.ms`): counted as an error, logged, and retried.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: HumanDuration,
     /// Only events of incidents at these tiers (empty: all).
     #[serde(default)]
     pub tiers: Vec<Tier>,
@@ -1224,6 +1228,10 @@ impl Config {
             let at = |key: &'static str| vec![Seg::Key("notify"), Seg::Key("kafka"), Seg::Key(key)];
             if k.topic.trim().is_empty() {
                 out.push((at("topic"), "must not be empty".to_string()));
+            }
+            if k.timeout.0.is_zero() {
+                // librdkafka's 0: no timeout at all.
+                out.push((at("timeout"), "must be greater than 0".to_string()));
             }
             if k.brokers.is_none() && self.kafka.is_none() {
                 out.push((

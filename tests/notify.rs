@@ -912,3 +912,65 @@ fn the_kafka_sink_keys_events_by_incident_in_order() {
         assert_eq!(kinds.last(), Some(&"resolved"), "{key}: {kinds:?}");
     }
 }
+
+/// Regression (QA F5): with its broker down, the Kafka sink showed `outbox_pending` frozen at 1
+/// and no `result="error"` for up to 5 minutes: one attempt waited librdkafka's default
+/// `message.timeout.ms`. An attempt is bounded by the sink's `timeout`: errors are counted, the
+/// backlog grows, librdkafka's own complaints are said once (then every 30 s), and everything
+/// is delivered once the broker is back.
+#[test]
+fn a_kafka_sink_whose_broker_is_down_counts_errors_and_shows_its_backlog() {
+    let cluster = MockCluster::new(1).expect("start the mock Kafka cluster");
+    cluster
+        .create_topic(EVENTS_TOPIC, 1, 1)
+        .expect("create the events topic");
+    let d = Daemon::with(&format!(
+        "[notify.kafka]\ntopic = {}\nbrokers = {}\ntimeout = \"1s\"\n",
+        toml_str(EVENTS_TOPIC),
+        toml_str(&cluster.bootstrap_servers())
+    ));
+    open(&d, "SinkFirst", "warning");
+    wait_pending_zero(&d, "kafka");
+    assert_eq!(notifications(&d, "kafka", "ok"), 1.0);
+
+    cluster.broker_down(1).expect("broker down");
+    for i in 0..3 {
+        open(&d, &format!("SinkDown{i}"), "warning");
+    }
+    poll_until_for(
+        "errors counted and the backlog shown while the broker is down",
+        Duration::from_secs(20),
+        || {
+            let (errors, pending) = (notifications(&d, "kafka", "error"), pending(&d, "kafka"));
+            if errors >= 2.0 && pending == 3.0 {
+                Ok(())
+            } else {
+                Err((errors, pending))
+            }
+        },
+    );
+    // One more while down: the backlog follows, attempt or not under way.
+    open(&d, "SinkDownLast", "warning");
+    poll_until_for(
+        "the backlog grown to 4",
+        Duration::from_secs(10),
+        || match pending(&d, "kafka") {
+            4.0 => Ok(()),
+            n => Err(n),
+        },
+    );
+
+    cluster.broker_up(1).expect("broker up");
+    wait_pending_zero(&d, "kafka");
+    assert!(notifications(&d, "kafka", "ok") >= 5.0);
+    let log = d.stderr_text();
+    let complaints = log
+        .lines()
+        .filter(|l| l.contains("Global error") || l.contains("kafka sink client error"))
+        .count();
+    assert!(
+        complaints <= 6,
+        "{complaints} lines of librdkafka errors while the broker was down:\n{log}"
+    );
+    eprintln!("{complaints} lines of librdkafka errors while the broker was down");
+}

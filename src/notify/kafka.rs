@@ -1,32 +1,69 @@
 //! The Kafka sink: incident events produced to a topic, keyed by incident id (so one incident's
 //! events stay in order on one partition), with an idempotent producer and `acks=all`.
+//!
+//! An attempt is bounded by the sink's `timeout` (10 s by default), set as librdkafka's
+//! `message.timeout.ms` (whose own default is 5 minutes): with the brokers down, attempts fail,
+//! are counted and retried, and the backlog shows, rather than one attempt waiting for minutes.
 
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientContext;
 
 use super::{DeliveryError, Filter, Sink};
 use crate::config::KafkaSinkConfig;
 use crate::outbox::OutboxEvent;
+use crate::sources::kafka::Quiet;
+
+/// librdkafka properties the sink sets itself: `[notify.kafka.properties]` may not.
+pub const MANAGED_PROPERTIES: [&str; 4] = [
+    "bootstrap.servers",
+    "enable.idempotence",
+    "acks",
+    "message.timeout.ms",
+];
 
 pub struct KafkaSink {
     topic: String,
     filter: Filter,
-    producer: FutureProducer,
+    producer: FutureProducer<SinkContext>,
+}
+
+/// The producer's callbacks: its errors said once, then at most every 30 s with how many times
+/// they came meanwhile (with its brokers down, librdkafka reports it many times a minute).
+#[derive(Default)]
+pub struct SinkContext {
+    quiet: Quiet,
+}
+
+impl ClientContext for SinkContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.quiet
+            .warn(&error, Some(reason), "kafka sink client error");
+    }
+}
+
+/// The sink's producer config: its properties, then those it sets itself.
+pub fn producer_config(config: &KafkaSinkConfig, brokers: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    let timeout_ms = config.timeout.0.as_millis().clamp(1, i32::MAX as u128);
+    client
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", timeout_ms.to_string());
+    client
 }
 
 impl KafkaSink {
     pub fn new(config: &KafkaSinkConfig, brokers: &str) -> Result<KafkaSink, String> {
-        let mut client = ClientConfig::new();
-        for (key, value) in &config.properties {
-            client.set(key, value);
-        }
-        let producer = client
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .create()
+        let producer = producer_config(config, brokers)
+            .create_with_context(SinkContext::default())
             .map_err(|e| format!("cannot create the Kafka sink's producer: {e}"))?;
         Ok(KafkaSink {
             topic: config.topic.clone(),

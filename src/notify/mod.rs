@@ -239,8 +239,9 @@ async fn deliver_until_done<S: Sink>(
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     let mut backoff = Duration::from_millis(100);
-    loop {
-        // The backlog keeps counting what is committed while this event is retried.
+    let mut committed = committed.clone();
+    // The backlog keeps counting what is committed while this event is tried and retried.
+    let set_pending = |committed: &watch::Receiver<u64>| {
         let pending = committed
             .borrow()
             .saturating_sub(event.seq.saturating_sub(1));
@@ -248,7 +249,18 @@ async fn deliver_until_done<S: Sink>(
             .outbox_pending
             .with_label_values(&[sink.name()])
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
-        match sink.deliver(event).await {
+    };
+    loop {
+        set_pending(&committed);
+        let attempt = sink.deliver(event);
+        tokio::pin!(attempt);
+        let result = loop {
+            tokio::select! {
+                result = &mut attempt => break result,
+                Ok(()) = committed.changed() => set_pending(&committed),
+            }
+        };
+        match result {
             Ok(()) => {
                 metrics
                     .notifications
@@ -263,9 +275,14 @@ async fn deliver_until_done<S: Sink>(
                     .inc();
                 let wait = jitter(backoff);
                 tracing::warn!(sink = %sink.name(), event_id = %event.event_id, error = %why, retry_in = ?wait, "delivery failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => return false,
+                let retry = tokio::time::sleep(wait);
+                tokio::pin!(retry);
+                loop {
+                    tokio::select! {
+                        _ = &mut retry => break,
+                        _ = shutdown.changed() => return false,
+                        Ok(()) = committed.changed() => set_pending(&committed),
+                    }
                 }
                 backoff = (backoff * 2).min(sink.max_backoff());
             }

@@ -74,9 +74,10 @@ struct Context {
 /// How often an error that keeps coming is said again (with how many times it came meanwhile).
 const REPEAT_EVERY: Duration = Duration::from_secs(30);
 
-/// Errors said lately, by their text: whether to say one now.
+/// Errors said lately, by their text: whether to say one now. (The Kafka sink's producer says
+/// its errors through it too.)
 #[derive(Default)]
-struct Quiet(std::sync::Mutex<HashMap<String, (std::time::Instant, u64)>>);
+pub(crate) struct Quiet(std::sync::Mutex<HashMap<String, (std::time::Instant, u64)>>);
 
 impl Quiet {
     /// Whether to log `text` now; if so, how many times it came, unsaid, since it was last
@@ -102,7 +103,7 @@ impl Quiet {
 
     /// Log `error` unless the same kind came within [`REPEAT_EVERY`]: its librdkafka error
     /// code when it has one (the text names counts and timings that change every time).
-    fn warn(&self, error: &KafkaError, reason: Option<&str>, what: &'static str) {
+    pub(crate) fn warn(&self, error: &KafkaError, reason: Option<&str>, what: &'static str) {
         let text = match reason {
             Some(reason) => format!("{error}: {reason}"),
             None => error.to_string(),
