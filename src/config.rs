@@ -833,8 +833,9 @@ enum Seg {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Checks {
     /// Read the files the config names (token files, the TLS certificate and key, the sinks'
-    /// secret files): one that cannot be read is a problem on the line that names it. For a
-    /// daemon (`check-config`, `run`, a reload), not for `replay` and `test-rules`.
+    /// secret files), and create the Kafka clients (connected to nothing: librdkafka reads its
+    /// TLS files then): one that cannot be read or created is a problem on the line that names
+    /// it. For a daemon (`check-config`, `run`, a reload), not for `replay` and `test-rules`.
     pub files: bool,
     /// The retention of the running daemon, for a reload (`[storage]` waits for a restart):
     /// the new windows must fit in it too.
@@ -1259,6 +1260,44 @@ impl Config {
             if kafka.topics.is_empty() {
                 out.push((at("topics"), "must name at least one topic".to_string()));
             }
+            for (i, topic) in kafka.topics.iter().enumerate() {
+                let path = vec![
+                    Seg::Key("kafka"),
+                    Seg::Key("topics"),
+                    Seg::Index(i),
+                    Seg::Key("name"),
+                ];
+                // librdkafka subscribes to a name starting with ^ as a regular expression.
+                let why = if topic.name.starts_with('^') {
+                    None
+                } else {
+                    topic_name_problem(&topic.name)
+                };
+                if let Some(why) = why {
+                    out.push((path, why));
+                } else if let Some(j) = kafka.topics[..i].iter().position(|t| t.name == topic.name)
+                {
+                    out.push((
+                        path,
+                        format!("{:?} is named twice (also topics[{j}])", topic.name),
+                    ));
+                }
+            }
+            if let Some(dead) = &kafka.dead_letter_topic {
+                if dead.is_empty() {
+                    out.push((
+                        at("dead_letter_topic"),
+                        "must not be empty (leave it out for none)".to_string(),
+                    ));
+                } else if let Some(why) = topic_name_problem(dead) {
+                    out.push((at("dead_letter_topic"), why));
+                } else if kafka.topics.iter().any(|t| &t.name == dead) {
+                    out.push((
+                        at("dead_letter_topic"),
+                        format!("{dead:?} is consumed too: each dead letter would be read back as a poison message, without end"),
+                    ));
+                }
+            }
             if kafka.max_message_bytes == 0 || kafka.max_batch == 0 {
                 out.push((
                     at("max_batch"),
@@ -1384,6 +1423,7 @@ impl Config {
                 }
             }
         }
+        kafka_client_problems(self, &mut out);
         out
     }
 
@@ -1670,6 +1710,102 @@ fn kafka_property_problem(key: &str, value: &str) -> Option<String> {
         rdkafka::error::KafkaError::ClientConfig(_, description, _, _) => description,
         other => other.to_string(),
     })
+}
+
+/// Why Kafka refuses `name` as a topic name, if it does (its rules: 1 to 249 characters, each
+/// an ASCII letter, a digit, `.`, `_` or `-`, and neither `.` nor `..`).
+fn topic_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".to_string());
+    }
+    if name == "." || name == ".." {
+        return Some(format!("{name:?} is not a topic name"));
+    }
+    if name.len() > 249 {
+        return Some(format!(
+            "a topic name has at most 249 characters; this one has {}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Some(format!(
+            "{name:?} is not a topic name: {c:?} is not allowed (only ASCII letters, digits, '.', '_' and '-')"
+        ));
+    }
+    None
+}
+
+/// The property of `properties` that librdkafka's `why` names (its name, else its value), if
+/// any: where to report it.
+fn blamed_property<'a>(properties: &'a BTreeMap<String, String>, why: &str) -> Option<&'a String> {
+    properties
+        .keys()
+        .filter(|key| why.contains(key.as_str()))
+        .max_by_key(|key| key.len())
+        .or_else(|| {
+            properties
+                .iter()
+                .filter(|(_, value)| value.len() >= 3 && why.contains(value.as_str()))
+                .map(|(key, _)| key)
+                .next()
+        })
+}
+
+/// The `[kafka]` source's consumer (and dead-letter producer) and the `[notify.kafka]` sink's
+/// producer, created as the daemon would but connected to nothing: whatever librdkafka refuses
+/// only when it creates the client (a TLS file it cannot read, a SASL mechanism it has no
+/// provider for, settings that contradict each other) is a problem on the line of the property
+/// it names, else of the table. Asked only when every property passed alone.
+fn kafka_client_problems(config: &Config, out: &mut Vec<(Vec<Seg>, String)>) {
+    use crate::sources::kafka::{client_problem, ClientKind};
+    let alone_ok = |properties: &BTreeMap<String, String>, managed: &[&str]| {
+        properties.iter().all(|(key, value)| {
+            !managed.contains(&key.as_str()) && kafka_property_problem(key, value).is_none()
+        })
+    };
+    let mut report =
+        |table: &[&'static str], properties: &BTreeMap<String, String>, what: &str, why: String| {
+            let mut path: Vec<Seg> = table.iter().map(|k| Seg::Key(k)).collect();
+            if let Some(key) = blamed_property(properties, &why) {
+                path.push(Seg::Key("properties"));
+                path.push(Seg::Name(key.clone()));
+            }
+            out.push((path, format!("librdkafka cannot create {what}: {why}")));
+        };
+    if let Some(kafka) = &config.kafka {
+        if alone_ok(&kafka.properties, &KAFKA_MANAGED_PROPERTIES) {
+            let consumer = crate::sources::kafka::consumer_config(kafka);
+            if let Some(why) = client_problem(consumer, ClientKind::Consumer) {
+                report(&["kafka"], &kafka.properties, "the consumer", why);
+            } else if kafka.dead_letter_topic.is_some() {
+                let producer = crate::sources::kafka::dead_letter_producer_config(kafka);
+                if let Some(why) = client_problem(producer, ClientKind::Producer) {
+                    report(
+                        &["kafka"],
+                        &kafka.properties,
+                        "the dead-letter producer",
+                        why,
+                    );
+                }
+            }
+        }
+    }
+    if let Some(sink) = &config.notify.kafka {
+        if alone_ok(&sink.properties, &[]) {
+            let producer = crate::notify::kafka::producer_config(sink, "");
+            if let Some(why) = client_problem(producer, ClientKind::Producer) {
+                report(
+                    &["notify", "kafka"],
+                    &sink.properties,
+                    "the sink's producer",
+                    why,
+                );
+            }
+        }
+    }
 }
 
 /// Whether `filter` is a level, or comma-separated directives each a level or `target=level`.
@@ -2202,6 +2338,120 @@ mod tests {
             "{shown}"
         );
         assert!(lines[1].starts_with("k.toml:7: "), "{shown}");
+    }
+
+    /// Regression (QA F6): `[kafka]` settings the consumer cannot start with passed
+    /// check-config; the daemon then ran without its Kafka source, `/-/ready` blamed the broker
+    /// and SIGTERM exited 1. Topic names are checked here, and what librdkafka refuses only when
+    /// it creates a client (the consumer, the dead-letter producer, the sink's producer) is found
+    /// by creating it, connected to nothing: each on its line.
+    #[test]
+    fn kafka_settings_no_client_can_start_with_are_refused_with_their_line() {
+        let files = Checks {
+            files: true,
+            retention_in_force: None,
+        };
+        let refused = |text: &str| -> Vec<String> {
+            let started = std::time::Instant::now();
+            let shown = match Config::parse_with(text, "k.toml", files) {
+                Ok(_) => String::new(),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the check took {:?}",
+                started.elapsed()
+            );
+            shown.lines().map(str::to_string).collect()
+        };
+        let lines = refused(
+            "[kafka]\nbrokers = \"127.0.0.1:9092\"\n\
+             topics = [\n  { name = \"\" },\n  { name = \"a\" },\n  { name = \"a\" },\n  { name = \"b c\" },\n]\n\
+             dead_letter_topic = \"\"\n",
+        );
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert_eq!(
+            lines[0],
+            "k.toml:4: kafka.topics[0].name: must not be empty"
+        );
+        assert_eq!(
+            lines[1],
+            "k.toml:6: kafka.topics[2].name: \"a\" is named twice (also topics[1])"
+        );
+        assert!(
+            lines[2].starts_with("k.toml:7: kafka.topics[3].name: \"b c\" is not a topic name"),
+            "{lines:#?}"
+        );
+        assert_eq!(
+            lines[3],
+            "k.toml:9: kafka.dead_letter_topic: must not be empty (leave it out for none)"
+        );
+        let lines = refused(
+            "[kafka]\nbrokers = \"k:9092\"\ntopics = [{ name = \"a\" }]\ndead_letter_topic = \"a\"\n",
+        );
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("k.toml:4: kafka.dead_letter_topic: \"a\" is consumed too"),
+            "{lines:#?}"
+        );
+
+        let lines = refused(
+            "[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [{ name = \"a\" }]\n\n\
+             [kafka.properties]\n\"security.protocol\" = \"SSL\"\n\
+             \"ssl.ca.location\" = \"/nonexistent/ca.pem\"\n",
+        );
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].starts_with(
+                "k.toml:7: kafka.properties.ssl.ca.location: librdkafka cannot create the consumer: "
+            ),
+            "{lines:#?}"
+        );
+        let lines = refused(
+            "[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [{ name = \"a\" }]\n\n\
+             [kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\
+             \"sasl.mechanisms\" = \"GSSAPI\"\n",
+        );
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("k.toml:7: kafka.properties.sasl.mechanisms: librdkafka cannot create the consumer: ")
+                && lines[0].contains("GSSAPI"),
+            "{lines:#?}"
+        );
+        // Settings each fine alone, not together: on the line of [kafka].
+        let lines = refused(
+            "[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [{ name = \"a\" }]\n\n\
+             [kafka.properties]\n\"session.timeout.ms\" = \"60000\"\n\
+             \"max.poll.interval.ms\" = \"10000\"\n",
+        );
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("k.toml:")
+                && lines[0].contains("librdkafka cannot create the consumer: "),
+            "{lines:#?}"
+        );
+        // The sink's producer.
+        let lines = refused(
+            "[notify.kafka]\ntopic = \"events\"\nbrokers = \"127.0.0.1:9092\"\n\n\
+             [notify.kafka.properties]\n\"security.protocol\" = \"SSL\"\n\
+             \"ssl.ca.location\" = \"/nonexistent/ca.pem\"\n",
+        );
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].starts_with(
+                "k.toml:7: notify.kafka.properties.ssl.ca.location: librdkafka cannot create the sink's producer: "
+            ),
+            "{lines:#?}"
+        );
+        // What is fine stays fine, and a text-only check (replay, test-rules) creates nothing.
+        let ok = "[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [{ name = \"a\" }, { name = \"b.c_d-1\" }]\n\
+                  dead_letter_topic = \"dead\"\n\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\n\
+                  [notify.kafka]\ntopic = \"events\"\n";
+        assert_eq!(refused(ok), Vec::<String>::new());
+        let tls = "[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [{ name = \"a\" }]\n\n\
+                   [kafka.properties]\n\"security.protocol\" = \"SSL\"\n\
+                   \"ssl.ca.location\" = \"/nonexistent/ca.pem\"\n";
+        assert!(Config::parse(tls, "k.toml").is_ok());
     }
 
     /// Regression: a misspelt level was taken as a target by tracing's parser and every log

@@ -237,23 +237,17 @@ pub async fn run(
     .map_err(RunError::Sinks)?;
     let kafka_config = reloader.current().kafka.clone();
     let kafka_enabled = kafka_config.is_some();
-    let kafka = kafka_config.map(|kafka| {
-        let consume = sources::kafka::run(
+    // Created and subscribed before the daemon says it is ready: a source that cannot start
+    // stops the start, rather than leave a daemon that consumes nothing.
+    let kafka = match kafka_config {
+        Some(kafka) => Some(sources::kafka::KafkaSource::start(
             kafka,
-            queue.clone(),
             metrics.clone(),
             limits,
-            kafka_stopped,
-        );
-        tokio::spawn(async move {
-            let result = consume.await;
-            // Said when it happens, not only at the stop that reports it again.
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "the Kafka source stopped: nothing is consumed until a restart");
-            }
-            result
-        })
-    });
+        )?),
+        None => None,
+    }
+    .map(|source| tokio::spawn(source.run(queue.clone(), kafka_stopped)));
     let app = Arc::new(
         App::new(
             queue.clone(),
@@ -285,11 +279,9 @@ pub async fn run(
     hangups.abort();
     // The consumer finishes its batch (answered by the still-running writer) and commits.
     let _ = stop_kafka.send(true);
-    let mut kafka_result = Ok(());
     if let Some(kafka) = kafka {
-        match kafka.await {
-            Ok(result) => kafka_result = result,
-            Err(e) => tracing::error!(error = %e, "the kafka source panicked"),
+        if let Err(e) = kafka.await {
+            tracing::error!(error = %e, "the kafka source panicked");
         }
     }
 
@@ -314,7 +306,7 @@ pub async fn run(
         watchdog.abort();
     }
     match joined {
-        Ok(Ok(())) => Ok(kafka_result?),
+        Ok(Ok(())) => Ok(()),
         _ => Err(RunError::WriterPanicked),
     }
 }

@@ -841,6 +841,57 @@ fn a_dead_letter_topic_the_brokers_do_not_know_does_not_hold_the_partition() {
     );
 }
 
+/// Regression (QA F6): a `[kafka]` the consumer cannot start with passed `check-config`; `run`
+/// then served without its Kafka source, `/-/ready` blamed the broker, and SIGTERM exited 1.
+/// Both refuse it now, exit 64, naming the line, before binding or opening anything.
+#[test]
+fn check_config_and_run_refuse_a_kafka_source_that_cannot_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "topics.toml",
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopics = [{ name = \"\" }, { name = \"a\" }, { name = \"a\" }]\n",
+            "topics.toml:3: kafka.topics[0].name: must not be empty",
+        ),
+        (
+            "tls.toml",
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopics = [{ name = \"a\" }]\n[kafka.properties]\n\
+             \"security.protocol\" = \"SSL\"\n\"ssl.ca.location\" = \"/nonexistent/ca.pem\"\n",
+            "tls.toml:6: kafka.properties.ssl.ca.location: librdkafka cannot create the consumer: ",
+        ),
+    ];
+    for (name, text, said) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let data = dir.path().join(format!("{name}.data"));
+        let path = path.to_str().unwrap();
+        for args in [
+            vec!["check-config", path],
+            vec![
+                "run",
+                "--config",
+                path,
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+        ] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
+                .args(&args)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+            assert!(err.contains(said), "{args:?}: {err}");
+        }
+        assert!(
+            !data.exists(),
+            "{name}: a refused config must not create the store"
+        );
+    }
+}
+
 // ---- 4. backpressure ----------------------------------------------------------------------------
 
 #[test]

@@ -213,14 +213,8 @@ struct Reading {
     limits: Limits,
 }
 
-/// Consume until `shutdown` turns true; then commit what is stored and return.
-pub async fn run(
-    config: KafkaConfig,
-    queue: Queue,
-    metrics: Arc<Metrics>,
-    limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), SourceError> {
+/// The consumer's config: `[kafka.properties]`, then what at-least-once depends on.
+pub(crate) fn consumer_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     for (key, value) in &config.properties {
         client.set(key, value);
@@ -234,113 +228,195 @@ pub async fn run(
     if !config.properties.contains_key("auto.offset.reset") {
         client.set("auto.offset.reset", "earliest");
     }
-    let consumer: StreamConsumer<Context> = client
-        .create_with_context(Context {
-            metrics: metrics.clone(),
-            quiet: Quiet::default(),
-        })
-        .map_err(SourceError::Consumer)?;
-    let topics: Vec<String> = config.topics.iter().map(|t| t.name.clone()).collect();
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    // Every series at zero before its first message (the topics are known only here).
-    for topic in &names {
-        for result in ["ok", "dead_letter"] {
-            metrics.kafka_messages.with_label_values(&[topic, result]);
-        }
-    }
-    consumer
-        .subscribe(&names)
-        .map_err(|source| SourceError::Subscribe {
-            topics: topics.clone(),
-            source,
-        })?;
-    let reading = Reading {
-        formats: config
-            .topics
-            .iter()
-            .map(|t| (t.name.clone(), t.format.format()))
-            .collect(),
-        limits,
-    };
-    let dead_letters = match &config.dead_letter_topic {
-        None => None,
-        Some(topic) => Some(DeadLetterTopic {
-            topic: topic.clone(),
-            producer: dead_letter_producer_config(&config)
-                .create_with_context(DeadLetterContext::default())
-                .map_err(SourceError::Producer)?,
-        }),
-    };
-    tracing::info!(brokers = %config.brokers, group = %config.group_id, topics = ?topics, "kafka source started");
+    client
+}
 
-    loop {
-        let first = tokio::select! {
-            _ = shutdown.changed() => break,
-            m = consumer.recv() => m,
-        };
-        let mut batch = Vec::new();
-        match first {
-            Ok(m) => batch.push(owned(&m)),
-            Err(e) => {
-                consumer
-                    .context()
-                    .quiet
-                    .warn(&e, None, "kafka consumer error");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+/// Which client [`client_problem`] creates.
+pub(crate) enum ClientKind {
+    Consumer,
+    Producer,
+}
+
+/// Why librdkafka refuses to create a client from `client` (a TLS file it cannot read, a SASL
+/// mechanism it has no provider for, settings that contradict each other), if it does: what
+/// `check-config` and the start ask, so that such a config is refused with its line rather than
+/// the client failing once the daemon runs. The client is created without brokers, so that it
+/// connects to nothing, and dropped at once.
+pub(crate) fn client_problem(mut client: ClientConfig, kind: ClientKind) -> Option<String> {
+    client.remove("bootstrap.servers");
+    let created = match kind {
+        ClientKind::Consumer => client
+            .create_with_context::<_, BaseConsumer<Silent>>(Silent)
+            .map(drop),
+        ClientKind::Producer => client
+            .create_with_context::<_, rdkafka::producer::BaseProducer<Silent>>(Silent)
+            .map(drop),
+    };
+    created.err().map(|e| match e {
+        KafkaError::ClientCreation(why) => why,
+        other => other.to_string(),
+    })
+}
+
+/// A client that says nothing: the one [`client_problem`] creates to see whether it can be.
+struct Silent;
+
+impl ClientContext for Silent {
+    fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, _: &str) {}
+    fn error(&self, _: KafkaError, _: &str) {}
+    fn stats_raw(&self, _: &[u8]) {}
+}
+
+impl ConsumerContext for Silent {}
+
+impl ProducerContext for Silent {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+/// The Kafka source, created and subscribed: what can fail has, before the daemon says it is
+/// ready (a source that cannot start stops the start rather than leave a daemon that consumes
+/// nothing).
+pub struct KafkaSource {
+    config: KafkaConfig,
+    consumer: StreamConsumer<Context>,
+    reading: Reading,
+    dead_letters: Option<DeadLetterTopic>,
+    metrics: Arc<Metrics>,
+}
+
+impl KafkaSource {
+    /// Create the consumer (and the dead-letter producer) and subscribe. Nothing is consumed
+    /// until [`KafkaSource::run`].
+    pub fn start(
+        config: KafkaConfig,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+    ) -> Result<KafkaSource, SourceError> {
+        let consumer: StreamConsumer<Context> = consumer_config(&config)
+            .create_with_context(Context {
+                metrics: metrics.clone(),
+                quiet: Quiet::default(),
+            })
+            .map_err(SourceError::Consumer)?;
+        let topics: Vec<String> = config.topics.iter().map(|t| t.name.clone()).collect();
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        // Every series at zero before its first message (the topics are known only here).
+        for topic in &names {
+            for result in ["ok", "dead_letter"] {
+                metrics.kafka_messages.with_label_values(&[topic, result]);
             }
         }
-        // Take what is already there, without waiting, up to a batch.
-        while batch.len() < config.max_batch {
-            match consumer.recv().now_or_never() {
-                Some(Ok(m)) => batch.push(owned(&m)),
-                Some(Err(e)) => {
+        consumer
+            .subscribe(&names)
+            .map_err(|source| SourceError::Subscribe {
+                topics: topics.clone(),
+                source,
+            })?;
+        let reading = Reading {
+            formats: config
+                .topics
+                .iter()
+                .map(|t| (t.name.clone(), t.format.format()))
+                .collect(),
+            limits,
+        };
+        let dead_letters = match &config.dead_letter_topic {
+            None => None,
+            Some(topic) => Some(DeadLetterTopic {
+                topic: topic.clone(),
+                producer: dead_letter_producer_config(&config)
+                    .create_with_context(DeadLetterContext::default())
+                    .map_err(SourceError::Producer)?,
+            }),
+        };
+        tracing::info!(brokers = %config.brokers, group = %config.group_id, topics = ?topics, "kafka source started");
+        Ok(KafkaSource {
+            config,
+            consumer,
+            reading,
+            dead_letters,
+            metrics,
+        })
+    }
+
+    /// Consume until `shutdown` turns true; then commit what is stored and return.
+    pub async fn run(self, queue: Queue, mut shutdown: watch::Receiver<bool>) {
+        let KafkaSource {
+            config,
+            consumer,
+            reading,
+            dead_letters,
+            metrics,
+        } = self;
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.changed() => break,
+                m = consumer.recv() => m,
+            };
+            let mut batch = Vec::new();
+            match first {
+                Ok(m) => batch.push(owned(&m)),
+                Err(e) => {
                     consumer
                         .context()
                         .quiet
                         .warn(&e, None, "kafka consumer error");
-                    break;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
-                None => break,
+            }
+            // Take what is already there, without waiting, up to a batch.
+            while batch.len() < config.max_batch {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(owned(&m)),
+                    Some(Err(e)) => {
+                        consumer
+                            .context()
+                            .quiet
+                            .warn(&e, None, "kafka consumer error");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            match process(
+                batch,
+                &config,
+                &reading,
+                &queue,
+                &metrics,
+                &consumer,
+                dead_letters.as_ref(),
+            )
+            .await
+            {
+                Processed::AllStored => {}
+                // The messages are read again, but not in a tight loop.
+                Processed::SomeFailed => tokio::time::sleep(Duration::from_secs(1)).await,
+                Processed::WriterGone => break,
+            }
+            // Commit what this batch stored now rather than at the next auto-commit tick: fewer
+            // replays after a crash, and less for a revocation to commit (which a broker may refuse
+            // mid-rebalance).
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+                if !matches!(
+                    e.rdkafka_error_code(),
+                    Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
+                ) {
+                    tracing::debug!(error = %e, "committing offsets after a batch");
+                }
             }
         }
-        match process(
-            batch,
-            &config,
-            &reading,
-            &queue,
-            &metrics,
-            &consumer,
-            dead_letters.as_ref(),
-        )
-        .await
-        {
-            Processed::AllStored => {}
-            // The messages are read again, but not in a tight loop.
-            Processed::SomeFailed => tokio::time::sleep(Duration::from_secs(1)).await,
-            Processed::WriterGone => break,
-        }
-        // Commit what this batch stored now rather than at the next auto-commit tick: fewer
-        // replays after a crash, and less for a revocation to commit (which a broker may refuse
-        // mid-rebalance).
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
-            if !matches!(
-                e.rdkafka_error_code(),
-                Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
-            ) {
-                tracing::debug!(error = %e, "committing offsets after a batch");
-            }
-        }
-    }
 
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::debug!(error = %e, "final offset commit");
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "final offset commit");
+        }
+        if let Some(dead_letters) = &dead_letters {
+            dead_letters.flush();
+        }
+        tracing::info!("kafka source stopped");
     }
-    if let Some(dead_letters) = &dead_letters {
-        dead_letters.flush();
-    }
-    tracing::info!("kafka source stopped");
-    Ok(())
 }
 
 fn owned(m: &rdkafka::message::BorrowedMessage<'_>) -> Received {
@@ -759,7 +835,7 @@ fn is_consumer_property_warning(fac: &str, message: &str) -> bool {
 
 /// The dead-letter producer's config: `[kafka.properties]` less those of the consumer's
 /// offsets, and the brokers.
-fn dead_letter_producer_config(config: &KafkaConfig) -> ClientConfig {
+pub(crate) fn dead_letter_producer_config(config: &KafkaConfig) -> ClientConfig {
     let mut p = ClientConfig::new();
     for (key, value) in &config.properties {
         if !key.starts_with("auto.") && !key.starts_with("enable.auto") {
