@@ -1241,9 +1241,11 @@ impl Config {
                 ));
             }
             for (key, value) in &k.properties {
-                if let Some(why) = kafka_property_problem(key, value) {
-                    let mut path = at("properties");
-                    path.push(Seg::Name(key.clone()));
+                let mut path = at("properties");
+                path.push(Seg::Name(key.clone()));
+                if crate::notify::kafka::MANAGED_PROPERTIES.contains(&key.as_str()) {
+                    out.push((path, format!("{key:?} is set by triaged itself (an idempotent producer with acks=all; timeout is message.timeout.ms); use brokers/timeout")));
+                } else if let Some(why) = kafka_property_problem(key, value) {
                     out.push((path, why));
                 }
             }
@@ -1298,11 +1300,13 @@ impl Config {
                     ));
                 }
             }
-            if kafka.max_message_bytes == 0 || kafka.max_batch == 0 {
-                out.push((
-                    at("max_batch"),
-                    "max_batch and max_message_bytes must be greater than 0".to_string(),
-                ));
+            for (key, value) in [
+                ("max_message_bytes", kafka.max_message_bytes),
+                ("max_batch", kafka.max_batch),
+            ] {
+                if value == 0 {
+                    out.push((at(key), "must be greater than 0".to_string()));
+                }
             }
             for (key, value) in &kafka.properties {
                 let mut path = at("properties");
@@ -1794,7 +1798,7 @@ fn kafka_client_problems(config: &Config, out: &mut Vec<(Vec<Seg>, String)>) {
         }
     }
     if let Some(sink) = &config.notify.kafka {
-        if alone_ok(&sink.properties, &[]) {
+        if alone_ok(&sink.properties, &crate::notify::kafka::MANAGED_PROPERTIES) {
             let producer = crate::notify::kafka::producer_config(sink, "");
             if let Some(why) = client_problem(producer, ClientKind::Producer) {
                 report(
@@ -2452,6 +2456,42 @@ mod tests {
                    [kafka.properties]\n\"security.protocol\" = \"SSL\"\n\
                    \"ssl.ca.location\" = \"/nonexistent/ca.pem\"\n";
         assert!(Config::parse(tls, "k.toml").is_ok());
+    }
+
+    /// Regressions: `max_message_bytes = 0` was reported on key `max_batch` and the line of
+    /// `[kafka]` (QA F12); `[notify.kafka.properties]` `acks`, `enable.idempotence` and
+    /// `bootstrap.servers` were silently overridden while `[kafka.properties]` refuses what
+    /// triaged sets itself (F13).
+    #[test]
+    fn kafka_keys_are_refused_on_their_own_key_and_line() {
+        let text = "[kafka]\nbrokers = \"k:9092\"\ntopics = [{ name = \"a\" }]\n\
+                    max_message_bytes = 0\nmax_batch = 0\n";
+        let shown = Config::parse(text, "z.toml").unwrap_err().to_string();
+        assert_eq!(
+            shown,
+            "z.toml:4: kafka.max_message_bytes: must be greater than 0\n\
+             z.toml:5: kafka.max_batch: must be greater than 0",
+        );
+        let text = "[notify.kafka]\ntopic = \"events\"\nbrokers = \"k:9092\"\n\n\
+                    [notify.kafka.properties]\n\"acks\" = \"0\"\n\"enable.idempotence\" = \"false\"\n\
+                    \"bootstrap.servers\" = \"elsewhere:9092\"\n\"message.timeout.ms\" = \"1000\"\n\
+                    \"linger.ms\" = \"20\"\n";
+        let shown = Config::parse(text, "n.toml").unwrap_err().to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 4, "{shown}");
+        for (line, (n, key)) in lines.iter().zip([
+            (6, "acks"),
+            (7, "enable.idempotence"),
+            (8, "bootstrap.servers"),
+            (9, "message.timeout.ms"),
+        ]) {
+            assert!(
+                line.starts_with(&format!(
+                    "n.toml:{n}: notify.kafka.properties.{key}: \"{key}\" is set by triaged itself"
+                )),
+                "{shown}"
+            );
+        }
     }
 
     /// Regression: a misspelt level was taken as a target by tracing's parser and every log
