@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use rdkafka::client::DefaultClientContext;
@@ -77,12 +77,12 @@ const REPEAT_EVERY: Duration = Duration::from_secs(30);
 /// Errors said lately, by their text: whether to say one now. (The Kafka sink's producer says
 /// its errors through it too.)
 #[derive(Default)]
-pub(crate) struct Quiet(std::sync::Mutex<HashMap<String, (std::time::Instant, u64)>>);
+pub(crate) struct Quiet(std::sync::Mutex<HashMap<String, (Instant, u64)>>);
 
 impl Quiet {
     /// Whether to log `text` now; if so, how many times it came, unsaid, since it was last
     /// said.
-    fn say(&self, text: &str, now: std::time::Instant) -> Option<u64> {
+    fn say(&self, text: &str, now: Instant) -> Option<u64> {
         let mut said = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, held)) = said.get_mut(text) {
             if now.duration_since(*at) < REPEAT_EVERY {
@@ -112,7 +112,7 @@ impl Quiet {
             Some(code) => format!("{what}: {code:?}"),
             None => text.clone(),
         };
-        if let Some(repeated) = self.say(&kind, std::time::Instant::now()) {
+        if let Some(repeated) = self.say(&kind, Instant::now()) {
             tracing::warn!(error = %text, repeated, "{what}");
         }
     }
@@ -388,6 +388,7 @@ impl KafkaSource {
                 &metrics,
                 &consumer,
                 dead_letters.as_ref(),
+                &consumer.context().quiet,
             )
             .await
             {
@@ -487,6 +488,8 @@ impl Writer for Queue {
     }
 }
 
+const NOT_STORED: &str = "message not stored; it will be read again";
+
 /// How a batch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Processed {
@@ -511,6 +514,9 @@ struct Settling<'a> {
     metrics: &'a Metrics,
     /// The copies for `dead_letter_topic`, when it is set.
     dead_letters: Option<&'a DeadLetterTopic>,
+    /// While the store is down every batch fails again (each second, or at once with a full
+    /// queue): said once, then at most every [`REPEAT_EVERY`] with how many times meanwhile.
+    quiet: &'a Quiet,
 }
 
 impl Settling<'_> {
@@ -557,7 +563,9 @@ impl Settling<'_> {
                     consumer.store(&m.topic, m.partition, m.offset);
                 }
                 Ok(Err(e)) => {
-                    tracing::error!(topic = %m.topic, partition = m.partition, offset = m.offset, error = %e, "message not stored; it will be read again");
+                    if let Some(repeated) = self.quiet.say(NOT_STORED, Instant::now()) {
+                        tracing::error!(topic = %m.topic, partition = m.partition, offset = m.offset, error = %e, repeated, "{NOT_STORED}");
+                    }
                     self.failed.insert(key, m.offset);
                 }
                 Err(_) => {
@@ -581,6 +589,7 @@ async fn process(
     metrics: &Metrics,
     consumer: &impl Partitions,
     dead_letters: Option<&DeadLetterTopic>,
+    quiet: &Quiet,
 ) -> Processed {
     let now = chrono::Utc::now();
     let mut settling = Settling {
@@ -588,6 +597,7 @@ async fn process(
         failed: HashMap::new(),
         metrics,
         dead_letters,
+        quiet,
     };
     let mut gone = false;
     'messages: for m in batch {
@@ -856,7 +866,6 @@ mod tests {
     use super::*;
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Mutex;
-    use std::time::Instant;
 
     use crate::pipeline::IngestSummary;
 
@@ -1033,7 +1042,18 @@ mod tests {
                 if batch.is_empty() {
                     break;
                 }
-                match process(batch, &config, &reading, &writer, &metrics, &consumer, None).await {
+                match process(
+                    batch,
+                    &config,
+                    &reading,
+                    &writer,
+                    &metrics,
+                    &consumer,
+                    None,
+                    &Quiet::default(),
+                )
+                .await
+                {
                     Processed::AllStored => {}
                     Processed::SomeFailed => failed_batches += 1,
                     Processed::WriterGone => panic!("the fake writer never goes"),
@@ -1056,6 +1076,72 @@ mod tests {
             let stored: Vec<i64> = state.stored.values().copied().collect();
             assert_eq!(stored, [LEN; PARTITIONS as usize], "{case}: offsets stored");
         }
+    }
+
+    /// What a test's code logs, kept.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// Regression (QA F11): while the store was down the source logged an ERROR per partition
+    /// and retry (80 lines/s with a small queue); the README says a store error is logged once.
+    /// Now it is said once, then at most every REPEAT_EVERY with how many times meanwhile.
+    #[tokio::test]
+    async fn a_store_that_stays_down_is_said_once_not_per_message_and_retry() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let config = kafka_config(10);
+        let reading = Reading {
+            formats: HashMap::new(),
+            limits: Limits {
+                max_alerts: 100,
+                max_labels: 100,
+                max_label_bytes: 1000,
+            },
+        };
+        let metrics = Metrics::new();
+        let quiet = Quiet::default();
+        let consumer = FakeConsumer::new(3, 20);
+        let writer = FakeWriter {
+            consumer: &consumer,
+            full_every: 4,
+            fail: 0..usize::MAX,
+            tries: Mutex::new((0, 0)),
+        };
+        for _ in 0..30 {
+            let batch = consumer.take(config.max_batch);
+            let processed = process(
+                batch, &config, &reading, &writer, &metrics, &consumer, None, &quiet,
+            )
+            .await;
+            assert_eq!(processed, Processed::SomeFailed);
+        }
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let said = log.lines().filter(|l| l.contains(NOT_STORED)).count();
+        assert_eq!(said, 1, "{log}");
+        assert!(log.contains("No space left on device"), "{log}");
     }
 
     /// A broker that stays down is said once and then every REPEAT_EVERY with the count held
