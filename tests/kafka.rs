@@ -1078,6 +1078,38 @@ fn two_instances_in_one_group_split_the_partitions_and_the_alerts() {
         na > 0.0 && nb > 0.0 && na + nb == 4.0,
         "assigned {na} + {nb}"
     );
+    // Regression (QA F10): A kept exporting the lag of the partitions it had lost to B. Each
+    // instance reports the lag of the partitions it holds, and together they cover all four.
+    poll_until_for(
+        "each instance's lag series are those of its partitions",
+        KAFKA_WAIT,
+        || {
+            let (la, lb) = (lag_partitions(&a), lag_partitions(&b));
+            let (na, nb) = (assigned(&a), assigned(&b));
+            let disjoint = la.intersection(&lb).next().is_none();
+            if la.len() as f64 == na
+                && lb.len() as f64 == nb
+                && disjoint
+                && la.len() + lb.len() == 4
+            {
+                Ok(())
+            } else {
+                Err((la, lb, na, nb))
+            }
+        },
+    );
+}
+
+/// The partitions of `alerts` that `d` exports `triaged_kafka_consumer_lag` for.
+fn lag_partitions(d: &Daemon) -> BTreeSet<String> {
+    parse_metrics(&d.metrics())
+        .into_iter()
+        .filter(|s| {
+            s.name == "triaged_kafka_consumer_lag"
+                && s.labels.get("topic").map(String::as_str) == Some(TOPIC)
+        })
+        .map(|s| s.labels["partition"].clone())
+        .collect()
 }
 
 // ---- 6. readiness -------------------------------------------------------------------------------

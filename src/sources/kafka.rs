@@ -128,11 +128,25 @@ impl ClientContext for Context {
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 // -1 is librdkafka's internal unassigned partition.
-                if *partition >= 0 && p.desired && p.consumer_lag_stored >= 0 {
+                if *partition < 0 {
+                    continue;
+                }
+                let labels = [topic.as_str(), &partition.to_string()];
+                if !p.desired {
+                    // Revoked (a late report must not bring its series back).
+                    let _ = self.metrics.kafka_consumer_lag.remove_label_values(&labels);
+                    continue;
+                }
+                // From what this run stored; until it has stored anything, from what the group
+                // committed (a backlog shows from the start); neither: unknown yet.
+                let lag = [p.consumer_lag_stored, p.consumer_lag]
+                    .into_iter()
+                    .find(|lag| *lag >= 0);
+                if let Some(lag) = lag {
                     self.metrics
                         .kafka_consumer_lag
-                        .with_label_values(&[topic, &partition.to_string()])
-                        .set(p.consumer_lag_stored);
+                        .with_label_values(&labels)
+                        .set(lag);
                 }
             }
         }
@@ -158,6 +172,11 @@ impl ConsumerContext for Context {
                     .with_label_values(&["revoke"])
                     .inc();
                 tracing::info!(partitions = partitions.count(), "partitions revoked");
+                // Their lag is another member's to report now.
+                for p in partitions.elements() {
+                    let labels = [p.topic(), &p.partition().to_string()];
+                    let _ = self.metrics.kafka_consumer_lag.remove_label_values(&labels);
+                }
                 // Nothing is in flight here (batches finish before the consumer is polled):
                 // commit what is stored before the partitions go.
                 if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
