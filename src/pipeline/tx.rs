@@ -606,6 +606,31 @@ impl Tx {
         Ok(summary)
     }
 
+    /// An alert a rule dropped: counted, never stored.
+    fn dropped(
+        &mut self,
+        fingerprint: Fingerprint,
+        class: Classification,
+        summary: &mut IngestSummary,
+    ) {
+        self.effects.push(Effect::Dropped);
+        summary.dropped += 1;
+        if self.trace {
+            summary.decisions.push(Decision {
+                fingerprint,
+                verdict: Verdict::Dropped,
+                labels: class.labels,
+                set_labels: class.set_labels,
+                rules: class.rules,
+                severity: None,
+                tier: None,
+                incident: None,
+                group_key: None,
+                runbook: None,
+            });
+        }
+    }
+
     /// The pipeline for one alert, spelled once.
     fn ingest_one(
         &mut self,
@@ -630,22 +655,7 @@ impl Tx {
             tracing::debug!(fingerprint = %fp, rule = %rule, "alert dropped by rule");
             // A dropped alert is not stored, so each of its re-sends counts as a match.
             self.effects.push(Effect::RulesMatched(class.rules.clone()));
-            self.effects.push(Effect::Dropped);
-            summary.dropped += 1;
-            if self.trace {
-                summary.decisions.push(Decision {
-                    fingerprint: fp,
-                    verdict: Verdict::Dropped,
-                    labels: class.labels.clone(),
-                    set_labels: class.set_labels.clone(),
-                    rules: class.rules.clone(),
-                    severity: None,
-                    tier: None,
-                    incident: None,
-                    group_key: None,
-                    runbook: None,
-                });
-            }
+            self.dropped(fp, class, summary);
             return Ok(());
         }
         let severity = triage::severity(&alert, &class);
@@ -897,22 +907,7 @@ impl Tx {
             let labels = std::mem::take(&mut alert.alert.labels);
             let mut class = policy.rules.classify_labels(labels, &alert);
             if class.dropped_by.is_some() {
-                self.effects.push(Effect::Dropped);
-                summary.dropped += 1;
-                if self.trace {
-                    summary.decisions.push(Decision {
-                        fingerprint: alert.fingerprint,
-                        verdict: Verdict::Dropped,
-                        labels: class.labels,
-                        set_labels: class.set_labels,
-                        rules: class.rules,
-                        severity: None,
-                        tier: None,
-                        incident: None,
-                        group_key: None,
-                        runbook: None,
-                    });
-                }
+                self.dropped(alert.fingerprint, class, summary);
                 return Ok(());
             }
             let severity = triage::severity(&alert, &class);
