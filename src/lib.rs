@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod notify;
 pub mod outbox;
 pub mod pipeline;
+pub mod quiet;
 pub mod reload;
 pub mod retention;
 pub mod sd_notify;

@@ -15,7 +15,7 @@ use rdkafka::ClientContext;
 use super::{DeliveryError, Filter, Sink};
 use crate::config::KafkaSinkConfig;
 use crate::outbox::OutboxEvent;
-use crate::sources::kafka::Quiet;
+use crate::quiet::Quiet;
 
 /// librdkafka properties the sink sets itself: `[notify.kafka.properties]` may not.
 pub const MANAGED_PROPERTIES: [&str; 4] = [

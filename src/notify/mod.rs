@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::outbox::OutboxEvent;
 use crate::pipeline::classify::Matcher;
 use crate::pipeline::{Command, Queue};
+use crate::quiet::Quiet;
 use crate::store::Store;
 
 /// Events read from the outbox per round.
@@ -135,14 +136,14 @@ async fn follow<S: Sink>(
     let name = sink.name().to_string();
     // The store may be down (disk full) when the daemon starts: wait for it, retrying each
     // second but saying so once a minute, not each time.
-    let mut said = Quiet::new(CURSOR_RETRY_LOG_EVERY);
+    let said = Quiet::every(CURSOR_RETRY_LOG_EVERY);
     let mut failures = 0u64;
     let mut cursor = loop {
         match store.cursor(&name) {
             Ok(c) => break c,
             Err(e) => {
                 failures += 1;
-                if said.due(std::time::Instant::now()) {
+                if said.say("cursor", std::time::Instant::now()).is_some() {
                     tracing::warn!(sink = %name, error = %e, failures, "cannot read the sink's cursor yet; retrying each second");
                 }
                 tokio::select! {
@@ -208,27 +209,6 @@ async fn follow<S: Sink>(
 
 /// How often a sink waiting for its cursor says so.
 const CURSOR_RETRY_LOG_EVERY: Duration = Duration::from_secs(60);
-
-/// Says whether a repeated condition is due to be logged again: the first time, then at most
-/// once per `every`.
-struct Quiet {
-    every: Duration,
-    next: Option<std::time::Instant>,
-}
-
-impl Quiet {
-    fn new(every: Duration) -> Quiet {
-        Quiet { every, next: None }
-    }
-
-    fn due(&mut self, now: std::time::Instant) -> bool {
-        if self.next.is_some_and(|next| now < next) {
-            return false;
-        }
-        self.next = Some(now + self.every);
-        true
-    }
-}
 
 /// Deliver one event, retrying with exponential backoff and jitter; false if shutdown came first.
 async fn deliver_until_done<S: Sink>(
@@ -300,15 +280,6 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_repeated_condition_is_logged_first_and_then_once_per_interval() {
-        let start = std::time::Instant::now();
-        let at = |secs: u64| start + Duration::from_secs(secs);
-        let mut quiet = Quiet::new(Duration::from_secs(60));
-        let logged: Vec<u64> = (0..=130).filter(|&s| quiet.due(at(s))).collect();
-        assert_eq!(logged, [0, 60, 120]);
-    }
 
     fn event(kind: &str, tier: &str, severity: &str, team: &str) -> OutboxEvent {
         OutboxEvent {

@@ -37,7 +37,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::alert::{Alert, Fingerprint, Source};
+use crate::alert::{Alert, Source};
 use crate::config::{Role, ServerConfig};
 use crate::metrics::Metrics;
 use crate::pipeline::{Command, IngestSummary, Outcome, PipelineError, Queue, SubmitError};
@@ -1133,14 +1133,11 @@ async fn ingest_pagerduty(app: &App, req: Request<Incoming>) -> Result<Response,
                 submit_alerts(app, source, vec![event.alert]).await?;
             }
             pagerduty::Action::Acknowledge => {
-                let fingerprint = event
-                    .alert
-                    .fingerprint
-                    .unwrap_or_else(|| Fingerprint::of(&event.alert.labels, &[]));
+                let fingerprint = event.fingerprint();
                 app.queue
                     .submit(|reply| Command::AcknowledgeAlert {
                         fingerprint,
-                        actor: "pagerduty".into(),
+                        actor: pagerduty::ACTOR.into(),
                         reply,
                     })
                     .await??;

@@ -48,6 +48,19 @@ pub struct PagerDutyEvent {
     pub alert: Alert,
 }
 
+impl PagerDutyEvent {
+    /// The alert an `acknowledge` names: the fingerprint its dedup key gives, whether it comes
+    /// over HTTP or from Kafka.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.alert
+            .fingerprint
+            .unwrap_or_else(|| Fingerprint::of(&self.alert.labels, &[]))
+    }
+}
+
+/// The actor of the acknowledgements PagerDuty events make.
+pub const ACTOR: &str = "pagerduty";
+
 #[derive(Debug, Deserialize)]
 struct RawEvent {
     #[serde(default)]
