@@ -72,6 +72,8 @@ pub enum RunError {
     },
     #[error("cannot start the writer thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(std::io::Error),
     #[error("the writer thread panicked")]
     WriterPanicked,
     #[error(transparent)]
@@ -196,6 +198,10 @@ pub async fn run(
     drop(desk);
     // Ready means the writer runs (`/-/ready`); if it died instead, the join below reports it.
     let _ = writer_started.await;
+    // Installed before the daemon says it listens: SIGHUP's default action ends the process, so
+    // a `systemctl reload` that came before the reload task first ran would kill it.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(RunError::Signals)?;
     let addr = listener.local_addr().map_err(|source| RunError::Bind {
         addr: config.server.listen,
         source,
@@ -217,7 +223,7 @@ pub async fn run(
         reload::Reloader::new(source, queue.clone(), metrics.clone(), config, auth, tls)
             .with_notifier(notifier.clone()),
     );
-    let hangups = tokio::spawn(reload_on_sighup(reloader.clone()));
+    let hangups = tokio::spawn(reload_on_sighup(reloader.clone(), hangup));
     let (stop_kafka, kafka_stopped) = tokio::sync::watch::channel(false);
     let (stop_sinks, sinks_stopped) = tokio::sync::watch::channel(false);
     let (stop_retention, retention_stopped) = tokio::sync::watch::channel(false);
@@ -314,15 +320,7 @@ pub async fn run(
 
 /// SIGHUP (`systemctl reload`): reload the configuration. A refused reload is logged by the
 /// reloader and leaves the running configuration in force.
-async fn reload_on_sighup(reloader: Arc<reload::Reloader>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot handle SIGHUP; reload with POST /-/reload");
-            return;
-        }
-    };
+async fn reload_on_sighup(reloader: Arc<reload::Reloader>, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         tracing::info!(signal = "SIGHUP", "reloading the configuration");
         let _ = reloader.reload().await;

@@ -259,11 +259,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(triaged::run(
-                config,
-                source,
-                triaged::shutdown::terminated(),
-            )) {
+            let started = runtime.block_on(async {
+                // Before anything is announced, so that no SIGTERM meets the default action.
+                let shutdown =
+                    triaged::shutdown::terminated().map_err(triaged::RunError::Signals)?;
+                triaged::run(config, source, shutdown).await
+            });
+            match started {
                 Ok(()) => {
                     tracing::info!("stopped");
                     ExitCode::SUCCESS
