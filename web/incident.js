@@ -44,6 +44,15 @@
       : (url ? String(url) : none());
   }
 
+  // `acknowledged_at` is the first acknowledgement (MTTA counts from it), kept when an escalation
+  // opens the incident again for its new tier: that tier has not acknowledged it yet.
+  function acknowledgement(inc) {
+    if (!inc.acknowledged_at) return [none("not yet")];
+    if (inc.state !== "open") return [Triaged.timeEl(inc.acknowledged_at)];
+    return [none("not yet at " + inc.tier), " (first acknowledged ",
+      Triaged.timeEl(inc.acknowledged_at), ")"];
+  }
+
   function renderDetails(inc) {
     const labels = inc.labels || {};
     document.getElementById("incident-title").textContent =
@@ -61,7 +70,7 @@
       ...detail("Tier", inc.tier + (inc.opened_tier !== inc.tier
         ? " (opened at " + inc.opened_tier + ")" : ""),
       " since ", Triaged.timeEl(inc.tier_since)),
-      ...detail("Acknowledged", inc.acknowledged_at ? Triaged.timeEl(inc.acknowledged_at) : none("not yet")),
+      ...detail("Acknowledged", ...acknowledgement(inc)),
       ...detail("Resolved", inc.resolved_at ? Triaged.timeEl(inc.resolved_at) : none("not yet")),
       ...detail("Assignee", inc.assignee || none("unassigned")),
       ...detail("Team", labels.team || none()),

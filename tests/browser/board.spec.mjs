@@ -163,12 +163,21 @@ try {
   // ---- escalate and resolve the other one, from the keyboard ------------------------------
   await page.goto(base + "/incident/" + warning);
   await page.locator("#members tr", { hasText: "BoardLiveLatency" }).waitFor();
+  await page.getByRole("button", { name: "Acknowledge", exact: true }).click();
+  await page.locator("#action-status", { hasText: "Acknowledged" }).waitFor();
   await page.getByLabel("To tier").selectOption("L2");
   await page.getByLabel("Reason", { exact: true }).fill("search team needed");
   await page.getByRole("button", { name: "Escalate" }).focus();
   await page.keyboard.press("Enter");
   await page.locator("#timeline li", { hasText: "Escalated" }).filter({ hasText: "L1 → L2" })
     .waitFor();
+  // Acknowledged at L1, escalated: L2 has not acknowledged it; the first acknowledgement stays.
+  const acknowledged = page.locator("#details dt", { hasText: /^Acknowledged$/ })
+    .locator("xpath=following-sibling::dd[1]");
+  await acknowledged.filter({ hasText: "not yet at L2" }).waitFor();
+  const ackText = await acknowledged.innerText();
+  check(ackText.includes("first acknowledged"), "the L1 acknowledgement is not shown: " + ackText);
+  await page.locator("#details dt", { hasText: "Escalates unless acknowledged by" }).waitFor();
   await page.getByLabel("Resolution note").fill("index rebuilt");
   await page.getByRole("button", { name: "Resolve" }).click();
   await page.locator("#timeline li", { hasText: "Resolved" }).waitFor();
