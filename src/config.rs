@@ -489,7 +489,7 @@ impl NotifyConfig {
 pub struct EventFilter {
     pub tiers: Vec<Tier>,
     /// opened, acknowledged, escalated, de_escalated, assigned, resolved, reopened, flapping,
-    /// auto_handled.
+    /// severity_raised, auto_handled.
     pub kinds: Vec<String>,
     pub min_severity: Option<Severity>,
     /// Alertmanager matchers on the incident's labels.
@@ -497,7 +497,7 @@ pub struct EventFilter {
 }
 
 /// The event kinds sinks can be given.
-pub const EVENT_KINDS: [&str; 9] = [
+pub const EVENT_KINDS: [&str; 10] = [
     "opened",
     "acknowledged",
     "escalated",
@@ -506,6 +506,7 @@ pub const EVENT_KINDS: [&str; 9] = [
     "resolved",
     "reopened",
     "flapping",
+    "severity_raised",
     "auto_handled",
 ];
 

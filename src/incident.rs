@@ -157,6 +157,9 @@ pub enum EventKind {
     Reopened,
     /// A member alert started flapping.
     Flapping,
+    /// A more severe member raised the incident's severity without changing its tier (one that
+    /// also takes it to a higher tier is an `Escalated` entry with reason `severity`).
+    SeverityRaised,
 }
 
 /// One entry of an incident's timeline.
@@ -558,6 +561,21 @@ impl Incident {
     /// Reopens at or after `since`.
     pub fn reopens_since(&self, since: DateTime<Utc>) -> usize {
         self.reopened_at.iter().filter(|t| **t >= since).count()
+    }
+
+    /// Raise the severity to `to` for a more severe member `detail` names, without a tier
+    /// change: a timeline entry says from what to what.
+    pub fn raise_severity(&mut self, to: Severity, detail: &str, now: DateTime<Utc>) {
+        let reason = format!("{} → {to}: {detail}", self.severity);
+        self.severity = to;
+        self.push(
+            SYSTEM_ACTOR,
+            EventKind::SeverityRaised,
+            Some(reason),
+            None,
+            None,
+            now,
+        );
     }
 
     /// Record that a member alert started flapping.

@@ -21,7 +21,7 @@ pub struct OutboxEvent {
     /// `alert:<fingerprint>:<count>` for an auto-handled alert.
     pub event_id: String,
     /// opened, acknowledged, escalated, de_escalated, assigned, resolved, reopened, flapping,
-    /// auto_handled.
+    /// severity_raised, auto_handled.
     pub kind: String,
     pub at: DateTime<Utc>,
     pub actor: String,

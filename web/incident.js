@@ -16,6 +16,7 @@
     resolved: "Resolved",
     reopened: "Reopened",
     flapping: "Flapping",
+    severity_raised: "Severity raised",
   };
 
   const id = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");

@@ -3010,6 +3010,65 @@ tier = "L3"
     assert_eq!(h.incident(2).tier, Tier::L2, "no member asks above L3");
 }
 
+/// Regression (QA): a more severe member that left the tier as it was raised the incident's
+/// severity with no timeline entry and no event, so a ticket a sink keeps never heard of it. It
+/// is a `severity_raised` entry and event now; one that escalates is said by the escalation.
+#[test]
+fn a_severity_raised_without_a_tier_change_is_on_the_timeline_and_sent_to_sinks() {
+    let sinks = "[[notify.webhook]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n";
+    let mut h = Harness::new(sinks);
+    let member = |instance: &str, severity: &str| {
+        alert(&[
+            ("alertname", "SR"),
+            ("instance", instance),
+            ("severity", severity),
+        ])
+    };
+    // warning and minor (more severe) are both L1 ([tiers]).
+    h.ingest(vec![member("a", "warning")]);
+    let minor = member("b", "minor");
+    h.ingest(vec![minor.clone()]);
+    let incident = h.incident(1);
+    assert_eq!(
+        (incident.severity, incident.tier),
+        (Severity::Minor, Tier::L1)
+    );
+    assert_eq!(
+        kinds(&incident),
+        [EventKind::Opened, EventKind::SeverityRaised]
+    );
+    let raised = incident.timeline.last().unwrap();
+    let fp = h.record(&minor).fingerprint;
+    assert_eq!(
+        raised.reason.as_deref(),
+        Some(format!("warning → minor: alert {fp}").as_str())
+    );
+    assert_eq!(
+        (raised.actor.as_str(), raised.from, raised.to),
+        (SYSTEM_ACTOR, None, None)
+    );
+    let events = h.store.outbox_after(0, 100).unwrap();
+    let sent: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(sent, ["opened", "severity_raised"]);
+    assert_eq!(events[1].incident.as_ref().unwrap()["severity"], "minor");
+
+    // No more severe: nothing. More severe and a higher tier: the escalation says it, alone.
+    h.ingest(vec![member("c", "minor"), member("d", "warning")]);
+    assert_eq!(kinds(&h.incident(1)).len(), 2);
+    h.ingest(vec![member("e", "critical")]);
+    let incident = h.incident(1);
+    assert_eq!(
+        kinds(&incident),
+        [
+            EventKind::Opened,
+            EventKind::SeverityRaised,
+            EventKind::Escalated
+        ]
+    );
+    assert_eq!(incident.severity, Severity::Critical);
+    assert_eq!(h.escalated(Tier::L1, Tier::L3, "severity"), 1);
+}
+
 /// Regression: once a run of `reopen_escalate_after` reopens has escalated, the next reopens in
 /// the same window do not escalate again each time; the next full run does.
 #[test]

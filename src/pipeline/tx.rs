@@ -699,7 +699,7 @@ impl Tx {
                 // A silenced alert escalates nothing: its higher severity counts once it is
                 // released (see `release`).
                 if let (true, Some(id), false) = (raised, incident, silenced) {
-                    self.raise_severity(id, severity, tier)?;
+                    self.raise_severity(id, fp, severity, tier)?;
                     push_unique(&mut summary.incidents, id);
                 }
                 return Ok(());
@@ -879,7 +879,7 @@ impl Tx {
         );
         self.put_incident(incident);
         self.put_alert(record);
-        self.raise_severity(id, severity, tier)?;
+        self.raise_severity(id, fp, severity, tier)?;
         if started_flapping {
             self.flapping_started(fp, Some(id))?;
         }
@@ -1085,6 +1085,7 @@ impl Tx {
     fn raise_severity(
         &mut self,
         id: IncidentId,
+        fp: Fingerprint,
         severity: Severity,
         tier: Tier,
     ) -> Result<(), PipelineError> {
@@ -1101,8 +1102,8 @@ impl Tx {
         if !more_severe && !escalate {
             return Ok(());
         }
-        incident.severity = incident.severity.max(severity);
         if escalate {
+            incident.severity = incident.severity.max(severity);
             let reason = if more_severe {
                 "severity"
             } else {
@@ -1110,6 +1111,10 @@ impl Tx {
             };
             let from = incident.escalate(SYSTEM_ACTOR, Some(tier), reason, self.now)?;
             self.escalated(id, from, tier, reason);
+        } else {
+            // More severe, same tier (its mapping, a silence holding the escalation, or an
+            // operator's de-escalation below it): said on the timeline and to sinks all the same.
+            incident.raise_severity(severity, &format!("alert {fp}"), self.now);
         }
         self.put_incident(incident);
         Ok(())
@@ -1479,7 +1484,7 @@ impl Tx {
             incident.silenced_count = incident.silenced_count.saturating_sub(1);
             self.put_incident(incident);
             if record.incident == Some(incident_id) {
-                self.raise_severity(incident_id, record.severity, record.tier)?;
+                self.raise_severity(incident_id, fp, record.severity, record.tier)?;
             }
             return Ok(());
         }

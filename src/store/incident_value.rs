@@ -25,7 +25,8 @@
 //! | timeline | varint count, then events |
 //!
 //! An event is its time, actor (string), kind (one byte), reason (optional string), and from
-//! and to (optional tier each).
+//! and to (optional tier each). The kind `severity_raised` (index 8) is newer than the rest: a
+//! triaged older than it cannot read an incident whose timeline has one.
 //!
 //! Version 3 is version 2 followed by what silences did to the incident: `silenced_count`
 //! (varint), `escalation_held_since` and `escalation_resumed_at` (optional time each). It is
@@ -54,7 +55,7 @@ pub(super) const VERSION_HANDOVERS: u8 = 4;
 
 const STATES: [State; 3] = [State::Open, State::Acknowledged, State::Resolved];
 
-const EVENT_KINDS: [EventKind; 8] = [
+const EVENT_KINDS: [EventKind; 9] = [
     EventKind::Opened,
     EventKind::Acknowledged,
     EventKind::Escalated,
@@ -63,6 +64,7 @@ const EVENT_KINDS: [EventKind; 8] = [
     EventKind::Resolved,
     EventKind::Reopened,
     EventKind::Flapping,
+    EventKind::SeverityRaised,
 ];
 
 /// The incident's value: [`VERSION`] then the fields; [`VERSION_SILENCED`] then the fields and
@@ -423,6 +425,7 @@ mod tests {
                 Resolved,
                 Reopened,
                 Flapping,
+                SeverityRaised,
             ]
         };
         for k in kinds {
@@ -434,7 +437,8 @@ mod tests {
                 | EventKind::Assigned
                 | EventKind::Resolved
                 | EventKind::Reopened
-                | EventKind::Flapping => {}
+                | EventKind::Flapping
+                | EventKind::SeverityRaised => {}
             }
         }
         assert!(states.iter().all(|s| STATES.contains(s)));
