@@ -113,7 +113,12 @@
         m.generator_url && Triaged.safeUrl(m.generator_url)
           ? [el("br"), link(m.generator_url, "source")] : null),
       el("td", {}, el("span", { class: "badge alert-" + m.status }, Triaged.capitalize(m.status)),
-        m.flapping ? [" ", el("span", { class: "badge flapping" }, "Flapping")] : null),
+        m.flapping ? [" ", el("span", { class: "badge flapping" }, "Flapping")] : null,
+        // An alert is one record: one that fired again after this incident was over belongs
+        // to the incident it opened since, and its status is the one it has there.
+        m.incident && m.incident !== id
+          ? [el("br"), "in ", el("a", { href: "/incident/" + encodeURIComponent(m.incident) },
+            m.incident)] : null),
       el("td", {}, Triaged.severityBadge(m.severity)),
       el("td", {}, pairs(m.labels, false)),
       el("td", {}, pairs(m.annotations, true)),

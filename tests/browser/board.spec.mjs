@@ -31,11 +31,11 @@ function check(condition, message) {
   if (!condition) throw new Error(message);
 }
 
-async function postAlert(labels, annotations) {
+async function postAlert(labels, annotations, status = "firing") {
   const response = await fetch(base + "/api/v1/alerts", {
     method: "POST",
     headers: { "Content-Type": "application/json", Authorization: "Bearer " + token },
-    body: JSON.stringify({ alerts: [{ labels, annotations }] }),
+    body: JSON.stringify({ alerts: [{ labels, annotations, status }] }),
   });
   const body = await response.json();
   check(response.ok, "POST /api/v1/alerts: " + JSON.stringify(body));
@@ -183,6 +183,25 @@ try {
   await page.locator("#timeline li", { hasText: "Resolved" }).waitFor();
   await page.locator("#actions-hint", { hasText: "resolved" }).waitFor();
   await page.screenshot({ path: join(artifacts, "incident.png"), fullPage: true });
+
+  // ---- a member of a resolved incident that fired again since, in a newer one -------------
+  const cronLabels = { alertname: "BoardLiveCron", service: "batch", severity: "warning" };
+  const first = await postAlert(cronLabels, {});
+  let second = first;
+  // A firing within the 1 ms reopen window reopens it instead: resolve and fire again.
+  for (let tries = 0; second === first && tries < 20; tries++) {
+    check(await postAlert(cronLabels, {}, "resolved") === first, "the resolution went elsewhere");
+    second = await postAlert(cronLabels, {});
+  }
+  check(second !== first, `firing again after ${first} resolved opened no new incident`);
+  await page.goto(base + "/incident/" + first);
+  const moved = page.locator("#members tr", { hasText: "BoardLiveCron" });
+  await moved.waitFor();
+  await moved.getByRole("link", { name: second, exact: true }).click();
+  await page.waitForURL("**/incident/" + second);
+  await page.locator("#members tr", { hasText: "BoardLiveCron" }).waitFor();
+  check(await page.locator("#members tr a", { hasText: /^INC-/ }).count() === 0,
+    "a member of its own incident links elsewhere");
 
   const unauthorised = authorizations.filter((a) => a.auth !== "Bearer " + token &&
     (a.method === "POST" || a.afterSignIn));
