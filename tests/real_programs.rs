@@ -12,7 +12,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -74,13 +73,6 @@ fn spawn(program: &Path, args: &[String], log: &Path) -> Running {
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
-
 /// `text` with `from` replaced by `to`, which must occur exactly `times` times: an example
 /// configuration that changes shape fails the test rather than being half rewritten.
 fn rewrite(text: &str, from: &str, to: &str, times: usize) -> String {
@@ -92,20 +84,77 @@ fn rewrite(text: &str, from: &str, to: &str, times: usize) -> String {
     text.replace(from, to)
 }
 
-/// Wait until `addr` answers 200 on `/-/ready` (Prometheus and Alertmanager both have it).
-fn wait_ready(what: &str, addr: &str, log: &Path) {
+/// The address in the line Prometheus' and Alertmanager's web server (the Prometheus exporter
+/// toolkit) logs once it has bound: `... msg="Listening on" address=127.0.0.1:40165`.
+fn listening_on(log: &str) -> Option<String> {
+    log.lines()
+        .filter(|l| l.contains("msg=\"Listening on\""))
+        .find_map(|l| l.split(" address=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+}
+
+/// The lines Prometheus 2.42 and Alertmanager 0.25 (Debian 12) log for
+/// `--web.listen-address=127.0.0.1:0`: the first names the flag's address, the second the bound one.
+#[test]
+fn the_bound_address_is_read_from_the_listening_line() {
+    let prometheus = "ts=2026-11-29T15:02:36.530Z caller=web.go:503 level=info component=web \
+                      msg=\"Start listening for connections\" address=127.0.0.1:0\n\
+                      ts=2026-11-29T15:02:36.534Z caller=tls_config.go:232 level=info \
+                      component=web msg=\"Listening on\" address=127.0.0.1:45899\n";
+    assert_eq!(listening_on(prometheus).as_deref(), Some("127.0.0.1:45899"));
+    let alertmanager = "ts=2026-11-29T15:02:42.498Z caller=tls_config.go:232 level=info \
+                        msg=\"Listening on\" address=127.0.0.1:40165\n";
+    assert_eq!(
+        listening_on(alertmanager).as_deref(),
+        Some("127.0.0.1:40165")
+    );
+    assert_eq!(
+        listening_on(&prometheus[..prometheus.find('\n').unwrap()]),
+        None
+    );
+}
+
+/// Start `program` with `args` and `--web.listen-address=127.0.0.1:0`, so that the kernel gives
+/// it a port no one else holds, and wait until it answers 200 on `/-/ready` (Prometheus and
+/// Alertmanager both have it). Returns the process and the address it logged it listens on.
+///
+/// The port was once picked by binding and closing a probe socket and then handed over: another
+/// test's daemon (`127.0.0.1:0` too) could take it in between, the program then failed to bind
+/// and exited, and the readiness probe, which did not look at the process, took the other
+/// daemon's `/-/ready` 200 for the program's.
+fn spawn_listening(what: &str, program: &Path, args: &[String], log: &Path) -> (Running, String) {
+    let mut args = args.to_vec();
+    args.push("--web.listen-address=127.0.0.1:0".into());
+    let mut running = spawn(program, &args, log);
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    let addr = poll_until_for(
+        &format!("{what} to say where it listens"),
+        Duration::from_secs(30),
+        || {
+            let text = log_text();
+            if let Some(addr) = listening_on(&text) {
+                return Ok(addr);
+            }
+            match running.0.try_wait().expect("try_wait") {
+                Some(status) => {
+                    panic!("{what} exited ({status}) before listening; its log:\n{text}")
+                }
+                None => Err(format!("not listening yet; its log:\n{text}")),
+            }
+        },
+    );
     poll_until_for(&format!("{what} ready"), Duration::from_secs(30), || {
-        if std::net::TcpStream::connect(addr).is_err() {
-            return Err(format!(
-                "not listening; its log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            ));
+        if let Some(status) = running.0.try_wait().expect("try_wait") {
+            panic!("{what} exited ({status}); its log:\n{}", log_text());
         }
-        match common::request(addr, "GET", "/-/ready", &[], b"").status {
-            200 => Ok(()),
-            other => Err(format!("status {other}")),
+        match common::try_request(&addr, "GET", "/-/ready", &[], b"") {
+            Ok(r) if r.status == 200 => Ok(()),
+            Ok(r) => Err(format!("status {}", r.status)),
+            Err(e) => Err(e),
         }
     });
+    (running, addr)
 }
 
 /// A real Prometheus on `config/examples/prometheus.yml`, pointed at `daemon` (alerting and
@@ -130,22 +179,18 @@ fn start_prometheus(daemon: &Daemon, alerts: &str) -> (Running, String) {
     let rules = rewrite(&rules, "    interval: 1m\n", "    interval: 1s\n", 1);
     std::fs::write(dir.join("triaged.rules.yml"), rules).unwrap();
 
-    let addr = format!("127.0.0.1:{}", free_port());
-    let log = dir.join("prometheus.log");
-    let running = spawn(
+    spawn_listening(
+        "Prometheus",
         &program("prometheus"),
         &[
             format!("--config.file={}", dir.join("prometheus.yml").display()),
             format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
-            format!("--web.listen-address={addr}"),
             // Prometheus drops the alerts of evaluations that run before it has discovered its
             // Alertmanagers, and by default re-sends only a minute later.
             "--rules.alert.resend-delay=1s".into(),
         ],
-        &log,
-    );
-    wait_ready("Prometheus", &addr, &log);
-    (running, addr)
+        &dir.join("prometheus.log"),
+    )
 }
 
 /// A real Alertmanager on `config/examples/alertmanager.yml`, delivering to `daemon`, grouping
@@ -157,20 +202,16 @@ fn start_alertmanager(daemon: &Daemon) -> (Running, String) {
     let config = rewrite(&config, "group_wait: 30s", "group_wait: 0s", 1);
     let config = rewrite(&config, "group_interval: 5m", "group_interval: 1s", 1);
     std::fs::write(dir.join("alertmanager.yml"), config).unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let log = dir.join("alertmanager.log");
-    let running = spawn(
+    spawn_listening(
+        "Alertmanager",
         &program("prometheus-alertmanager"),
         &[
             format!("--config.file={}", dir.join("alertmanager.yml").display()),
             format!("--storage.path={}", dir.join("am").display()),
-            format!("--web.listen-address={addr}"),
             "--cluster.listen-address=".into(),
         ],
-        &log,
-    );
-    wait_ready("Alertmanager", &addr, &log);
-    (running, addr)
+        &dir.join("alertmanager.log"),
+    )
 }
 
 /// The one incident of `alertname`, once it exists.
