@@ -206,14 +206,8 @@ pub async fn run(
         addr: config.server.listen,
         source,
     })?;
-    tracing::info!(addr = %addr, data_dir = %config.storage.path.display(), tls = tls.is_some(), "listening");
-    if !auth.required() {
-        if addr.ip().is_loopback() {
-            tracing::info!("authentication is off: listening on loopback only");
-        } else {
-            tracing::warn!(addr = %addr, "authentication is off ([auth] enabled = false) and triaged listens beyond loopback: anyone who reaches it can ingest, act on incidents and reload");
-        }
-    }
+    let data_dir = config.storage.path.clone();
+    let (tls_on, auth_required) = (tls.is_some(), auth.required());
 
     let server_config = config.server.clone();
     let limits = sources::Limits::from_config(&config.server);
@@ -268,7 +262,16 @@ pub async fn run(
         .started(started_at),
     );
     // Store open, writer running, listener bound (connections queue in its backlog until `serve`
-    // accepts them), Kafka source started (its broker may still be down: /-/ready tells).
+    // accepts them), sinks and Kafka source started (its broker may still be down: /-/ready
+    // tells). Said only now, in the log as to systemd: a start that fails above never said it.
+    tracing::info!(addr = %addr, data_dir = %data_dir.display(), tls = tls_on, "listening");
+    if !auth_required {
+        if addr.ip().is_loopback() {
+            tracing::info!("authentication is off: listening on loopback only");
+        } else {
+            tracing::warn!(addr = %addr, "authentication is off ([auth] enabled = false) and triaged listens beyond loopback: anyone who reaches it can ingest, act on incidents and reload");
+        }
+    }
     notifier.ready(&format!("listening on {addr}"));
     let watchdog = watchdog_interval.map(|interval| {
         tracing::info!(

@@ -95,7 +95,8 @@ fn await_tier(d: &Daemon, id: &str, tier: &str) -> Value {
 
 #[test]
 fn an_unacknowledged_incident_escalates_at_its_ack_timeout_and_an_acknowledged_one_does_not() {
-    let d = Daemon::with("[escalation.L1]\nack_timeout = \"2s\"\n");
+    // 4 s: the test reads the incident at L1 before it escalates, on a machine that may stall.
+    let d = Daemon::with("[escalation.L1]\nack_timeout = \"4s\"\n");
     // The acknowledged one opens first: its deadline, had it kept one, would fall before the
     // other's.
     let acked = open(&d, "AckedInTime", "warning");
@@ -118,7 +119,7 @@ fn an_unacknowledged_incident_escalates_at_its_ack_timeout_and_an_acknowledged_o
     let deadline = parse_time(&inc["ack_deadline"]);
     assert_eq!(
         deadline,
-        trunc_ms(tier_since + chrono::Duration::seconds(2)),
+        trunc_ms(tier_since + chrono::Duration::seconds(4)),
         "ack_deadline is tier_since + ack_timeout: {inc}"
     );
 
@@ -217,7 +218,8 @@ fn an_acknowledged_but_unresolved_incident_escalates_at_its_resolve_timeout() {
 
 #[test]
 fn a_deadline_survives_a_restart_and_fires_exactly_once() {
-    let mut d = Daemon::with("[escalation.L1]\nack_timeout = \"3s\"\n");
+    // 6 s: a stop and a restart must fit before the deadline (about 0.2 s here, unloaded).
+    let mut d = Daemon::with("[escalation.L1]\nack_timeout = \"6s\"\n");
     let id = open(&d, "AcrossRestarts", "warning");
     let before = d.incident(&id);
     let deadline = parse_time(&before["ack_deadline"]);

@@ -366,13 +366,14 @@ fn a_resend_with_a_later_ends_at_keeps_the_alert_firing() {
         ("service", "r"),
         ("severity", "major"),
     ];
-    let first_end = chrono::Utc::now() + chrono::Duration::seconds(2);
-    let resp = ingest_ok(&d.post_json("/api/v2/alerts", json!([v2_alert(&l, Some(2.0))])));
+    // Margins of 3 s on either side of the watch, for a machine that stalls.
+    let first_end = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let resp = ingest_ok(&d.post_json("/api/v2/alerts", json!([v2_alert(&l, Some(3.0))])));
     let id = touched(&resp)[0].clone();
-    ingest_ok(&d.post_json("/api/v2/alerts", json!([v2_alert(&l, Some(6.0))])));
+    ingest_ok(&d.post_json("/api/v2/alerts", json!([v2_alert(&l, Some(9.0))])));
     let fp = fingerprint(&labels(&l));
     // Watch it continuously until well past the first endsAt: it must stay firing throughout.
-    let watch_until = first_end + chrono::Duration::milliseconds(2000);
+    let watch_until = first_end + chrono::Duration::milliseconds(3000);
     let mut polls = 0;
     while chrono::Utc::now() < watch_until {
         let (_, a) = d.alert(&fp);

@@ -124,6 +124,12 @@ impl Daemon {
             "restart() of a daemon that is still running (pid {})",
             self.child.id()
         );
+        // The old run's reader may still be taking its last lines ("stopped" ...): the marker
+        // goes after them, so that what follows it is the new run's alone.
+        let until = Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&self.stderr) > 1 && Instant::now() < until {
+            thread::sleep(POLL_INTERVAL);
+        }
         self.stderr
             .lock()
             .unwrap()
