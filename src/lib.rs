@@ -248,7 +248,7 @@ pub async fn run(
         )?),
         None => None,
     }
-    .map(|source| tokio::spawn(source.run(queue.clone(), kafka_stopped)));
+    .map(|source| tokio::spawn(source.run(queue.clone(), store.clone(), kafka_stopped)));
     let app = Arc::new(
         App::new(
             queue.clone(),

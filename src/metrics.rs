@@ -74,6 +74,7 @@ pub struct Metrics {
     pub kafka_pauses: IntCounter,
     pub kafka_assigned_partitions: IntGauge,
     pub kafka_connected: IntGauge,
+    pub kafka_dead_letter_copies: IntCounterVec,
     pub config_last_reload_successful: IntGauge,
     pub config_last_reload_success_timestamp_seconds: IntGauge,
     pub incidents_open: IntGaugeVec,
@@ -283,6 +284,14 @@ impl Metrics {
                 "1 while the consumer is connected to at least one broker.",
             ))
             .unwrap(),
+            kafka_dead_letter_copies: IntCounterVec::new(
+                opts(
+                    "kafka_dead_letter_copies_total",
+                    "Dead letters copied to kafka.dead_letter_topic (ok), and failed attempts (error: tried again).",
+                ),
+                &["result"],
+            )
+            .unwrap(),
             notifications: IntCounterVec::new(
                 opts(
                     "notifications_total",
@@ -464,6 +473,7 @@ impl Metrics {
             Box::new(self.kafka_pauses.clone()),
             Box::new(self.kafka_assigned_partitions.clone()),
             Box::new(self.kafka_connected.clone()),
+            Box::new(self.kafka_dead_letter_copies.clone()),
             Box::new(self.config_last_reload_successful.clone()),
             Box::new(self.config_last_reload_success_timestamp_seconds.clone()),
             Box::new(self.incidents_open.clone()),

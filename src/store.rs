@@ -965,10 +965,21 @@ impl Store {
 
     /// Outbox events after `seq`, in order, at most `limit`.
     pub fn outbox_after(&self, seq: u64, limit: usize) -> Result<Vec<OutboxEvent>> {
+        self.numbered_after(OUTBOX, seq, limit)
+    }
+
+    /// The values under `prefix` (keyed by a big-endian number) numbered above `n`, in order,
+    /// at most `limit`.
+    fn numbered_after<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        n: u64,
+        limit: usize,
+    ) -> Result<Vec<T>> {
         let view = self.view()?;
-        let start = [OUTBOX, &seq.saturating_add(1).to_be_bytes()].concat();
+        let start = [prefix, &n.saturating_add(1).to_be_bytes()].concat();
         view.db
-            .range(start..prefix_end(OUTBOX))
+            .range(start..prefix_end(prefix))
             .take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
@@ -1013,6 +1024,11 @@ impl Store {
                     .get(META_NEXT_DEAD_LETTER)?
                     .map_or(1, |v| be_u64(&v)),
             ))
+    }
+
+    /// Dead letters with an id above `id`, oldest first, at most `limit`.
+    pub fn dead_letters_after(&self, id: u64, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.numbered_after(DEAD_LETTER, id, limit)
     }
 
     /// Dead letters, newest first, at most `limit`.

@@ -789,6 +789,19 @@ fn dead_letters_are_produced_to_the_topic_with_their_stored_id() {
     assert!(!log.contains("CONFWARN"), "{log}");
 }
 
+/// Create `topic` on the cluster as one its broker says it does not know (until told otherwise).
+fn unknown_topic(cluster: &Cluster, topic: &str) {
+    cluster
+        .create_topic(topic, 1, 1)
+        .expect("create the dead-letter topic");
+    cluster
+        .topic_error(
+            topic,
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        )
+        .expect("make the dead-letter topic unknown");
+}
+
 /// Regression (QA F4): a `dead_letter_topic` the brokers do not know held the whole consumer
 /// ~30 s per batch holding a poison message: the copy's delivery was awaited before the batch
 /// went on, and librdkafka waits `topic.metadata.propagation.max.ms` (30 s) to fail it. The
@@ -796,15 +809,7 @@ fn dead_letters_are_produced_to_the_topic_with_their_stored_id() {
 #[test]
 fn a_dead_letter_topic_the_brokers_do_not_know_does_not_hold_the_partition() {
     let cluster = cluster(1);
-    cluster
-        .create_topic("unknown", 1, 1)
-        .expect("create the dead-letter topic");
-    cluster
-        .topic_error(
-            "unknown",
-            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
-        )
-        .expect("make the dead-letter topic unknown");
+    unknown_topic(&cluster, "unknown");
     let mut p = TestProducer::new(&cluster);
     let key = group_key("AfterJunk", "queue");
     p.send(&key, b"junk");
@@ -839,6 +844,78 @@ fn a_dead_letter_topic_the_brokers_do_not_know_does_not_hold_the_partition() {
         took < Duration::from_secs(10),
         "the second batch took {took:?}"
     );
+}
+
+/// Regression (QA, left open last session): a copy to `dead_letter_topic` that failed was
+/// logged and never made again. The copies now follow the stored dead letters from a durable
+/// cursor: a failed one is tried again until delivered, and one delivered is not made again
+/// after a restart.
+#[test]
+fn a_dead_letter_copy_that_failed_is_made_again_and_only_once() {
+    let cluster = cluster(1);
+    unknown_topic(&cluster, "later");
+    let mut p = TestProducer::new(&cluster);
+    p.send("k", b"junk 1");
+    p.flush();
+    // Each copy's attempt fails within 1 s while the topic is unknown (librdkafka would wait
+    // 30 s for a topic to appear, and the forwarder's own default is 30 s).
+    let mut d = kafka_daemon_with(
+        &cluster.bootstrap_servers(),
+        "dead-retry",
+        "dead_letter_topic = \"later\"",
+        "",
+        "\"message.timeout.ms\" = \"1000\"",
+    );
+    let copies = |d: &Daemon, result: &str| {
+        d.metric(
+            "triaged_kafka_dead_letter_copies_total",
+            &[("result", result)],
+        )
+    };
+    // Until `triaged_kafka_dead_letter_copies_total{result}` is at least `n`.
+    let wait_copies = |d: &Daemon, result: &str, n: f64| {
+        poll_until_for(
+            &format!("{n} copies {result}"),
+            KAFKA_WAIT,
+            || match copies(d, result) {
+                got if got >= n => Ok(()),
+                got => Err(got),
+            },
+        )
+    };
+    wait_messages(&d, "dead_letter", 1);
+    wait_copies(&d, "error", 1.0);
+    assert_eq!(copies(&d, "ok"), 0.0);
+    cluster
+        .topic_error(
+            "later",
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR,
+        )
+        .expect("make the dead-letter topic known");
+    wait_copies(&d, "ok", 1.0);
+
+    // Restarted, it does not copy the first again; a new one is copied.
+    assert!(d.terminate().success());
+    d.restart();
+    p.send("k", b"junk 2");
+    p.flush();
+    wait_messages(&d, "dead_letter", 1);
+    wait_copies(&d, "ok", 1.0);
+    let stored: Vec<i64> = dead_letters(&d)
+        .iter()
+        .map(|l| l["id"].as_i64().unwrap())
+        .collect();
+    let copied: Vec<i64> = read_topic(&cluster, "later", 2)
+        .iter()
+        .map(|(_, l)| l["id"].as_i64().unwrap())
+        .collect();
+    let mut expected = stored.clone();
+    expected.sort_unstable();
+    assert_eq!(
+        copied, expected,
+        "each stored dead letter copied once, in order"
+    );
+    assert_eq!(stored.len(), 2, "{stored:?}");
 }
 
 /// Regression (QA F6): a `[kafka]` the consumer cannot start with passed `check-config`; `run`

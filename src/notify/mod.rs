@@ -271,7 +271,7 @@ async fn deliver_until_done<S: Sink>(
 }
 
 /// Between half and all of `d`, at random: retries of many triaged instances spread out.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let random = uuid::Uuid::new_v4().as_u128() as u64;
     let half = d / 2;
     half + Duration::from_nanos(random % (half.as_nanos().max(1) as u64))

@@ -34,10 +34,10 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{DeliveryResult, FutureProducer, FutureRecord, ProducerContext};
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
 
 use crate::alert::Fingerprint;
 use crate::config::KafkaConfig;
@@ -47,6 +47,7 @@ use crate::pipeline::{Command, Outcome, PipelineError, Queue, SubmitError};
 use crate::quiet::Quiet;
 use crate::sources::formats::{self, Format};
 use crate::sources::Limits;
+use crate::store::Store;
 
 /// How long a full writer queue is waited on between retries while the assignment is paused.
 const FULL_QUEUE_BACKOFF: Duration = Duration::from_millis(10);
@@ -196,7 +197,8 @@ struct InFlight {
     partition: i32,
     offset: i64,
     answer: oneshot::Receiver<Result<Outcome, PipelineError>>,
-    dead: Option<DeadLetter>,
+    /// It is kept as a dead letter.
+    dead: bool,
 }
 
 /// How to read a message: its topic's wire format, and the shape limits.
@@ -316,10 +318,19 @@ impl KafkaSource {
         let dead_letters = match &config.dead_letter_topic {
             None => None,
             Some(topic) => Some(DeadLetterTopic {
-                topic: topic.clone(),
+                // Every series at zero from the start, like the messages'.
+                topic: {
+                    for result in ["ok", "error"] {
+                        metrics
+                            .kafka_dead_letter_copies
+                            .with_label_values(&[result]);
+                    }
+                    topic.clone()
+                },
                 producer: dead_letter_producer_config(&config)
                     .create_with_context(DeadLetterContext::default())
                     .map_err(SourceError::Producer)?,
+                quiet: Quiet::default(),
             }),
         };
         tracing::info!(brokers = %config.brokers, group = %config.group_id, topics = ?topics, "kafka source started");
@@ -332,8 +343,9 @@ impl KafkaSource {
         })
     }
 
-    /// Consume until `shutdown` turns true; then commit what is stored and return.
-    pub async fn run(self, queue: Queue, mut shutdown: watch::Receiver<bool>) {
+    /// Consume until `shutdown` turns true; then commit what is stored and return. With
+    /// `dead_letter_topic`, a task copies the dead letters from `store` to it meanwhile.
+    pub async fn run(self, queue: Queue, store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
         let KafkaSource {
             config,
             consumer,
@@ -341,6 +353,17 @@ impl KafkaSource {
             dead_letters,
             metrics,
         } = self;
+        let stored = Arc::new(Notify::new());
+        let forwarder = dead_letters.map(|topic| {
+            tokio::spawn(topic.forward(
+                store,
+                queue.clone(),
+                metrics.clone(),
+                stored.clone(),
+                shutdown.clone(),
+            ))
+        });
+        let dead_letters = forwarder.as_ref().map(|_| &*stored);
         loop {
             let first = tokio::select! {
                 _ = shutdown.changed() => break,
@@ -379,7 +402,7 @@ impl KafkaSource {
                 &queue,
                 &metrics,
                 &consumer,
-                dead_letters.as_ref(),
+                dead_letters,
                 &consumer.context().quiet,
             )
             .await
@@ -405,8 +428,9 @@ impl KafkaSource {
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(error = %e, "final offset commit");
         }
-        if let Some(dead_letters) = &dead_letters {
-            dead_letters.flush();
+        if let Some(forwarder) = forwarder {
+            // It stops with `shutdown`; what it had not copied is copied after the next start.
+            let _ = forwarder.await;
         }
         tracing::info!("kafka source stopped");
     }
@@ -504,8 +528,8 @@ struct Settling<'a> {
     /// must see what an earlier one found failed.
     failed: HashMap<(String, i32), i64>,
     metrics: &'a Metrics,
-    /// The copies for `dead_letter_topic`, when it is set.
-    dead_letters: Option<&'a DeadLetterTopic>,
+    /// Told of each dead letter stored, when `dead_letter_topic` is set: its forwarder copies it.
+    dead_letters: Option<&'a Notify>,
     /// While the store is down every batch fails again (each second, or at once with a full
     /// queue): said once, then at most every 30 s with how many times meanwhile ([`Quiet`]).
     quiet: &'a Quiet,
@@ -527,22 +551,14 @@ impl Settling<'_> {
                 continue;
             }
             match m.answer.await {
-                Ok(Ok(outcome)) => {
-                    let result = if m.dead.is_some() {
-                        "dead_letter"
-                    } else {
-                        "ok"
-                    };
+                Ok(Ok(_)) => {
+                    let result = if m.dead { "dead_letter" } else { "ok" };
                     self.metrics
                         .kafka_messages
                         .with_label_values(&[&m.topic, result])
                         .inc();
-                    if let (Some(mut letter), Some(dead_letters)) = (m.dead, self.dead_letters) {
-                        // The id the store gave it, so that the copy matches the API's list.
-                        if let Outcome::DeadLettered(id) = outcome {
-                            letter.id = id;
-                        }
-                        dead_letters.forward(&letter);
+                    if let (true, Some(stored)) = (m.dead, self.dead_letters) {
+                        stored.notify_one();
                     }
                     consumer.store(&m.topic, m.partition, m.offset);
                 }
@@ -581,7 +597,7 @@ async fn process(
     queue: &impl Writer,
     metrics: &Metrics,
     consumer: &impl Partitions,
-    dead_letters: Option<&DeadLetterTopic>,
+    dead_letters: Option<&Notify>,
     quiet: &Quiet,
 ) -> Processed {
     let now = chrono::Utc::now();
@@ -663,7 +679,7 @@ enum Request {
 }
 
 /// The command for one message: its alerts, a PagerDuty acknowledgement, or a dead letter
-/// (with a copy for the dead-letter topic).
+/// (then true).
 fn read(
     m: &Received,
     config: &KafkaConfig,
@@ -671,7 +687,7 @@ fn read(
     metrics: &Metrics,
     now: chrono::DateTime<chrono::Utc>,
     reply: crate::pipeline::Reply,
-) -> (Command, Option<DeadLetter>) {
+) -> (Command, bool) {
     let format = reading.formats.get(&m.topic).copied().flatten();
     let limits = reading.limits;
     let read = if m.payload.len() > config.max_message_bytes {
@@ -708,7 +724,7 @@ fn read(
                     alerts,
                     reply,
                 },
-                None,
+                false,
             )
         }
         Ok(Request::Acknowledge(fingerprint)) => (
@@ -717,7 +733,7 @@ fn read(
                 actor: formats::pagerduty::ACTOR.into(),
                 reply,
             },
-            None,
+            false,
         ),
         Err(error) => {
             let letter = DeadLetter::new(
@@ -731,10 +747,10 @@ fn read(
             );
             (
                 Command::DeadLetter {
-                    letter: Box::new(letter.clone()),
+                    letter: Box::new(letter),
                     reply,
                 },
-                Some(letter),
+                true,
             )
         }
     }
@@ -753,48 +769,167 @@ fn is_final(error: &PipelineError) -> bool {
     }
 }
 
-/// The copies of dead letters produced to `dead_letter_topic`. The dead letter is durable in the
-/// store before its copy is produced, so the copy is produced without waiting for its delivery:
-/// a topic the brokers do not know (librdkafka waits `topic.metadata.propagation.max.ms`, 30 s,
-/// before failing it) or brokers that are down must not hold the partition, nor the batch. What
-/// waits is bounded by librdkafka's queue (`queue.buffering.max.messages`: a send refused when
-/// it is full) and by `message.timeout.ms`; a copy that fails is logged (each kind of failure
-/// once, then every 30 s with `repeated`) and not retried.
+/// The copies of dead letters produced to `dead_letter_topic`, by a task of their own that
+/// follows the dead letters in the store from a durable cursor, as a sink follows the outbox:
+/// the dead letter is durable in the store before its copy is made, so nothing waits for the
+/// copy (a topic the brokers do not know, or brokers that are down, must not hold the partition
+/// nor the batch), and a copy that fails is tried again, with backoff, until it is delivered.
+/// At least once: a copy delivered just before a crash, or before a stop cut its wait short, is
+/// made again at the next start.
 struct DeadLetterTopic {
     topic: String,
-    producer: ThreadedProducer<DeadLetterContext>,
+    producer: FutureProducer<DeadLetterContext>,
+    /// Failed copies, said once per kind of failure, then every 30 s.
+    quiet: Quiet,
 }
 
-/// How long the stop waits for copies of dead letters still on their way.
-const DEAD_LETTER_FLUSH: Duration = Duration::from_secs(2);
+/// The forwarder's cursor in the store: the id of the last dead letter copied.
+const DEAD_LETTER_CURSOR: &str = "kafka:dead_letter_topic";
+/// Dead letters read, and produced side by side, at a time.
+const DEAD_LETTER_PAGE: usize = 100;
+/// Retries of a failed copy back off exponentially up to this.
+const DEAD_LETTER_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// `message.timeout.ms` of the dead-letter producer unless `[kafka.properties]` sets it: an
+/// attempt fails (is logged, counted, and retried) within this, rather than librdkafka's 5 min.
+const DEAD_LETTER_MESSAGE_TIMEOUT_MS: &str = "30000";
 
 impl DeadLetterTopic {
-    fn forward(&self, letter: &DeadLetter) {
-        let body = serde_json::to_vec(letter).unwrap_or_default();
-        let key = format!("{}/{}/{}", letter.topic, letter.partition, letter.offset);
-        let record = BaseRecord::to(&self.topic).payload(&body).key(&key);
-        if let Err((e, _)) = self.producer.send(record) {
-            self.producer
-                .context()
-                .quiet
-                .warn(&e, None, DEAD_LETTER_FAILED);
+    /// Copy every dead letter after the cursor, in pages, each retried until delivered; then
+    /// wait for `stored` (told of each new one) and go on. Ends with `shutdown`.
+    async fn forward(
+        self,
+        store: Arc<Store>,
+        queue: Queue,
+        metrics: Arc<Metrics>,
+        stored: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let quiet = Quiet::default();
+        let mut cursor = loop {
+            match store.cursor(DEAD_LETTER_CURSOR) {
+                Ok(cursor) => break cursor,
+                Err(e) => {
+                    const WHAT: &str =
+                        "cannot read the dead-letter copies' cursor yet; retrying each second";
+                    if let Some(repeated) = quiet.say(WHAT, Instant::now()) {
+                        tracing::warn!(error = %e, repeated, "{WHAT}");
+                    }
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let page = match store.dead_letters_after(cursor, DEAD_LETTER_PAGE) {
+                Ok(page) => page,
+                Err(e) => {
+                    const WHAT: &str = "reading dead letters to copy failed";
+                    if let Some(repeated) = quiet.say(WHAT, Instant::now()) {
+                        tracing::warn!(error = %e, repeated, "{WHAT}");
+                    }
+                    Vec::new()
+                }
+            };
+            if page.is_empty() {
+                tokio::select! {
+                    _ = stored.notified() => {}
+                    _ = shutdown.changed() => return,
+                    // A store that failed to read, or a missed wake-up, costs at most this.
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                continue;
+            }
+            let copied = tokio::select! {
+                copied = self.copy(&page) => copied,
+                _ = shutdown.changed() => return,
+            };
+            metrics
+                .kafka_dead_letter_copies
+                .with_label_values(&["ok"])
+                .inc_by(copied as u64);
+            if copied < page.len() {
+                metrics
+                    .kafka_dead_letter_copies
+                    .with_label_values(&["error"])
+                    .inc();
+                let wait = crate::notify::jitter(backoff);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(DEAD_LETTER_MAX_BACKOFF);
+            } else {
+                backoff = Duration::from_millis(100);
+            }
+            let Some(last) = page[..copied].last() else {
+                continue;
+            };
+            cursor = last.id;
+            let advanced = queue
+                .submit(|reply| Command::AdvanceCursor {
+                    sink: DEAD_LETTER_CURSOR.to_string(),
+                    seq: cursor,
+                    reply,
+                })
+                .await;
+            if !matches!(advanced, Ok(Ok(_))) {
+                // Copied again after a restart at worst.
+                tracing::warn!(cursor, "storing the dead-letter copies' cursor failed");
+            }
         }
     }
 
-    /// At the stop: give the copies on their way a moment.
-    fn flush(&self) {
-        if self.producer.in_flight_count() > 0 {
-            if let Err(e) = self.producer.flush(DEAD_LETTER_FLUSH) {
-                tracing::warn!(error = %e, in_flight = self.producer.in_flight_count(), "{DEAD_LETTER_FAILED}");
-            }
+    /// Produce the page's copies side by side; how many of them, from the first, were
+    /// delivered before one failed (that one is logged; it and those after it are tried again).
+    async fn copy(&self, page: &[DeadLetter]) -> usize {
+        let copies: Vec<(Vec<u8>, String)> = page
+            .iter()
+            .map(|letter| {
+                let body = serde_json::to_vec(letter).unwrap_or_default();
+                let key = format!("{}/{}/{}", letter.topic, letter.partition, letter.offset);
+                (body, key)
+            })
+            .collect();
+        // All enqueued first (librdkafka sends them together), then their deliveries awaited in
+        // order; one refused at once (a full queue) fails like one whose delivery failed.
+        let deliveries: Vec<_> = copies
+            .iter()
+            .map(|(body, key)| {
+                let record = FutureRecord::to(&self.topic).payload(body).key(key);
+                self.producer.send_result(record).map_err(|(e, _)| e)
+            })
+            .collect();
+        for (delivered, delivery) in deliveries.into_iter().enumerate() {
+            let failure = match delivery {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err((e, _))) => e,
+                    // The producer went away: it does not while `self` lives.
+                    Err(_canceled) => KafkaError::Canceled,
+                },
+                Err(e) => e,
+            };
+            self.quiet.warn(
+                &failure,
+                Some(&format!("dead letter {}", page[delivered].id)),
+                DEAD_LETTER_FAILED,
+            );
+            return delivered;
         }
+        page.len()
     }
 }
 
 const DEAD_LETTER_FAILED: &str =
-    "producing a dead letter to dead_letter_topic failed; it is kept in the store";
+    "producing a dead letter to dead_letter_topic failed; it is kept in the store and tried again";
 
-/// The dead-letter producer's callbacks: its errors and failed deliveries, throttled.
+/// The dead-letter producer's callbacks: its errors, throttled.
 #[derive(Default)]
 struct DeadLetterContext {
     quiet: Quiet,
@@ -811,16 +946,6 @@ impl ClientContext for DeadLetterContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.quiet
             .warn(&error, Some(reason), "kafka dead-letter producer error");
-    }
-}
-
-impl ProducerContext for DeadLetterContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            self.quiet.warn(e, None, DEAD_LETTER_FAILED);
-        }
     }
 }
 
@@ -841,9 +966,12 @@ pub(crate) fn dead_letter_producer_config(config: &KafkaConfig) -> ClientConfig 
             p.set(key, value);
         }
     }
+    if !config.properties.contains_key("message.timeout.ms") {
+        p.set("message.timeout.ms", DEAD_LETTER_MESSAGE_TIMEOUT_MS);
+    }
     if !config.properties.contains_key("queue.buffering.max.kbytes") {
-        // Copies wait here while the topic is unknown or its brokers down: 64 MiB of them at
-        // most (librdkafka's default is 1 GiB), then a copy is refused (and logged).
+        // A page of copies waits here while the topic is unknown or its brokers down: 64 MiB
+        // at most (librdkafka's default is 1 GiB), then a copy is refused (logged, retried).
         p.set("queue.buffering.max.kbytes", "65536");
     }
     p.set("bootstrap.servers", &config.brokers);
