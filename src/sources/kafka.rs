@@ -318,21 +318,21 @@ impl KafkaSource {
         let dead_letters = match &config.dead_letter_topic {
             None => None,
             Some(topic) => Some(DeadLetterTopic {
-                // Every series at zero from the start, like the messages'.
-                topic: {
-                    for result in ["ok", "error"] {
-                        metrics
-                            .kafka_dead_letter_copies
-                            .with_label_values(&[result]);
-                    }
-                    topic.clone()
-                },
+                topic: topic.clone(),
                 producer: dead_letter_producer_config(&config)
                     .create_with_context(DeadLetterContext::default())
                     .map_err(SourceError::Producer)?,
                 quiet: Quiet::default(),
             }),
         };
+        if dead_letters.is_some() {
+            // Every series at zero from the start, like the messages'.
+            for result in ["ok", "error"] {
+                metrics
+                    .kafka_dead_letter_copies
+                    .with_label_values(&[result]);
+            }
+        }
         tracing::info!(brokers = %config.brokers, group = %config.group_id, topics = ?topics, "kafka source started");
         Ok(KafkaSource {
             config,
