@@ -350,6 +350,58 @@ fn times_alertmanager_clients_cannot_read_are_refused_naming_alert_and_field() {
     assert_eq!((status, listed), (200, json!([])));
 }
 
+/// Regression (QA of the formats, F2): an API v2 alert with a `startsAt` later than its expiry
+/// without `endsAt` (received + `dedup.resolve_timeout`) was taken, and stored and listed with its
+/// end before its start once it expired. Alertmanager refuses it ("start time must be before end
+/// time"); so does triaged now, the whole request, naming the alert.
+#[test]
+fn an_alert_that_would_expire_before_it_starts_is_refused() {
+    let d = Daemon::with("");
+    let body = json!([{"labels": {"alertname": "Fine"}},
+                      {"labels": {"alertname": "Future"}, "startsAt": "9999-12-31T23:59:59Z"}]);
+    let v = refused(
+        &d.post_json("/api/v2/alerts", &body),
+        400,
+        "a start after its expiry",
+    );
+    assert!(
+        v.to_string().contains(
+            "alert 1: startsAt 9999-12-31T23:59:59Z is after the alert would expire without an endsAt"
+        ),
+        "{v}"
+    );
+    let (status, listed) = d.get_json("/api/v2/alerts");
+    assert_eq!(
+        (status, listed),
+        (200, json!([])),
+        "nothing of the request stored"
+    );
+
+    // Within the resolve timeout (5m), or with an endsAt after it, it is taken, as Alertmanager
+    // takes it; and a webhook's alert, which never expires by itself, too.
+    for (path, body) in [
+        (
+            "/api/v2/alerts",
+            json!([{"labels": {"alertname": "Soon"}, "startsAt": rfc3339_in(60.0)}]),
+        ),
+        (
+            "/api/v2/alerts",
+            json!([{"labels": {"alertname": "Later"}, "startsAt": rfc3339_in(3600.0),
+                    "endsAt": rfc3339_in(7200.0)}]),
+        ),
+        (
+            "/api/v1/webhook/alertmanager",
+            json!({"version": "4", "alerts": [{"status": "firing",
+                   "labels": {"alertname": "Hooked"}, "startsAt": rfc3339_in(3600.0)}]}),
+        ),
+    ] {
+        let r = d.post_json(path, &body);
+        assert_eq!(r.status, 200, "{body}: {r}");
+    }
+    let (_, listed) = d.get_json("/api/v2/alerts");
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+}
+
 /// serde's derived structs read a JSON array too, fields by position: a silence posted as
 /// `[null, [matchers], startsAt, endsAt, createdBy, comment]` was created, and an action body
 /// read from an array. Both are refused as JSON of the wrong shape, and change nothing.
