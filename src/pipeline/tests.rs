@@ -14,7 +14,7 @@ use std::task::Poll;
 use tempfile::TempDir;
 
 use super::*;
-use crate::alert::{AlertRecord, Severity, Status};
+use crate::alert::{labels_from, AlertRecord, Severity, Status};
 use crate::incident::{EventKind, State, SYSTEM_ACTOR};
 use crate::silence::{SilenceMatcher, SilenceState};
 use crate::store::IncidentFilter;
@@ -3067,6 +3067,30 @@ fn a_severity_raised_without_a_tier_change_is_on_the_timeline_and_sent_to_sinks(
     );
     assert_eq!(incident.severity, Severity::Critical);
     assert_eq!(h.escalated(Tier::L1, Tier::L3, "severity"), 1);
+}
+
+/// Regression (QA of the formats, F4): a resolution's annotations were thrown away, so the
+/// resolved alert kept the description of its first send (Prometheus sends it as it reads at
+/// resolution). They replace the alert's now; a resolution without any keeps the alert's.
+#[test]
+fn a_resolution_brings_its_annotations_and_one_without_keeps_the_alerts() {
+    let mut h = Harness::new("");
+    let annotated = |summary: &str| {
+        let mut a = alert(&[("alertname", "Ann")]);
+        a.annotations = labels_from(&[("summary", summary)]);
+        a
+    };
+    h.ingest(vec![annotated("at 91%")]);
+    h.ingest(vec![resolved(annotated("at 79%"))]);
+    let record = h.record(&annotated(""));
+    assert_eq!(record.status, Status::Resolved);
+    assert_eq!(record.annotations, labels_from(&[("summary", "at 79%")]));
+
+    h.ingest(vec![annotated("at 95%")]);
+    h.ingest(vec![resolved(alert(&[("alertname", "Ann")]))]);
+    let record = h.record(&annotated(""));
+    assert_eq!(record.status, Status::Resolved);
+    assert_eq!(record.annotations, labels_from(&[("summary", "at 95%")]));
 }
 
 /// Regression: once a run of `reopen_escalate_after` reopens has escalated, the next reopens in

@@ -966,6 +966,12 @@ impl Tx {
         };
         record.count += 1;
         record.last_seen = now;
+        // A resolution's annotations are its sender's latest (Prometheus sends the description
+        // as it reads when the alert resolves), kept as Alertmanager keeps them; one that
+        // carries none (PagerDuty's resolve) leaves those the alert had.
+        if !alert.alert.annotations.is_empty() {
+            record.annotations = std::mem::take(&mut alert.alert.annotations);
+        }
         if seen != Seen::Resolves {
             self.decided(summary, &record, Verdict::Recorded, None, None, None);
             self.put_alert(record);

@@ -95,8 +95,10 @@ struct RawPayload {
     group: Option<String>,
     #[serde(default)]
     class: Option<String>,
+    /// Its text as sent: read into numbers, a 20-digit id would be rounded to a float and a
+    /// valid `1e400` refused.
     #[serde(default)]
-    custom_details: Option<serde_json::Value>,
+    custom_details: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// A payload whose given fields are valid; empty strings read as not given.
@@ -113,6 +115,29 @@ struct Payload {
 
 fn invalid(why: impl Into<String>) -> ParseError {
     ParseError::invalid("event", why)
+}
+
+/// Valid JSON text without the whitespace between its tokens; strings and numbers as they are.
+fn compact(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c.is_ascii_whitespace() {
+            continue;
+        } else {
+            in_string = c == '"';
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Parse one event. `now` seeds the dedup key generated for a trigger that has none.
@@ -284,10 +309,17 @@ fn read_payload(raw: RawPayload, trigger: bool) -> Result<Payload, ParseError> {
             Some(t)
         }
     };
-    let details = match raw.custom_details {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(text)) => non_empty(Some(text)),
-        Some(value) => serde_json::to_string(&value).ok(),
+    let details = match raw
+        .custom_details
+        .as_deref()
+        .map(serde_json::value::RawValue::get)
+    {
+        None | Some("null") => None,
+        // A string is its text, unescaped.
+        Some(text) if text.starts_with('"') => non_empty(serde_json::from_str::<String>(text).ok()),
+        // Anything else (an object, an array, a number, a boolean) is the JSON as sent, less
+        // the whitespace between its tokens.
+        Some(text) => Some(compact(text)),
     };
     Ok(Payload {
         summary,
@@ -541,6 +573,39 @@ mod tests {
             event.alert.starts_at,
             Some("2026-11-26T16:12:09Z".parse().unwrap())
         );
+    }
+
+    /// Regression (QA of the formats, F3): custom_details were read into JSON values and
+    /// written again: an id beyond 64 bits came back rounded, `1e3` as `1000.0`, and a valid
+    /// `1e400` refused the whole event. They are the text as sent now.
+    #[test]
+    fn custom_details_are_the_json_as_sent() {
+        for (details, kept) in [
+            (
+                r#"{"order":123456789012345678901234,"ratio":1e3,"zero":-0,"huge":1e400}"#,
+                Some(r#"{"order":123456789012345678901234,"ratio":1e3,"zero":-0,"huge":1e400}"#),
+            ),
+            (
+                r#"[1, "two  three", {"3": null, "\"q\\" : 4}]"#,
+                Some(r#"[1,"two  three",{"3":null,"\"q\\":4}]"#),
+            ),
+            ("18446744073709551616", Some("18446744073709551616")),
+            ("true", Some("true")),
+            (r#""line\nbreak \u00e9""#, Some("line\nbreak \u{e9}")),
+            (r#""""#, None),
+            ("null", None),
+        ] {
+            let payload = format!(
+                r#"{{"summary":"s","source":"h","severity":"info","custom_details":{details}}}"#
+            );
+            let event = parse(trigger_with(&payload).as_bytes(), now())
+                .unwrap_or_else(|e| panic!("{details}: {e}"));
+            assert_eq!(
+                event.alert.annotations.get("details").map(String::as_str),
+                kept,
+                "{details}"
+            );
+        }
     }
 
     #[test]
