@@ -28,7 +28,7 @@ fn open_incident(d: &Daemon, alertname: &str, severity: &str) -> String {
 /// An answer of the documented error shape with that status; returns its body.
 fn assert_error(resp: &Response, status: u16) -> Value {
     assert_eq!(resp.status, status, "{resp}");
-    let v = resp.json();
+    let v = resp.error_body();
     assert!(v["error"].is_string(), "error body without \"error\": {v}");
     v
 }

@@ -666,7 +666,10 @@ fn http_level_refusals_are_counted_and_not_logged_as_errors() {
     let json_refusal = |raw: &str, status: u16| {
         let answer = raw_exchange(&d, raw);
         assert_eq!(answer.status, status, "{raw:?}: {answer}");
-        assert!(answer.json()["error"].is_string(), "{raw:?}: {answer}");
+        assert!(
+            answer.error_body()["error"].is_string(),
+            "{raw:?}: {answer}"
+        );
     };
     json_refusal(
         &head(

@@ -45,7 +45,7 @@ fn ok_incident(resp: &Response, id: &str) -> Value {
 /// An answer of the documented error shape with that status.
 fn assert_error(resp: &Response, status: u16, what: &str) {
     assert_eq!(resp.status, status, "{what}: {resp}");
-    let v = resp.json();
+    let v = resp.error_body();
     assert!(
         v["error"].is_string(),
         "{what}: error body without \"error\": {v}"

@@ -420,13 +420,19 @@ fn alertmanager_groups_become_incidents_and_its_resolutions_resolve_them() {
 
 // ---- 3. amtool adds, queries and silences ------------------------------------------------------
 
-fn amtool(daemon: &Daemon, args: &[&str]) -> Output {
-    let out = Command::new(program("amtool"))
+/// Run `amtool ARGS` against the daemon, whatever it answers.
+fn run_amtool(daemon: &Daemon, args: &[&str]) -> Output {
+    Command::new(program("amtool"))
         .args(args)
         .arg(format!("--alertmanager.url=http://{}", daemon.addr))
         .arg("--no-version-check")
         .output()
-        .expect("run amtool");
+        .expect("run amtool")
+}
+
+/// `amtool ARGS`, which must succeed.
+fn amtool(daemon: &Daemon, args: &[&str]) -> Output {
+    let out = run_amtool(daemon, args);
     assert!(
         out.status.success(),
         "amtool {} failed: {}{}",
@@ -633,6 +639,34 @@ fn amtool_silence_query_lists_only_the_silences_its_matcher_names() {
         amtool(&daemon, &["silence", "expire", &id]);
     }
     assert_eq!(amtool_silence_ids(&daemon, &[]), [keep]);
+}
+
+/// Regression (QA of the formats, F5): a refused `amtool alert add` printed `json: cannot
+/// unmarshal object into Go value of type string`, amtool's client reading triaged's error
+/// object where Alertmanager's API answers a bare string. Under `/api/v2/` triaged answers its
+/// 400s, 404s and 500s so, and amtool prints triaged's reason.
+#[test]
+fn amtool_prints_why_triaged_refused_it() {
+    let daemon = Daemon::with("");
+    let refused = |args: &[&str]| {
+        let out = run_amtool(&daemon, args);
+        assert!(!out.status.success(), "amtool {args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused(&[
+        "alert",
+        "add",
+        "alertname=Backwards",
+        "--start=2026-11-29T15:00:00Z",
+        "--end=2026-11-29T14:00:00Z",
+    ]);
+    assert!(
+        err.contains(
+            "alert 0: endsAt 2026-11-29T14:00:00Z is before startsAt 2026-11-29T15:00:00Z"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("cannot unmarshal"), "{err}");
 }
 
 // ---- 4. Prometheus scrapes triaged and records the KPIs ----------------------------------------

@@ -167,6 +167,26 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not found").detail(detail)
     }
 
+    /// The answer to a request under `/api/v2/` (Alertmanager's API): its 400, 404 and 500 are
+    /// a bare JSON string, `"<error>: <detail>"`, the body Alertmanager's OpenAPI spec gives them
+    /// and its generated clients (amtool) read; any other status is answered as elsewhere.
+    fn into_alertmanager_response(self) -> Response {
+        if !matches!(self.status.as_u16(), 400 | 404 | 500) || self.challenge.is_some() {
+            return self.into_response();
+        }
+        let text = match &self.detail {
+            Some(detail) => format!("{}: {detail}", self.error),
+            None => self.error.clone(),
+        };
+        let status = self.status;
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %self.error, detail = ?self.detail, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), error = %self.error, detail = ?self.detail, "request refused");
+        }
+        json_response(status, &text)
+    }
+
     fn into_response(self) -> Response {
         // A refusal with Retry-After (queue full, store down) is a state, counted and logged
         // once where it arises; logging every refused request would flood the log, which may
@@ -686,7 +706,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response, I
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let result = route(&app, req, &method, &path).await;
-    Ok(result.unwrap_or_else(ApiError::into_response))
+    Ok(result.unwrap_or_else(|e| {
+        if path.starts_with("/api/v2/") {
+            e.into_alertmanager_response()
+        } else {
+            e.into_response()
+        }
+    }))
 }
 
 /// An HTTP/1.1 request carries exactly one `Host` header, and a server answers 400 to one that

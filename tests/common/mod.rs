@@ -391,6 +391,19 @@ impl Response {
     }
 
     /// The body as JSON; panics with the body when it is not JSON.
+    /// An error answer's body as `{"error", "detail"}`: triaged's own shape, or Alertmanager's
+    /// under `/api/v2/` (a bare string, `"<error>: <detail>"`, for 400, 404 and 500) read back
+    /// into it, so that tests of either API check the same fields.
+    pub fn error_body(&self) -> Value {
+        match self.json() {
+            Value::String(text) => {
+                let (error, detail) = text.split_once(": ").unwrap_or((text.as_str(), ""));
+                serde_json::json!({"error": error, "detail": detail})
+            }
+            other => other,
+        }
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
