@@ -245,6 +245,7 @@ pub async fn run(
             kafka,
             metrics.clone(),
             limits,
+            reloader.current().dedup.resolve_timeout.0,
         )?),
         None => None,
     }

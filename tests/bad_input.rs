@@ -364,6 +364,7 @@ fn an_alert_that_would_expire_before_it_starts_is_refused() {
         400,
         "a start after its expiry",
     );
+    assert_eq!(v["error"], "invalid alert", "{v}");
     assert!(
         v.to_string().contains(
             "alert 1: startsAt 9999-12-31T23:59:59Z is after the alert would expire without an endsAt"
@@ -376,6 +377,16 @@ fn an_alert_that_would_expire_before_it_starts_is_refused() {
         (200, json!([])),
         "nothing of the request stored"
     );
+    // Counted as the invalid alert it is, and not as received (QA re-verification, N1).
+    let source = ("source", "alertmanager");
+    assert_eq!(
+        d.metric(
+            "triaged_alerts_rejected_total",
+            &[source, ("reason", "invalid_alert")]
+        ),
+        1.0
+    );
+    assert_eq!(d.metric("triaged_alerts_received_total", &[source]), 0.0);
 
     // Within the resolve timeout (5m), or with an endsAt after it, it is taken, as Alertmanager
     // takes it; and a webhook's alert, which never expires by itself, too.

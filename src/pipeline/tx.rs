@@ -595,14 +595,12 @@ impl Tx {
         source: Source,
         alerts: Vec<Alert>,
     ) -> Result<IngestSummary, PipelineError> {
-        // Checked before any alert of the request changes anything: refused, it leaves none.
-        if let Some(why) = alerts
-            .iter()
-            .enumerate()
-            .find_map(|(i, a)| self.starts_after_its_expiry(i, a))
-        {
-            return Err(PipelineError::Invalid(why));
-        }
+        // The sources check it as they read (an invalid alert, counted so); checked again here,
+        // with the policy in force, before any alert of the request changes anything.
+        crate::sources::formats::check_starts_before_expiry(&alerts, self.now, || {
+            self.policy.resolve_timeout
+        })
+        .map_err(|e| PipelineError::Invalid(e.detail()))?;
         let mut summary = IngestSummary {
             received: alerts.len(),
             ..IngestSummary::default()
@@ -612,31 +610,6 @@ impl Tx {
         }
         summary.accepted = summary.received - summary.dropped;
         Ok(summary)
-    }
-
-    /// Why alert `index` is refused, if it would expire before it starts: one without `endsAt`
-    /// from a sender that re-sends expires `dedup.resolve_timeout` after it is received, so a
-    /// `startsAt` later than that would leave it resolved before it began. Alertmanager refuses
-    /// it alike ("start time must be before end time").
-    fn starts_after_its_expiry(&self, index: usize, alert: &Alert) -> Option<String> {
-        let starts = alert.starts_at?;
-        if alert.status != Status::Firing
-            || alert.ends_at.is_some()
-            || !alert.expires_without_refresh
-        {
-            return None;
-        }
-        let timeout = chrono::Duration::from_std(self.policy.resolve_timeout).ok()?;
-        let expires = self.now.checked_add_signed(timeout)?;
-        (starts > expires).then(|| {
-            let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-            format!(
-                "alert {index}: startsAt {} is after the alert would expire without an endsAt ({}, \
-                 dedup.resolve_timeout after it was received): an alert cannot end before it starts",
-                at(starts),
-                at(expires)
-            )
-        })
     }
 
     /// An alert a rule dropped: counted, never stored.

@@ -1040,6 +1040,9 @@ async fn ingest(
         let alerts = parse(&body)?;
         drop(body);
         app.limits.check(&alerts)?;
+        crate::sources::formats::check_starts_before_expiry(&alerts, chrono::Utc::now(), || {
+            app.reloader.current().dedup.resolve_timeout.0
+        })?;
         submit_alerts(app, source, alerts).await
     }
     .await;

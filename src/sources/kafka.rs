@@ -205,6 +205,9 @@ struct InFlight {
 struct Reading {
     formats: HashMap<String, Option<Format>>,
     limits: Limits,
+    /// `dedup.resolve_timeout` at start, to refuse an alert that would expire before it starts
+    /// as a dead letter (the writer checks it again with the one in force after a reload).
+    resolve_timeout: Duration,
 }
 
 /// The consumer's config: `[kafka.properties]`, then what at-least-once depends on.
@@ -286,6 +289,7 @@ impl KafkaSource {
         config: KafkaConfig,
         metrics: Arc<Metrics>,
         limits: Limits,
+        resolve_timeout: Duration,
     ) -> Result<KafkaSource, SourceError> {
         let consumer: StreamConsumer<Context> = consumer_config(&config)
             .create_with_context(Context {
@@ -314,6 +318,7 @@ impl KafkaSource {
                 .map(|t| (t.name.clone(), t.format.format()))
                 .collect(),
             limits,
+            resolve_timeout,
         };
         let dead_letters = match &config.dead_letter_topic {
             None => None,
@@ -711,6 +716,8 @@ fn read(
                 parsed => {
                     let (source, alerts) = parsed.into_alerts();
                     limits.check(&alerts).map_err(|breach| breach.detail)?;
+                    formats::check_starts_before_expiry(&alerts, now, || reading.resolve_timeout)
+                        .map_err(|e| e.to_string())?;
                     Ok(Request::Alerts(source, alerts))
                 }
             })
@@ -1143,6 +1150,7 @@ mod tests {
                 max_labels: 100,
                 max_label_bytes: 1000,
             },
+            resolve_timeout: Duration::from_secs(300),
         };
         let metrics = Metrics::new();
         for (full_every, fail) in [(3, 10..40), (2, 5..9), (4, 0..1), (5, 30..31), (7, 12..80)] {
@@ -1237,6 +1245,7 @@ mod tests {
                 max_labels: 100,
                 max_label_bytes: 1000,
             },
+            resolve_timeout: Duration::from_secs(300),
         };
         let metrics = Metrics::new();
         let quiet = Quiet::default();

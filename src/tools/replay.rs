@@ -40,7 +40,7 @@ pub fn run(
     out: &mut impl Write,
 ) -> Result<(), ToolError> {
     let now = at.unwrap_or_else(Utc::now);
-    let bodies = read_bodies(input, format, now)?;
+    let bodies = read_bodies(input, format, now, config.dedup.resolve_timeout.0)?;
     let mut sim = Simulator::new(config, now).map_err(ToolError::Failed)?;
     let mut rows = Vec::new();
     for (source, alerts) in bodies {
@@ -78,11 +78,18 @@ fn read_bodies(
     input: &[u8],
     format: Option<Format>,
     now: chrono::DateTime<Utc>,
+    resolve_timeout: std::time::Duration,
 ) -> Result<Vec<(Source, Vec<Alert>)>, ToolError> {
+    // Parsed, and refused as the sources refuse it if an alert would expire before it starts.
+    let read = |body: &[u8]| {
+        let (source, alerts) = formats::parse(format, body, now)?.into_alerts();
+        formats::check_starts_before_expiry(&alerts, now, || resolve_timeout)?;
+        Ok::<_, ParseError>((source, alerts))
+    };
     if serde_json::from_slice::<serde::de::IgnoredAny>(input).is_ok() {
-        let parsed = formats::parse(format, input, now)
+        let parsed = read(input)
             .map_err(|e| ToolError::Input(format!("the input is one JSON body, but {e}")))?;
-        return Ok(vec![parsed.into_alerts()]);
+        return Ok(vec![parsed]);
     }
     let mut bodies = Vec::new();
     for (i, line) in input.split(|&b| b == b'\n').enumerate() {
@@ -99,7 +106,7 @@ fn read_bodies(
                 formats::json_message(&e)
             )));
         }
-        let parsed = formats::parse(format, line, now).map_err(|e| {
+        let parsed = read(line).map_err(|e| {
             ToolError::Input(match &e {
                 ParseError::Json { alert, error } => format!(
                     "{}: {}: {}{}",
@@ -111,7 +118,7 @@ fn read_bodies(
                 ParseError::Invalid { .. } => format!("line {number}: {e}"),
             })
         })?;
-        bodies.push(parsed.into_alerts());
+        bodies.push(parsed);
     }
     if bodies.is_empty() {
         return Err(ToolError::Input("the input holds no alerts".into()));
@@ -285,6 +292,22 @@ mod tests {
         assert_eq!(v[0]["verdict"], "auto_handled");
         assert_eq!(v[0]["tier"], "L0");
         assert_eq!(v[0]["rule"], Value::Null);
+    }
+
+    /// Regression (QA): an alert that would expire before it starts stopped the replay with
+    /// "the pipeline failed" (exit 1, no line); it is an invalid alert of its line, as the
+    /// daemon's sources refuse it.
+    #[test]
+    fn an_alert_that_would_expire_before_it_starts_is_named_by_its_line() {
+        let input = "[]\n[{\"labels\":{\"a\":\"b\"},\"startsAt\":\"9999-01-01T00:00:00Z\"}]\n";
+        let err = replay(input, false).unwrap_err();
+        assert_eq!(err.exit_code(), 64);
+        assert!(
+            err.to_string().starts_with(
+                "line 2: invalid alert 0: startsAt 9999-01-01T00:00:00Z is after the alert would expire"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

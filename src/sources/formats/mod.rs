@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::alert::{check_readable, given_time, Alert, Labels, Source};
+use crate::alert::{check_readable, given_time, Alert, Labels, Source, Status};
 
 /// Why a body could not be read as alerts. Display text is shown to the client in the
 /// `error`/`detail` of a 400.
@@ -438,6 +438,48 @@ pub(crate) fn wire_times(
         }
     }
     Ok((starts, ends))
+}
+
+/// Refuse an alert that would expire before it starts: one without `endsAt` from a sender that
+/// re-sends (Alertmanager API v2) expires `dedup.resolve_timeout` after it is received, so a
+/// `startsAt` later than that would leave it resolved before it began. Alertmanager refuses it
+/// alike ("start time must be before end time"). `resolve_timeout` is asked for only when an
+/// alert starts in the future (reading the config costs a lock).
+pub fn check_starts_before_expiry(
+    alerts: &[Alert],
+    now: DateTime<Utc>,
+    resolve_timeout: impl FnOnce() -> std::time::Duration,
+) -> Result<(), ParseError> {
+    let mut future = alerts.iter().enumerate().filter(|(_, a)| {
+        a.status == Status::Firing
+            && a.ends_at.is_none()
+            && a.expires_without_refresh
+            && a.starts_at.is_some_and(|start| start > now)
+    });
+    let Some(first) = future.next() else {
+        return Ok(());
+    };
+    let timeout = chrono::Duration::from_std(resolve_timeout()).unwrap_or(chrono::Duration::MAX);
+    let Some(expires) = now.checked_add_signed(timeout) else {
+        return Ok(());
+    };
+    let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    for (index, alert) in std::iter::once(first).chain(future) {
+        let starts = alert.starts_at.unwrap_or(now);
+        if starts > expires {
+            return Err(ParseError::alert(
+                index,
+                format!(
+                    "startsAt {} is after the alert would expire without an endsAt ({}, \
+                     dedup.resolve_timeout after it was received): an alert cannot end before \
+                     it starts",
+                    at(starts),
+                    at(expires)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// For `#[serde(deserialize_with)]` on an alert's labels: a JSON object of strings, a name
