@@ -663,9 +663,28 @@ impl Store {
         Ok(view.db.get(group_key(key))?.map(|v| IncidentId(be_u64(&v))))
     }
 
+    /// The number the next incident gets: past the stored counter and past every incident
+    /// stored. They agree unless the counter went back while incidents stayed: a journal cut at
+    /// damage (the `truncate` its refusal suggests) replays its older records over a sled that
+    /// had already written later ones, and a number given again would overwrite an incident.
     pub fn next_incident_number(&self) -> Result<u64> {
         let view = self.view()?;
-        Ok(view.db.get(META_NEXT_INCIDENT)?.map_or(1, |v| be_u64(&v)))
+        let counter = view.db.get(META_NEXT_INCIDENT)?.map_or(1, |v| be_u64(&v));
+        let past_stored = view
+            .db
+            .scan_prefix(INCIDENT)
+            .keys()
+            .next_back()
+            .transpose()?
+            .map_or(1, |k| be_u64(&k[INCIDENT.len()..]) + 1);
+        if past_stored > counter {
+            tracing::warn!(
+                counter,
+                next_incident = past_stored,
+                "the store's incident counter is behind its incidents (a journal cut at damage?): numbering goes on after the highest stored"
+            );
+        }
+        Ok(counter.max(past_stored))
     }
 
     /// Alerts whose status is firing, in fingerprint order: one scan of `firing/`, so resolved
@@ -3013,6 +3032,32 @@ mod tests {
         let _first = Store::open(dir.path()).unwrap();
         let err = open_refused(dir.path(), "a second open of a locked store").to_string();
         assert!(err.contains("another triaged"), "{err}");
+    }
+
+    /// Regression (QA of operations): after the `truncate` a damaged journal's refusal
+    /// suggests, the replayed older records set the incident counter back while sled kept the
+    /// incidents later records had made, and new incidents overwrote them (INC-19 onwards of 60).
+    /// The next number is past every stored incident as well as the counter.
+    #[test]
+    fn the_next_incident_number_is_past_every_stored_incident() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut batch = Batch::default();
+        for n in 1..=60 {
+            batch.put_incident(incident(n, Tier::L1));
+        }
+        batch.set_next_incident_number(61);
+        store.commit(batch, || ()).unwrap();
+        assert_eq!(store.next_incident_number().unwrap(), 61);
+        let mut back = Batch::default();
+        back.set_next_incident_number(19);
+        store.commit(back, || ()).unwrap();
+        assert_eq!(store.next_incident_number().unwrap(), 61);
+        // A counter ahead of the incidents (the newest removed by retention) stands.
+        let mut ahead = Batch::default();
+        ahead.set_next_incident_number(70);
+        store.commit(ahead, || ()).unwrap();
+        assert_eq!(store.next_incident_number().unwrap(), 70);
     }
 
     /// Regression (a flaky test): sled may let go of the directory's lock a while after its `Db`
