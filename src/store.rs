@@ -3041,7 +3041,7 @@ mod tests {
     #[test]
     fn the_next_incident_number_is_past_every_stored_incident() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap();
         let mut batch = Batch::default();
         for n in 1..=60 {
             batch.put_incident(incident(n, Tier::L1));
