@@ -211,6 +211,13 @@ pub enum StoreError {
         found_at: usize,
         found_seq: u64,
     },
+    #[error(
+        "the store's journal {path} is missing, though {STORE_MARKER} beside it says the store \
+         has one: the commits acknowledged since the last checkpoint may be lost; triaged does \
+         not start on it. Restore the data directory from a backup, or, accepting that loss, \
+         create an empty journal with `touch {path}`"
+    )]
+    JournalMissing { path: PathBuf },
     #[error("corrupt value under {key}: {why}")]
     Corrupt { key: String, why: String },
     /// The store is down: a write failed (disk full, read-only, I/O error) and it has not been
@@ -255,6 +262,7 @@ impl StoreError {
                 | StoreError::Panicked { .. }
                 | StoreError::Replay { .. }
                 | StoreError::JournalDamaged { .. }
+                | StoreError::JournalMissing { .. }
                 | StoreError::Corrupt { .. }
         )
     }
@@ -1497,6 +1505,12 @@ fn replay_journal(
     first_seq: Option<u64>,
     unmarked: bool,
 ) -> Result<Journal> {
+    // A marked store always has its journal (made with the marker, rewritten in place, never
+    // removed): without it, whatever it held since the last checkpoint is gone unseen.
+    let journal_path = path.join(journal::FILE_NAME);
+    if !unmarked && !journal_path.exists() {
+        return Err(StoreError::JournalMissing { path: journal_path });
+    }
     let (mut journal, replay) = Journal::open(path, checkpoint_bytes, first_seq)
         .map_err(|e| journal_failed(&path.join(journal::FILE_NAME), e))?;
     match replay.end() {
@@ -3032,6 +3046,28 @@ mod tests {
         let _first = Store::open(dir.path()).unwrap();
         let err = open_refused(dir.path(), "a second open of a locked store").to_string();
         assert!(err.contains("another triaged"), "{err}");
+    }
+
+    /// Regression (QA of operations): a journal deleted after a crash went unseen, the store
+    /// opening without the commits acknowledged since the last checkpoint. A marked store
+    /// without its journal is refused as damaged, naming the way on (`touch`).
+    #[test]
+    fn a_store_without_its_journal_is_refused_until_one_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let journal = dir.path().join(journal::FILE_NAME);
+        std::fs::remove_file(&journal).unwrap();
+        let err = Store::open(dir.path())
+            .err()
+            .expect("opened without its journal");
+        assert!(err.is_damaged(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("is missing") && text.contains("touch"),
+            "{text}"
+        );
+        std::fs::File::create(&journal).unwrap();
+        drop(Store::open(dir.path()).unwrap());
     }
 
     /// Regression (QA of operations): after the `truncate` a damaged journal's refusal
