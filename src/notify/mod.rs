@@ -134,24 +134,8 @@ async fn follow<S: Sink>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = sink.name().to_string();
-    // The store may be down (disk full) when the daemon starts: wait for it, retrying each
-    // second but saying so once a minute, not each time.
-    let said = Quiet::every(CURSOR_RETRY_LOG_EVERY);
-    let mut failures = 0u64;
-    let mut cursor = loop {
-        match store.cursor(&name) {
-            Ok(c) => break c,
-            Err(e) => {
-                failures += 1;
-                if said.say("cursor", std::time::Instant::now()).is_some() {
-                    tracing::warn!(sink = %name, error = %e, failures, "cannot read the sink's cursor yet; retrying each second");
-                }
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    let Some((mut cursor, failures)) = read_cursor(&store, &name, &mut shutdown).await else {
+        return;
     };
     tracing::info!(sink = %name, cursor, failures, "sink started");
     loop {
@@ -192,16 +176,8 @@ async fn follow<S: Sink>(
             }
             cursor = event.seq;
         }
-        let advanced = queue
-            .submit(|reply| Command::AdvanceCursor {
-                sink: name.clone(),
-                seq: cursor,
-                reply,
-            })
-            .await;
-        if !matches!(advanced, Ok(Ok(_))) {
+        if !store_cursor(&queue, &name, cursor).await {
             // Redelivered after a restart at worst: receivers drop repeats by event_id.
-            tracing::warn!(sink = %name, cursor, "storing the sink's cursor failed");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
@@ -209,6 +185,50 @@ async fn follow<S: Sink>(
 
 /// How often a sink waiting for its cursor says so.
 const CURSOR_RETRY_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The cursor `name` (a sink's, or another follower's of the store, as the dead-letter copies'),
+/// and how many reads failed first: the store may be down (disk full) when the daemon starts,
+/// so it is waited for, retrying each second but saying so once a minute. None if `shutdown`
+/// came first.
+pub(crate) async fn read_cursor(
+    store: &Store,
+    name: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(u64, u64)> {
+    let said = Quiet::every(CURSOR_RETRY_LOG_EVERY);
+    let mut failures = 0u64;
+    loop {
+        match store.cursor(name) {
+            Ok(cursor) => return Some((cursor, failures)),
+            Err(e) => {
+                failures += 1;
+                if said.say("cursor", std::time::Instant::now()).is_some() {
+                    tracing::warn!(sink = %name, error = %e, failures, "cannot read the sink's cursor yet; retrying each second");
+                }
+                tokio::select! {
+                    _ = shutdown.changed() => return None,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Store the cursor `name` at `seq` through the writer; false (said in the log) if that failed.
+pub(crate) async fn store_cursor(queue: &Queue, name: &str, seq: u64) -> bool {
+    let advanced = queue
+        .submit(|reply| Command::AdvanceCursor {
+            sink: name.to_string(),
+            seq,
+            reply,
+        })
+        .await;
+    let stored = matches!(advanced, Ok(Ok(_)));
+    if !stored {
+        tracing::warn!(sink = %name, cursor = seq, "storing the sink's cursor failed");
+    }
+    stored
+}
 
 /// Deliver one event, retrying with exponential backoff and jitter; false if shutdown came first.
 async fn deliver_until_done<S: Sink>(

@@ -171,23 +171,16 @@ impl ApiError {
     /// a bare JSON string, `"<error>: <detail>"`, the body Alertmanager's OpenAPI spec gives them
     /// and its generated clients (amtool) read; any other status is answered as elsewhere.
     fn into_alertmanager_response(self) -> Response {
-        if !matches!(self.status.as_u16(), 400 | 404 | 500) || self.challenge.is_some() {
-            return self.into_response();
-        }
-        let text = match &self.detail {
-            Some(detail) => format!("{}: {detail}", self.error),
-            None => self.error.clone(),
-        };
-        let status = self.status;
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), error = %self.error, detail = ?self.detail, "request failed");
-        } else {
-            tracing::debug!(status = status.as_u16(), error = %self.error, detail = ?self.detail, "request refused");
-        }
-        json_response(status, &text)
+        let bare = matches!(self.status.as_u16(), 400 | 404 | 500) && self.challenge.is_none();
+        self.respond(bare)
     }
 
     fn into_response(self) -> Response {
+        self.respond(false)
+    }
+
+    /// The answer: `{"error", "detail"}`, or with `bare` the string `"<error>: <detail>"`.
+    fn respond(self, bare: bool) -> Response {
         // A refusal with Retry-After (queue full, store down) is a state, counted and logged
         // once where it arises; logging every refused request would flood the log, which may
         // well sit on the disk that is full.
@@ -207,13 +200,21 @@ impl ApiError {
             #[serde(skip_serializing_if = "Option::is_none")]
             detail: Option<&'a str>,
         }
-        let mut response = json_response(
-            self.status,
-            &Body {
-                error: &self.error,
-                detail: self.detail.as_deref(),
-            },
-        );
+        let mut response = if bare {
+            let text = match &self.detail {
+                Some(detail) => format!("{}: {detail}", self.error),
+                None => self.error.clone(),
+            };
+            json_response(self.status, &text)
+        } else {
+            json_response(
+                self.status,
+                &Body {
+                    error: &self.error,
+                    detail: self.detail.as_deref(),
+                },
+            )
+        };
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

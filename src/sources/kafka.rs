@@ -812,21 +812,10 @@ impl DeadLetterTopic {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let quiet = Quiet::default();
-        let mut cursor = loop {
-            match store.cursor(DEAD_LETTER_CURSOR) {
-                Ok(cursor) => break cursor,
-                Err(e) => {
-                    const WHAT: &str =
-                        "cannot read the dead-letter copies' cursor yet; retrying each second";
-                    if let Some(repeated) = quiet.say(WHAT, Instant::now()) {
-                        tracing::warn!(error = %e, repeated, "{WHAT}");
-                    }
-                    tokio::select! {
-                        _ = shutdown.changed() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
+        let Some((mut cursor, _)) =
+            crate::notify::read_cursor(&store, DEAD_LETTER_CURSOR, &mut shutdown).await
+        else {
+            return;
         };
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -878,17 +867,8 @@ impl DeadLetterTopic {
                 continue;
             };
             cursor = last.id;
-            let advanced = queue
-                .submit(|reply| Command::AdvanceCursor {
-                    sink: DEAD_LETTER_CURSOR.to_string(),
-                    seq: cursor,
-                    reply,
-                })
-                .await;
-            if !matches!(advanced, Ok(Ok(_))) {
-                // Copied again after a restart at worst.
-                tracing::warn!(cursor, "storing the dead-letter copies' cursor failed");
-            }
+            // Copied again after a restart at worst.
+            crate::notify::store_cursor(&queue, DEAD_LETTER_CURSOR, cursor).await;
         }
     }
 
@@ -992,6 +972,19 @@ mod tests {
     use std::sync::Mutex;
 
     use crate::pipeline::IngestSummary;
+
+    /// How the tests read messages: these formats, roomy limits, the default resolve timeout.
+    fn test_reading(formats: HashMap<String, Option<Format>>) -> Reading {
+        Reading {
+            formats,
+            limits: Limits {
+                max_alerts: 100,
+                max_labels: 100,
+                max_label_bytes: 1000,
+            },
+            resolve_timeout: Duration::from_secs(300),
+        }
+    }
 
     /// A topic's partitions as the consumer sees them: a log of `len` messages each, a read
     /// position, the offsets stored, and what the fake writer made durable (to check every
@@ -1143,15 +1136,7 @@ mod tests {
         const PARTITIONS: i32 = 3;
         const LEN: i64 = 60;
         let config = kafka_config(25);
-        let reading = Reading {
-            formats: [("t".to_string(), None)].into_iter().collect(),
-            limits: Limits {
-                max_alerts: 100,
-                max_labels: 100,
-                max_label_bytes: 1000,
-            },
-            resolve_timeout: Duration::from_secs(300),
-        };
+        let reading = test_reading([("t".to_string(), None)].into_iter().collect());
         let metrics = Metrics::new();
         for (full_every, fail) in [(3, 10..40), (2, 5..9), (4, 0..1), (5, 30..31), (7, 12..80)] {
             let consumer = FakeConsumer::new(PARTITIONS, LEN);
@@ -1238,15 +1223,7 @@ mod tests {
             .finish();
         let _logging = tracing::subscriber::set_default(subscriber);
         let config = kafka_config(10);
-        let reading = Reading {
-            formats: HashMap::new(),
-            limits: Limits {
-                max_alerts: 100,
-                max_labels: 100,
-                max_label_bytes: 1000,
-            },
-            resolve_timeout: Duration::from_secs(300),
-        };
+        let reading = test_reading(HashMap::new());
         let metrics = Metrics::new();
         let quiet = Quiet::default();
         let consumer = FakeConsumer::new(3, 20);
